@@ -1,0 +1,80 @@
+//! Cost of the token path: full verification per algorithm, the cached path (hash + lookup), and
+//! the pre-crypto `inspect`.
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use revguard::jwks::{Algorithm, KeySet};
+use revguard::jwt::{inspect, verify, Claims, VerifyPolicy};
+use revguard::token_cache::TokenCache;
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::{jwks, payload, Signer, ALL_ALGS, AUDIENCE, ISSUER, NOW};
+
+fn policy() -> VerifyPolicy {
+    VerifyPolicy {
+        issuer: ISSUER.into(),
+        audiences: vec![AUDIENCE.into()],
+        clock_skew_secs: 60,
+        max_lifetime_secs: Some(86_400),
+        required_claims: vec!["sub".into()],
+        required_type: None,
+        max_token_bytes: 16 * 1024,
+    }
+}
+
+fn bench_verify(c: &mut Criterion) {
+    let policy = policy();
+    let mut group = c.benchmark_group("verify");
+    for alg in ALL_ALGS {
+        let signer = Signer::generate(alg, &format!("kid-{alg}"));
+        // A realistic set: the signing key among a few others.
+        let others: Vec<_> = ["ES256", "EdDSA", "HS256"]
+            .iter()
+            .map(|a| Signer::generate(a, &format!("other-{a}")).public_jwk())
+            .collect();
+        let mut published = vec![signer.public_jwk()];
+        published.extend(others);
+        let keys = KeySet::from_jwks(&jwks(&published), Algorithm::ALL).unwrap();
+        let token = signer.sign(&payload());
+        assert!(verify(&token, &keys, &policy, NOW).is_ok());
+        group.bench_function(alg, |b| {
+            b.iter(|| verify(black_box(&token), &keys, &policy, NOW))
+        });
+    }
+    group.finish();
+}
+
+fn bench_cached_path(c: &mut Criterion) {
+    let signer = Signer::generate("ES256", "k");
+    let keys = KeySet::from_jwks(&jwks(&[signer.public_jwk()]), Algorithm::ALL).unwrap();
+    let token = signer.sign(&payload());
+    let claims = verify(&token, &keys, &policy(), NOW).unwrap();
+    let mut cache: TokenCache<Claims> = TokenCache::new(10_000);
+    for i in 0..9_999 {
+        let key = TokenCache::<Claims>::key(&format!("filler-{i}"));
+        cache.insert(key, claims.clone(), NOW + 3600, NOW);
+    }
+    cache.insert(
+        TokenCache::<Claims>::key(&token),
+        claims.clone(),
+        claims.exp,
+        NOW,
+    );
+    c.bench_function("cache/key+get", |b| {
+        b.iter(|| {
+            let key = TokenCache::<Claims>::key(black_box(&token));
+            cache.get(&key, NOW).is_some()
+        })
+    });
+}
+
+fn bench_inspect(c: &mut Criterion) {
+    let token = Signer::generate("RS256", "k").sign(&payload());
+    c.bench_function("inspect", |b| {
+        b.iter(|| inspect(black_box(&token), 16 * 1024))
+    });
+}
+
+criterion_group!(benches, bench_verify, bench_cached_path, bench_inspect);
+criterion_main!(benches);

@@ -1,0 +1,95 @@
+//! Command-line interface: argument parsing and the shared file helpers. One module per command.
+
+mod check;
+mod keygen;
+mod snapshot;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "revguard",
+    version,
+    about = "revguard: build, sign and inspect revocation snapshots; decide requests offline"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate an Ed25519 key pair for signing snapshots.
+    Keygen(keygen::Args),
+    /// Build, diff and inspect revocation snapshots.
+    #[command(subcommand)]
+    Snapshot(snapshot::Command),
+    /// Decide one request offline and print the decision as JSON.
+    Check(check::Args),
+}
+
+/// A command's failure: a message for the operator. Exit status 1.
+pub type CliResult = Result<(), String>;
+
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Keygen(args) => keygen::run(args),
+        Command::Snapshot(cmd) => snapshot::run(cmd),
+        Command::Check(args) => check::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("revguard: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Reads a whole file, naming it in the error.
+pub fn read_file(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// Writes through a temporary file in the same directory and renames it into place, so a
+/// failure never leaves a half-written output behind.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> CliResult {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| format!("{} is not a file path", path.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(format!("cannot write {}: {e}", path.display()));
+    }
+    Ok(())
+}
+
+/// The system clock, Unix seconds.
+pub fn unix_now() -> Result<u64, String> {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .map_err(|e| format!("system clock before 1970: {e}"))
+}
+
+/// Prints a JSON value on stdout, pretty.
+pub fn print_json(value: &serde_json::Value) -> CliResult {
+    let text =
+        serde_json::to_string_pretty(value).map_err(|e| format!("cannot encode JSON: {e}"))?;
+    println!("{text}");
+    Ok(())
+}

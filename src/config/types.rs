@@ -1,0 +1,385 @@
+//! The configuration document, as proxies pass it (JSON). Every struct rejects unknown fields,
+//! and every default fails closed. Field reference: docs/CONFIGURATION.md.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Accepted token issuers; at least one.
+    pub issuers: Vec<IssuerConfig>,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`.
+    #[serde(default = "defaults::clock_skew_secs")]
+    pub clock_skew_secs: u64,
+    /// Longest accepted `exp - iat`; tokens without `iat` are then refused.
+    #[serde(default)]
+    pub max_token_lifetime_secs: Option<u64>,
+    /// Claims every token must carry, besides `exp` (always required).
+    #[serde(default)]
+    pub required_claims: Vec<String>,
+    /// Where to look for the token, in order; the request must carry exactly one.
+    #[serde(default = "defaults::token_sources")]
+    pub token_sources: Vec<TokenSource>,
+    /// What to do with a bearer token that is not a JWT.
+    #[serde(default)]
+    pub opaque_tokens: OpaqueTokens,
+    /// Route rules, first match wins; requests matching none use `default_route`.
+    #[serde(default)]
+    pub routes: Vec<RouteRule>,
+    /// The rule for requests that match no route (no path or method matchers).
+    #[serde(default)]
+    pub default_route: RouteRule,
+    /// Claims forwarded to the upstream as headers; incoming copies are always removed.
+    #[serde(default)]
+    pub forward_claims: Vec<ForwardClaim>,
+    /// The claim that names the token's tenant (revocation table, tenant rules).
+    #[serde(default = "defaults::tenant_claim")]
+    pub tenant_claim: String,
+    /// The claim that lists the token's roles (array, or space-separated string).
+    #[serde(default = "defaults::roles_claim")]
+    pub roles_claim: String,
+    /// Remove the Authorization header before forwarding an allowed request.
+    #[serde(default)]
+    pub strip_authorization: bool,
+    /// The realm in `WWW-Authenticate` challenges.
+    #[serde(default = "defaults::realm")]
+    pub realm: String,
+    /// The signed revocation snapshot; without it, no revocation check is made.
+    #[serde(default)]
+    pub revocation: Option<RevocationConfig>,
+    /// The issuer's RFC 7662 introspection endpoint.
+    #[serde(default)]
+    pub introspection: Option<IntrospectionConfig>,
+    /// What to do when a dependency fails.
+    #[serde(default)]
+    pub failure_modes: FailureModes,
+    #[serde(default)]
+    pub limits: Limits,
+    /// Which proxy runs the filter (proxy-wasm builds only).
+    #[serde(default)]
+    pub host: HostProfile,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// Exact `iss` value.
+    pub issuer: String,
+    /// Accepted `aud` values; the token must name at least one.
+    pub audiences: Vec<String>,
+    /// Accepted algorithms (e.g. "ES256", "RS256", "EdDSA", "HS256").
+    pub algorithms: Vec<String>,
+    /// Keys given inline, as a JWKS document.
+    #[serde(default)]
+    pub jwks: Option<serde_json::Value>,
+    /// Keys fetched from the issuer.
+    #[serde(default)]
+    pub jwks_upstream: Option<JwksUpstream>,
+    /// Required JOSE `typ` header, e.g. "at+jwt" (RFC 9068).
+    #[serde(default)]
+    pub required_type: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwksUpstream {
+    /// Host upstream: a cluster name (Envoy) or host:port (Kong).
+    pub upstream: String,
+    pub path: String,
+    /// The `:authority` (Host) sent; defaults to the upstream.
+    #[serde(default)]
+    pub authority: Option<String>,
+    #[serde(default = "defaults::fetch_timeout_ms")]
+    pub timeout_ms: u64,
+    #[serde(default = "defaults::jwks_refresh_secs")]
+    pub refresh_interval_secs: u64,
+    /// A token with an unknown `kid` triggers at most one refetch per this period.
+    #[serde(default = "defaults::jwks_cooldown_secs")]
+    pub unknown_kid_cooldown_secs: u64,
+    /// Keys that cannot be refreshed stay in use this long after their last successful fetch.
+    #[serde(default = "defaults::jwks_max_staleness_secs")]
+    pub max_staleness_secs: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum TokenSource {
+    /// A header carrying `Bearer <token>` (scheme case-insensitive), normally `authorization`.
+    Header(String),
+    /// A cookie holding the bare token.
+    Cookie(String),
+    /// A query parameter holding the bare token.
+    Query(String),
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OpaqueTokens {
+    #[default]
+    Reject,
+    Introspect,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteRule {
+    /// A name for logs and metrics.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Matches paths starting with this prefix (at a segment boundary or not: "/api" matches "/apis").
+    #[serde(default)]
+    pub path_prefix: Option<String>,
+    /// Matches exactly this path (query string excluded).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Methods this rule applies to; empty means all.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// `true` lets requests through without any token check (health checks, public assets).
+    #[serde(default)]
+    pub no_auth: bool,
+    /// Every scope listed must be granted (`scope` or `scp` claim).
+    #[serde(default)]
+    pub required_scopes: Vec<String>,
+    /// Every role listed must be present in `roles_claim`.
+    #[serde(default)]
+    pub required_roles: Vec<String>,
+    /// The token's tenant claim must be present and match.
+    #[serde(default)]
+    pub required_tenant: Option<TenantRequirement>,
+    /// Maximum age of `auth_time` (sensitive routes; RFC 9470 step-up on failure).
+    #[serde(default)]
+    pub max_auth_age_secs: Option<u64>,
+    /// When to ask the issuer's introspection endpoint.
+    #[serde(default)]
+    pub introspection: IntrospectionPolicy,
+    /// When introspection times out, fails or answers garbage; default from `failure_modes`.
+    #[serde(default)]
+    pub on_introspection_failure: Option<FailMode>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum TenantRequirement {
+    /// The tenant claim must be present (any value).
+    Present,
+    /// The tenant claim must equal this value.
+    Equals(String),
+    /// The tenant claim must equal this request header's value.
+    MatchesHeader(String),
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IntrospectionPolicy {
+    /// Only when the snapshot's filter flags the token (the normal case).
+    #[default]
+    OnSnapshotHit,
+    /// Every token (cached for the cache TTL).
+    Always,
+    /// Never: a filter hit is then denied as revoked.
+    Never,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardClaim {
+    pub claim: String,
+    pub header: String,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationConfig {
+    /// Where the full snapshot is served (`path`).
+    /// Host upstream: a cluster name (Envoy) or host:port (Kong).
+    pub upstream: String,
+    pub path: String,
+    /// The `:authority` (Host) sent; defaults to the upstream.
+    #[serde(default)]
+    pub authority: Option<String>,
+    #[serde(default = "defaults::fetch_timeout_ms")]
+    pub timeout_ms: u64,
+    /// The delta for the current snapshot (optional).
+    #[serde(default)]
+    pub delta_path: Option<String>,
+    #[serde(default = "defaults::snapshot_refresh_secs")]
+    pub refresh_interval_secs: u64,
+    /// Snapshot data older than this (or than its own max age) is stale.
+    #[serde(default = "defaults::snapshot_max_staleness_secs")]
+    pub max_staleness_secs: u64,
+    /// Accepted origin signing keys (output of `revguard keygen`); several allow rotation.
+    pub public_keys: Vec<String>,
+    /// Largest snapshot accepted, in bytes.
+    #[serde(default = "defaults::max_snapshot_bytes")]
+    pub max_snapshot_bytes: usize,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntrospectionConfig {
+    /// Host upstream: a cluster name (Envoy) or host:port (Kong).
+    pub upstream: String,
+    pub path: String,
+    /// The `:authority` (Host) sent; defaults to the upstream.
+    #[serde(default)]
+    pub authority: Option<String>,
+    #[serde(default = "defaults::fetch_timeout_ms")]
+    pub timeout_ms: u64,
+    pub client_id: String,
+    pub client_secret: String,
+    #[serde(default)]
+    pub client_auth: ClientAuthMethod,
+    /// How long an "active" answer is trusted (never past the token's `exp`).
+    #[serde(default = "defaults::introspection_cache_ttl_secs")]
+    pub cache_ttl_secs: u64,
+    #[serde(default = "defaults::max_introspection_bytes")]
+    pub max_response_bytes: usize,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuthMethod {
+    #[default]
+    ClientSecretBasic,
+    ClientSecretPost,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailMode {
+    Deny,
+    Allow,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StaleMode {
+    Deny,
+    Allow,
+    /// Confirm every token with the introspection endpoint until fresh data arrives.
+    Introspect,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailureModes {
+    /// No usable key set (never loaded, or past `max_staleness_secs`).
+    #[serde(default = "defaults::deny")]
+    pub keys_unavailable: FailMode,
+    /// No snapshot yet, or snapshot data past its max staleness.
+    #[serde(default = "defaults::stale_deny")]
+    pub revocation_stale: StaleMode,
+    /// Introspection timeout, error or garbage (routes may override).
+    #[serde(default = "defaults::deny")]
+    pub introspection_failure: FailMode,
+}
+
+impl Default for FailureModes {
+    fn default() -> Self {
+        FailureModes {
+            keys_unavailable: FailMode::Deny,
+            revocation_stale: StaleMode::Deny,
+            introspection_failure: FailMode::Deny,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    #[serde(default = "defaults::max_token_bytes")]
+    pub max_token_bytes: usize,
+    #[serde(default = "defaults::verified_cache_entries")]
+    pub verified_cache_entries: usize,
+    #[serde(default = "defaults::introspection_cache_entries")]
+    pub introspection_cache_entries: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_token_bytes: defaults::max_token_bytes(),
+            verified_cache_entries: defaults::verified_cache_entries(),
+            introspection_cache_entries: defaults::introspection_cache_entries(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum HostProfile {
+    /// Upstreams are cluster names; shared data is process-wide.
+    #[default]
+    Envoy,
+    /// Upstreams are host:port; shared data lives in the named `shm_kv` zone and may be evicted.
+    Kong {
+        #[serde(default = "defaults::kong_shm_zone")]
+        shm_zone: String,
+    },
+}
+
+pub(crate) mod defaults {
+    use super::*;
+
+    pub fn clock_skew_secs() -> u64 {
+        60
+    }
+    pub fn token_sources() -> Vec<TokenSource> {
+        vec![TokenSource::Header("authorization".into())]
+    }
+    pub fn tenant_claim() -> String {
+        "tenant".into()
+    }
+    pub fn roles_claim() -> String {
+        "roles".into()
+    }
+    pub fn realm() -> String {
+        "revguard".into()
+    }
+    pub fn jwks_refresh_secs() -> u64 {
+        300
+    }
+    pub fn jwks_cooldown_secs() -> u64 {
+        30
+    }
+    pub fn jwks_max_staleness_secs() -> u64 {
+        86_400
+    }
+    pub fn fetch_timeout_ms() -> u64 {
+        2_000
+    }
+    pub fn snapshot_refresh_secs() -> u64 {
+        10
+    }
+    pub fn snapshot_max_staleness_secs() -> u64 {
+        120
+    }
+    pub fn max_snapshot_bytes() -> usize {
+        16 * 1024 * 1024
+    }
+    pub fn introspection_cache_ttl_secs() -> u64 {
+        60
+    }
+    pub fn max_introspection_bytes() -> usize {
+        16 * 1024
+    }
+    pub fn deny() -> FailMode {
+        FailMode::Deny
+    }
+    pub fn stale_deny() -> StaleMode {
+        StaleMode::Deny
+    }
+    pub fn max_token_bytes() -> usize {
+        8 * 1024
+    }
+    pub fn verified_cache_entries() -> usize {
+        10_000
+    }
+    pub fn introspection_cache_entries() -> usize {
+        10_000
+    }
+    pub fn kong_shm_zone() -> String {
+        "revguard".into()
+    }
+}

@@ -1,0 +1,497 @@
+//! Validation: every error names the field (a JSON path) and says what is wrong.
+
+use std::fmt;
+
+use super::types::*;
+use crate::introspection::{ClientAuth, IntrospectionSettings};
+use crate::jwks::{Algorithm, KeySet};
+use crate::jwt::VerifyPolicy;
+use crate::snapshot::SnapshotKeys;
+
+/// Largest configuration document accepted.
+pub const MAX_CONFIG_BYTES: usize = 1024 * 1024;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// JSON path of the field, e.g. `issuers[0].audiences`.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// All the problems found in one document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lines: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        write!(f, "invalid configuration: {}", lines.join("; "))
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// One issuer, compiled.
+#[derive(Debug)]
+pub struct IssuerPolicy {
+    pub verify: VerifyPolicy,
+    pub algorithms: Vec<Algorithm>,
+    /// Keys given inline (never stale).
+    pub inline_keys: Option<KeySet>,
+}
+
+/// A validated configuration with everything derived from it once.
+#[derive(Debug)]
+pub struct Policy {
+    pub config: Config,
+    pub issuers: Vec<IssuerPolicy>,
+    pub snapshot_keys: Option<SnapshotKeys>,
+    pub introspection: Option<IntrospectionSettings>,
+}
+
+impl Policy {
+    pub fn from_json(bytes: &[u8]) -> Result<Policy, ConfigErrors> {
+        if bytes.len() > MAX_CONFIG_BYTES {
+            return Err(one(
+                "$",
+                format!("the document is larger than {MAX_CONFIG_BYTES} bytes"),
+            ));
+        }
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let config: Config = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." { "$".to_string() } else { path };
+            one(&field, strip_position(&e.inner().to_string()))
+        })?;
+        de.end()
+            .map_err(|e| one("$", strip_position(&e.to_string())))?;
+        Policy::from_config(config)
+    }
+
+    pub fn from_config(config: Config) -> Result<Policy, ConfigErrors> {
+        let mut v = Validator::default();
+        let issuers = v.issuers(&config);
+        v.globals(&config);
+        v.token_sources(&config.token_sources);
+        for (i, route) in config.routes.iter().enumerate() {
+            v.route(&format!("routes[{i}]"), route, false, &config);
+        }
+        v.route("default_route", &config.default_route, true, &config);
+        v.forward_claims(&config.forward_claims);
+        let snapshot_keys = config.revocation.as_ref().and_then(|r| v.revocation(r));
+        let introspection = config
+            .introspection
+            .as_ref()
+            .map(|i| v.introspection(i, &config.limits));
+        v.failure_modes(&config);
+        if v.errors.is_empty() {
+            Ok(Policy {
+                config,
+                issuers,
+                snapshot_keys,
+                introspection,
+            })
+        } else {
+            Err(ConfigErrors(v.errors))
+        }
+    }
+
+    /// The issuer whose `iss` is `iss`.
+    pub fn issuer_index(&self, iss: &str) -> Option<usize> {
+        self.issuers.iter().position(|i| i.verify.issuer == iss)
+    }
+}
+
+fn one(field: &str, message: String) -> ConfigErrors {
+    ConfigErrors(vec![ConfigError {
+        field: field.to_string(),
+        message,
+    }])
+}
+
+/// serde_json appends "at line L column C"; the JSON path already says where.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+#[derive(Default)]
+struct Validator {
+    errors: Vec<ConfigError>,
+}
+
+impl Validator {
+    fn err(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    fn non_empty(&mut self, field: &str, value: &str) {
+        if value.trim().is_empty() {
+            self.err(field, "must not be empty");
+        }
+    }
+
+    fn upstream(&mut self, at: &str, upstream: &str, path: &str, timeout_ms: u64, config: &Config) {
+        self.non_empty(&format!("{at}.upstream"), upstream);
+        if let HostProfile::Kong { .. } = config.host {
+            if !is_host_port(upstream) {
+                self.err(
+                    format!("{at}.upstream"),
+                    "the kong host profile needs host:port",
+                );
+            }
+        }
+        if !path.starts_with('/') {
+            self.err(format!("{at}.path"), "must start with '/'");
+        }
+        if timeout_ms == 0 || timeout_ms > 60_000 {
+            self.err(format!("{at}.timeout_ms"), "must be between 1 and 60000");
+        }
+    }
+
+    fn issuers(&mut self, config: &Config) -> Vec<IssuerPolicy> {
+        if config.issuers.is_empty() {
+            self.err("issuers", "at least one issuer is required");
+        }
+        let mut out = Vec::new();
+        for (i, issuer) in config.issuers.iter().enumerate() {
+            let at = format!("issuers[{i}]");
+            self.non_empty(&format!("{at}.issuer"), &issuer.issuer);
+            if config.issuers[..i]
+                .iter()
+                .any(|o| o.issuer == issuer.issuer)
+            {
+                self.err(format!("{at}.issuer"), "duplicate issuer");
+            }
+            if issuer.audiences.is_empty() || issuer.audiences.iter().any(|a| a.is_empty()) {
+                self.err(
+                    format!("{at}.audiences"),
+                    "list at least one non-empty audience",
+                );
+            }
+            let mut algorithms = Vec::new();
+            for (j, name) in issuer.algorithms.iter().enumerate() {
+                match Algorithm::parse(name) {
+                    Some(alg) => algorithms.push(alg),
+                    None => self.err(
+                        format!("{at}.algorithms[{j}]"),
+                        format!("unknown algorithm {name:?} (one of {})", algorithm_names()),
+                    ),
+                }
+            }
+            if issuer.algorithms.is_empty() {
+                self.err(format!("{at}.algorithms"), "list at least one algorithm");
+            }
+            let inline_keys = match &issuer.jwks {
+                Some(jwks) => match serde_json::to_vec(jwks) {
+                    Ok(bytes) => match KeySet::from_jwks(&bytes, &algorithms) {
+                        Ok(keys) => Some(keys),
+                        Err(e) => {
+                            self.err(format!("{at}.jwks"), e.to_string());
+                            None
+                        }
+                    },
+                    Err(e) => {
+                        self.err(format!("{at}.jwks"), e.to_string());
+                        None
+                    }
+                },
+                None => None,
+            };
+            if let Some(up) = &issuer.jwks_upstream {
+                let at = format!("{at}.jwks_upstream");
+                self.upstream(&at, &up.upstream, &up.path, up.timeout_ms, config);
+                if up.refresh_interval_secs == 0 {
+                    self.err(format!("{at}.refresh_interval_secs"), "must be at least 1");
+                }
+                if up.max_staleness_secs < up.refresh_interval_secs {
+                    self.err(
+                        format!("{at}.max_staleness_secs"),
+                        "must be at least refresh_interval_secs",
+                    );
+                }
+            }
+            if issuer.jwks.is_none() && issuer.jwks_upstream.is_none() {
+                self.err(
+                    &at,
+                    "give keys inline (jwks) or an upstream (jwks_upstream), or both",
+                );
+            }
+            if let Some(t) = &issuer.required_type {
+                self.non_empty(&format!("{at}.required_type"), t);
+            }
+            out.push(IssuerPolicy {
+                verify: VerifyPolicy {
+                    issuer: issuer.issuer.clone(),
+                    audiences: issuer.audiences.clone(),
+                    clock_skew_secs: config.clock_skew_secs,
+                    max_lifetime_secs: config.max_token_lifetime_secs,
+                    required_claims: config.required_claims.clone(),
+                    required_type: issuer.required_type.clone(),
+                    max_token_bytes: config.limits.max_token_bytes,
+                },
+                algorithms,
+                inline_keys,
+            });
+        }
+        out
+    }
+
+    fn globals(&mut self, config: &Config) {
+        if config.clock_skew_secs > 600 {
+            self.err("clock_skew_secs", "must be at most 600 (10 minutes)");
+        }
+        if config.max_token_lifetime_secs == Some(0) {
+            self.err("max_token_lifetime_secs", "must be at least 1 when set");
+        }
+        for (i, c) in config.required_claims.iter().enumerate() {
+            self.non_empty(&format!("required_claims[{i}]"), c);
+        }
+        self.non_empty("tenant_claim", &config.tenant_claim);
+        self.non_empty("roles_claim", &config.roles_claim);
+        let limits = &config.limits;
+        if !(256..=65_536).contains(&limits.max_token_bytes) {
+            self.err("limits.max_token_bytes", "must be between 256 and 65536");
+        }
+        if !(1..=1_000_000).contains(&limits.verified_cache_entries) {
+            self.err(
+                "limits.verified_cache_entries",
+                "must be between 1 and 1000000",
+            );
+        }
+        if !(1..=1_000_000).contains(&limits.introspection_cache_entries) {
+            self.err(
+                "limits.introspection_cache_entries",
+                "must be between 1 and 1000000",
+            );
+        }
+        if let HostProfile::Kong { shm_zone } = &config.host {
+            self.non_empty("host.kong.shm_zone", shm_zone);
+        }
+    }
+
+    fn token_sources(&mut self, sources: &[TokenSource]) {
+        if sources.is_empty() {
+            self.err("token_sources", "list at least one source");
+        }
+        for (i, source) in sources.iter().enumerate() {
+            let (kind, name) = match source {
+                TokenSource::Header(n) => ("header", n),
+                TokenSource::Cookie(n) => ("cookie", n),
+                TokenSource::Query(n) => ("query", n),
+            };
+            let at = format!("token_sources[{i}].{kind}");
+            if name.is_empty() || !name.bytes().all(is_tchar) {
+                self.err(
+                    &at,
+                    "must be a non-empty token (letters, digits, !#$%&'*+-.^_`|~)",
+                );
+            } else if kind == "header" && name.bytes().any(|b| b.is_ascii_uppercase()) {
+                self.err(&at, "header names must be lowercase");
+            }
+            if sources[..i].contains(source) {
+                self.err(&at, "duplicate source");
+            }
+        }
+    }
+
+    fn route(&mut self, at: &str, route: &RouteRule, is_default: bool, config: &Config) {
+        if is_default {
+            if route.path.is_some() || route.path_prefix.is_some() || !route.methods.is_empty() {
+                self.err(
+                    at,
+                    "the default route takes no path, path_prefix or methods",
+                );
+            }
+        } else {
+            match (&route.path, &route.path_prefix) {
+                (Some(p), None) | (None, Some(p)) => {
+                    if !p.starts_with('/') {
+                        self.err(format!("{at}.path"), "must start with '/'");
+                    }
+                }
+                _ => self.err(at, "give exactly one of path and path_prefix"),
+            }
+            for (j, m) in route.methods.iter().enumerate() {
+                if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()) {
+                    self.err(
+                        format!("{at}.methods[{j}]"),
+                        "must be an uppercase method name",
+                    );
+                }
+            }
+        }
+        let has_requirements = !route.required_scopes.is_empty()
+            || !route.required_roles.is_empty()
+            || route.required_tenant.is_some()
+            || route.max_auth_age_secs.is_some();
+        if route.no_auth && has_requirements {
+            self.err(
+                at,
+                "a no_auth route cannot also require scopes, roles, a tenant or auth_time",
+            );
+        }
+        if route.introspection == IntrospectionPolicy::Always && config.introspection.is_none() {
+            self.err(
+                format!("{at}.introspection"),
+                "\"always\" needs the introspection section",
+            );
+        }
+        if let Some(TenantRequirement::MatchesHeader(h)) = &route.required_tenant {
+            if h.is_empty() || !h.bytes().all(|b| is_tchar(b) && !b.is_ascii_uppercase()) {
+                self.err(
+                    format!("{at}.required_tenant.matches_header"),
+                    "must be a lowercase header name",
+                );
+            }
+        }
+    }
+
+    fn forward_claims(&mut self, forwards: &[ForwardClaim]) {
+        for (i, f) in forwards.iter().enumerate() {
+            let at = format!("forward_claims[{i}]");
+            self.non_empty(&format!("{at}.claim"), &f.claim);
+            let h = f.header.as_str();
+            if h.is_empty() || !h.bytes().all(|b| is_tchar(b) && !b.is_ascii_uppercase()) {
+                self.err(format!("{at}.header"), "must be a lowercase header name");
+            } else if RESERVED_HEADERS.contains(&h) {
+                self.err(format!("{at}.header"), format!("{h} cannot carry identity"));
+            }
+            if forwards[..i].iter().any(|o| o.header == f.header) {
+                self.err(format!("{at}.header"), "duplicate header");
+            }
+        }
+    }
+
+    fn revocation(&mut self, r: &RevocationConfig) -> Option<SnapshotKeys> {
+        if r.refresh_interval_secs == 0 {
+            self.err("revocation.refresh_interval_secs", "must be at least 1");
+        }
+        if r.max_staleness_secs < r.refresh_interval_secs {
+            self.err(
+                "revocation.max_staleness_secs",
+                "must be at least refresh_interval_secs",
+            );
+        }
+        if let Some(p) = &r.delta_path {
+            if !p.starts_with('/') {
+                self.err("revocation.delta_path", "must start with '/'");
+            }
+        }
+        if r.max_snapshot_bytes < 1024 || r.max_snapshot_bytes > 256 * 1024 * 1024 {
+            self.err(
+                "revocation.max_snapshot_bytes",
+                "must be between 1 KiB and 256 MiB",
+            );
+        }
+        if r.public_keys.is_empty() {
+            self.err(
+                "revocation.public_keys",
+                "list at least one origin public key",
+            );
+            return None;
+        }
+        match SnapshotKeys::parse(&r.public_keys) {
+            Ok(keys) => Some(keys.with_max_bytes(r.max_snapshot_bytes)),
+            Err(e) => {
+                self.err("revocation.public_keys", e.to_string());
+                None
+            }
+        }
+    }
+
+    fn introspection(&mut self, i: &IntrospectionConfig, limits: &Limits) -> IntrospectionSettings {
+        self.non_empty("introspection.client_id", &i.client_id);
+        if i.cache_ttl_secs == 0 {
+            self.err("introspection.cache_ttl_secs", "must be at least 1");
+        }
+        if !(64..=1024 * 1024).contains(&i.max_response_bytes) {
+            self.err(
+                "introspection.max_response_bytes",
+                "must be between 64 and 1048576",
+            );
+        }
+        IntrospectionSettings {
+            upstream: i.upstream.clone(),
+            path: i.path.clone(),
+            authority: i.authority.clone().unwrap_or_else(|| i.upstream.clone()),
+            client_id: i.client_id.clone(),
+            client_secret: i.client_secret.clone(),
+            auth: match i.client_auth {
+                ClientAuthMethod::ClientSecretBasic => ClientAuth::Basic,
+                ClientAuthMethod::ClientSecretPost => ClientAuth::Post,
+            },
+            timeout_ms: i.timeout_ms,
+            cache_ttl_secs: i.cache_ttl_secs,
+            cache_capacity: limits.introspection_cache_entries,
+            max_response_bytes: i.max_response_bytes,
+        }
+    }
+
+    fn failure_modes(&mut self, config: &Config) {
+        if let Some(r) = &config.revocation {
+            self.upstream("revocation", &r.upstream, &r.path, r.timeout_ms, config);
+        }
+        if let Some(i) = &config.introspection {
+            self.upstream("introspection", &i.upstream, &i.path, i.timeout_ms, config);
+        }
+        if config.introspection.is_none() {
+            if config.failure_modes.revocation_stale == StaleMode::Introspect {
+                self.err(
+                    "failure_modes.revocation_stale",
+                    "\"introspect\" needs the introspection section",
+                );
+            }
+            if config.opaque_tokens == OpaqueTokens::Introspect {
+                self.err(
+                    "opaque_tokens",
+                    "\"introspect\" needs the introspection section",
+                );
+            }
+        }
+    }
+}
+
+/// Headers that must never be set from a claim.
+const RESERVED_HEADERS: &[&str] = &[
+    "authorization",
+    "cookie",
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "te",
+    "upgrade",
+    "proxy-authorization",
+    "set-cookie",
+];
+
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn is_host_port(s: &str) -> bool {
+    match s.rsplit_once(':') {
+        Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0),
+        None => false,
+    }
+}
+
+fn algorithm_names() -> String {
+    Algorithm::ALL
+        .iter()
+        .map(|a| a.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}

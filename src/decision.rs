@@ -1,0 +1,126 @@
+//! What the core returns for a request: allow (with header changes), deny (with an RFC 6750
+//! response), or introspect first. Adapters perform these; they never decide.
+
+use serde::Serialize;
+
+use crate::http::HttpRequest;
+use crate::jwt::Claims;
+use crate::reason::{www_authenticate, Reason};
+use crate::snapshot::IdKind;
+
+#[derive(Debug, Serialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum Decision {
+    Allow(Allow),
+    Deny(Denial),
+    Introspect(Introspect),
+}
+
+#[derive(Debug, Serialize)]
+pub struct Allow {
+    /// Remove these request headers first (client-sent copies of identity headers).
+    pub remove_headers: Vec<String>,
+    /// Then set these (verified identity for the upstream).
+    pub set_headers: Vec<(String, String)>,
+    /// Set when a failure was let through by a fail-open setting.
+    pub fail_open: Option<Reason>,
+    pub log: DecisionLog,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Denial {
+    pub status: u16,
+    pub reason: Reason,
+    pub www_authenticate: String,
+    pub log: DecisionLog,
+}
+
+impl Denial {
+    pub fn new(
+        reason: Reason,
+        realm: &str,
+        required_scope: Option<&str>,
+        log: DecisionLog,
+    ) -> Denial {
+        Denial {
+            status: reason.status(),
+            reason,
+            www_authenticate: www_authenticate(reason, realm, required_scope),
+            log,
+        }
+    }
+
+    /// The small JSON body of the local reply.
+    pub fn body(&self) -> String {
+        serde_json::json!({
+            "error": self.reason.code(),
+            "error_description": self.reason.description(),
+        })
+        .to_string()
+    }
+}
+
+/// Send `request`; hand the answer to `Engine::complete_introspection` with `pending`.
+#[derive(Debug, Serialize)]
+pub struct Introspect {
+    pub request: HttpRequest,
+    pub pending: PendingIntrospection,
+}
+
+/// Everything the core needs to finish the decision once the answer arrives. Holds no raw token.
+#[derive(Debug, Serialize)]
+pub struct PendingIntrospection {
+    #[serde(skip)]
+    pub(crate) token_key: [u8; 32],
+    #[serde(skip)]
+    pub(crate) claims: Option<std::rc::Rc<Claims>>,
+    /// The snapshot hit that asked for confirmation, if any.
+    pub(crate) trigger: Option<IdKind>,
+    #[serde(skip)]
+    pub(crate) route: Option<usize>,
+    pub(crate) log: DecisionLog,
+}
+
+impl PendingIntrospection {
+    /// A stable key for this token (adapters use it to share one callout between requests).
+    pub fn token_key(&self) -> &[u8; 32] {
+        &self.token_key
+    }
+
+    pub fn log(&self) -> &DecisionLog {
+        &self.log
+    }
+}
+
+/// Fields for the one structured log line per denial. Never the raw token.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct DecisionLog {
+    pub route: Option<String>,
+    pub issuer: Option<String>,
+    pub kid: Option<String>,
+    pub snapshot_generation: Option<u64>,
+    /// First 8 bytes of SHA-256 of the token id (`jti`, else the token), hex.
+    pub token_hash: Option<String>,
+    /// The verified-token cache answered (no signature check).
+    pub cached: bool,
+    /// An introspection answer (fresh or cached) decided.
+    pub introspected: bool,
+}
+
+impl Decision {
+    pub fn reason(&self) -> Option<Reason> {
+        match self {
+            Decision::Deny(d) => Some(d.reason),
+            Decision::Allow(a) => a.fail_open,
+            Decision::Introspect(_) => None,
+        }
+    }
+
+    pub fn log(&self) -> &DecisionLog {
+        match self {
+            Decision::Allow(a) => &a.log,
+            Decision::Deny(d) => &d.log,
+            Decision::Introspect(i) => &i.pending.log,
+        }
+    }
+}

@@ -1,0 +1,358 @@
+//! The decision for one request. Order: cheap before expensive (route, token present and
+//! well-formed, cached verification or header, key, signature, claims), then revocation
+//! (exact tables, then the filter, then introspection where the filter hits), then the route's
+//! requirements.
+
+use std::rc::Rc;
+
+use super::{Engine, Verified};
+use crate::config::{FailMode, IntrospectionPolicy, OpaqueTokens, RouteRule, StaleMode};
+use crate::decision::{Decision, DecisionLog, Introspect, PendingIntrospection};
+use crate::extract::{extract, Extracted};
+use crate::http::HttpOutcome;
+use crate::introspection::{build_request, parse_response, Cached, IntrospectionAnswer};
+use crate::jwt::{self, Claims, TokenError};
+use crate::reason::Reason;
+use crate::request::RequestView;
+use crate::routes;
+use crate::snapshot::{IdKind, TokenIds, Verdict};
+use crate::token_cache::TokenCache;
+
+/// Where the revocation step leaves a verified token.
+enum Revocation {
+    Clear,
+    /// Let through by the stale-data failure mode.
+    ClearFailOpen,
+    Denied(Reason),
+    /// Confirm with the issuer; `None` when no snapshot hit asked for it (policy or staleness).
+    Confirm(Option<IdKind>),
+}
+
+impl Engine {
+    /// Decides one request at time `now` (Unix seconds).
+    pub fn decide(&mut self, req: &RequestView, now: u64) -> Decision {
+        let policy = Rc::clone(&self.policy);
+        let config = &policy.config;
+        let route_index = routes::select_index(config, req.method, req.path_only());
+        let route = route_index
+            .and_then(|i| config.routes.get(i))
+            .unwrap_or(&config.default_route);
+        let mut log = DecisionLog {
+            route: route.name.clone(),
+            ..DecisionLog::default()
+        };
+        if route.no_auth {
+            return Decision::Allow(self.allow(None, None, log));
+        }
+
+        let token = match extract(req, &config.token_sources, config.limits.max_token_bytes) {
+            Extracted::Token(t) => t,
+            Extracted::Missing => return self.deny(Reason::MissingToken, route, log),
+            Extracted::Invalid(_) => return self.deny(Reason::InvalidRequest, route, log),
+        };
+        let token_key = TokenCache::<()>::key(token);
+        log.token_hash = Some(short_hash(&token_key));
+
+        if !looks_like_jwt(token) {
+            return match config.opaque_tokens {
+                OpaqueTokens::Reject => self.deny(Reason::MalformedToken, route, log),
+                OpaqueTokens::Introspect => {
+                    self.introspect(token, token_key, None, None, route_index, req, log, now)
+                }
+            };
+        }
+
+        let verified = match self.verified.get(&token_key, now) {
+            Some(v) => {
+                log.cached = true;
+                Rc::clone(v)
+            }
+            None => match self.verify(token, now, &mut log) {
+                Ok(v) => {
+                    let v = Rc::new(v);
+                    self.verified
+                        .insert(token_key, Rc::clone(&v), v.claims.exp, now);
+                    v
+                }
+                Err(Ok(reason)) => return self.deny(reason, route, log),
+                Err(Err(fail_open)) => {
+                    return Decision::Allow(self.allow_fail_open(fail_open, log))
+                }
+            },
+        };
+        log.issuer = Some(verified.claims.iss.clone());
+        log.kid = verified.kid.clone();
+        if let Some(jti) = &verified.claims.jti {
+            log.token_hash = Some(short_hash(&TokenCache::<()>::key(jti)));
+        }
+        log.snapshot_generation = self.snapshot_generation();
+
+        let claims = Rc::clone(&verified.claims);
+        match self.revocation_check(&claims, route, now) {
+            Revocation::Denied(reason) => self.deny(reason, route, log),
+            Revocation::Confirm(trigger) => self.introspect(
+                token,
+                token_key,
+                Some(claims),
+                trigger,
+                route_index,
+                req,
+                log,
+                now,
+            ),
+            Revocation::Clear => self.finish(&claims, route, req, None, log, now),
+            Revocation::ClearFailOpen => self.finish(
+                &claims,
+                route,
+                req,
+                Some(Reason::StaleRevocationData),
+                log,
+                now,
+            ),
+        }
+    }
+
+    /// Finishes a decision that waited for introspection. `outcome` is the issuer's answer, or
+    /// `Failed` for a timeout or reset. `req` is the same request (for route requirements).
+    pub fn complete_introspection(
+        &mut self,
+        pending: PendingIntrospection,
+        outcome: HttpOutcome,
+        req: &RequestView,
+        now: u64,
+    ) -> Decision {
+        let policy = Rc::clone(&self.policy);
+        let config = &policy.config;
+        let route = pending
+            .route
+            .and_then(|i| config.routes.get(i))
+            .unwrap_or(&config.default_route);
+        let mut log = pending.log;
+        let parsed = match (outcome, &policy.introspection) {
+            (HttpOutcome::Response { status, body, .. }, Some(settings)) => {
+                parse_response(status, body, settings.max_response_bytes).ok()
+            }
+            _ => None,
+        };
+        let Some(answer) = parsed else {
+            let mode = route
+                .on_introspection_failure
+                .unwrap_or(config.failure_modes.introspection_failure);
+            return match (mode, pending.claims) {
+                (FailMode::Allow, Some(claims)) => self.finish(
+                    &claims,
+                    route,
+                    req,
+                    Some(Reason::IntrospectionFailed),
+                    log,
+                    now,
+                ),
+                (FailMode::Allow, None) => {
+                    Decision::Allow(self.allow_fail_open(Reason::IntrospectionFailed, log))
+                }
+                (FailMode::Deny, _) => self.deny(Reason::IntrospectionFailed, route, log),
+            };
+        };
+        log.introspected = true;
+        let ttl = policy
+            .introspection
+            .as_ref()
+            .map_or(0, |s| s.cache_ttl_secs);
+        let token_exp = pending.claims.as_ref().map(|c| c.exp);
+        self.introspected
+            .put(pending.token_key, answer.clone(), token_exp, ttl, now);
+        match self.introspected.get(&pending.token_key, now) {
+            Some(Cached::Active(_)) => {
+                let claims = pending
+                    .claims
+                    .unwrap_or_else(|| Rc::new(claims_from_answer(&answer, now, ttl)));
+                self.finish(&claims, route, req, None, log, now)
+            }
+            _ => self.deny(inactive_reason(pending.trigger), route, log),
+        }
+    }
+
+    /// Verifies a token not seen before. `Err(Ok(reason))` denies; `Err(Err(reason))` is an
+    /// infrastructure failure that the configuration lets through.
+    fn verify(
+        &mut self,
+        token: &str,
+        now: u64,
+        log: &mut DecisionLog,
+    ) -> Result<Verified, Result<Reason, Reason>> {
+        let policy = Rc::clone(&self.policy);
+        let inspected = jwt::inspect(token, policy.config.limits.max_token_bytes)
+            .map_err(|e| Ok(e.reason()))?;
+        log.kid = inspected.header.kid.clone();
+        let issuer = inspected
+            .unverified_issuer
+            .as_deref()
+            .and_then(|iss| policy.issuer_index(iss))
+            .ok_or(Ok(Reason::WrongIssuer))?;
+        let Some(issuer_policy) = policy.issuers.get(issuer) else {
+            return Err(Ok(Reason::WrongIssuer));
+        };
+        log.issuer = Some(issuer_policy.verify.issuer.clone());
+        let key_sets = self.usable_keys(issuer, now);
+        if key_sets.is_empty() {
+            return Err(match policy.config.failure_modes.keys_unavailable {
+                FailMode::Deny => Ok(Reason::KeysUnavailable),
+                FailMode::Allow => Err(Reason::KeysUnavailable),
+            });
+        }
+        let mut result = Err(TokenError::UnknownKey {
+            kid: inspected.header.kid.clone(),
+        });
+        for keys in key_sets {
+            result = jwt::verify(token, keys, &issuer_policy.verify, now);
+            if !matches!(result, Err(TokenError::UnknownKey { .. })) {
+                break;
+            }
+        }
+        match result {
+            Ok(claims) => Ok(Verified {
+                kid: inspected.header.kid,
+                claims: Rc::new(claims),
+            }),
+            Err(e) => {
+                if matches!(e, TokenError::UnknownKey { .. }) {
+                    if let Some(state) = self.issuers.get_mut(issuer) {
+                        state.unknown_kid_seen = true;
+                    }
+                }
+                Err(Ok(e.reason()))
+            }
+        }
+    }
+
+    fn revocation_check(&self, claims: &Claims, route: &RouteRule, now: u64) -> Revocation {
+        let config = &self.policy.config;
+        let has_introspection = self.policy.introspection.is_some();
+        let always = route.introspection == IntrospectionPolicy::Always;
+        let Some(state) = self
+            .revocation
+            .as_ref()
+            .filter(|_| !self.revocation_is_stale(now))
+        else {
+            if config.revocation.is_none() {
+                return if always {
+                    Revocation::Confirm(None)
+                } else {
+                    Revocation::Clear
+                };
+            }
+            return match config.failure_modes.revocation_stale {
+                StaleMode::Deny => Revocation::Denied(Reason::StaleRevocationData),
+                StaleMode::Allow if always => Revocation::Confirm(None),
+                StaleMode::Allow => Revocation::ClearFailOpen,
+                StaleMode::Introspect => Revocation::Confirm(None),
+            };
+        };
+        let tenant = claims.claim(&config.tenant_claim);
+        let ids = TokenIds {
+            jti: claims.jti.as_deref(),
+            sid: claims.sid.as_deref(),
+            sub: claims.sub.as_deref(),
+            tenant: tenant.as_ref().and_then(|t| t.as_str()),
+            issued_at: claims.iat,
+        };
+        match state.check(&ids) {
+            Verdict::Revoked(kind) => Revocation::Denied(revoked_reason(kind)),
+            Verdict::MaybeRevoked(kind) => {
+                if has_introspection && route.introspection != IntrospectionPolicy::Never {
+                    Revocation::Confirm(Some(kind))
+                } else {
+                    Revocation::Denied(revoked_reason(kind))
+                }
+            }
+            Verdict::Clear if always => Revocation::Confirm(None),
+            Verdict::Clear => Revocation::Clear,
+        }
+    }
+
+    /// Answers from the introspection cache, or asks the adapter to call the issuer.
+    #[allow(clippy::too_many_arguments)]
+    fn introspect(
+        &mut self,
+        token: &str,
+        token_key: [u8; 32],
+        claims: Option<Rc<Claims>>,
+        trigger: Option<IdKind>,
+        route: Option<usize>,
+        req: &RequestView,
+        mut log: DecisionLog,
+        now: u64,
+    ) -> Decision {
+        let policy = Rc::clone(&self.policy);
+        let config = &policy.config;
+        let rule = route
+            .and_then(|i| config.routes.get(i))
+            .unwrap_or(&config.default_route);
+        let Some(settings) = policy.introspection.as_ref() else {
+            return self.deny(inactive_reason(trigger), rule, log);
+        };
+        match self.introspected.get(&token_key, now) {
+            Some(Cached::Active(answer)) => {
+                log.introspected = true;
+                let claims = claims.unwrap_or_else(|| {
+                    Rc::new(claims_from_answer(&answer, now, settings.cache_ttl_secs))
+                });
+                self.finish(&claims, rule, req, None, log, now)
+            }
+            Some(Cached::Inactive) => {
+                log.introspected = true;
+                self.deny(inactive_reason(trigger), rule, log)
+            }
+            None => Decision::Introspect(Introspect {
+                request: build_request(settings, token, Some("access_token")),
+                pending: PendingIntrospection {
+                    token_key,
+                    claims,
+                    trigger,
+                    route,
+                    log,
+                },
+            }),
+        }
+    }
+}
+
+/// Tokens with two dots are JWS compact serialisations; anything else is opaque.
+fn looks_like_jwt(token: &str) -> bool {
+    token.bytes().filter(|b| *b == b'.').count() == 2
+}
+
+fn short_hash(key: &[u8; 32]) -> String {
+    key.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+fn revoked_reason(kind: IdKind) -> Reason {
+    match kind {
+        IdKind::Jti => Reason::Revoked,
+        IdKind::Sid => Reason::RevokedSession,
+        IdKind::Subject => Reason::RevokedSubject,
+        IdKind::Tenant => Reason::RevokedTenant,
+    }
+}
+
+/// An inactive answer after a snapshot hit confirms that revocation; otherwise it is just inactive.
+fn inactive_reason(trigger: Option<IdKind>) -> Reason {
+    trigger.map_or(Reason::TokenInactive, revoked_reason)
+}
+
+/// The identity an opaque token carries, from its (active) introspection answer.
+fn claims_from_answer(answer: &IntrospectionAnswer, now: u64, ttl: u64) -> Claims {
+    Claims {
+        iss: answer.iss.clone().unwrap_or_default(),
+        sub: answer.sub.clone(),
+        aud: answer.aud.clone(),
+        exp: answer.exp.unwrap_or(now.saturating_add(ttl)),
+        nbf: answer.nbf,
+        iat: answer.iat,
+        jti: answer.jti.clone(),
+        sid: answer.sid.clone(),
+        auth_time: None,
+        scopes: answer.scope.clone(),
+        extra: answer.extra.clone(),
+    }
+}

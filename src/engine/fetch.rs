@@ -1,0 +1,277 @@
+//! When to fetch key sets, snapshots and deltas, and what to do with the answers. Pure: the
+//! adapter asks what is due at `now`, sends the requests, and reports each outcome.
+
+use serde::Serialize;
+
+use super::{Engine, LoadError};
+use crate::config::Policy;
+use crate::http::{HttpOutcome, HttpRequest};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FetchKind {
+    /// The key set of issuer #n.
+    Keys(usize),
+    Snapshot,
+    Delta,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FetchRequest {
+    pub kind: FetchKind,
+    pub request: HttpRequest,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FetchResult {
+    /// New data is in force (a generation for revocation data, a key count for key sets).
+    Updated(u64),
+    /// 304, an equal generation, or no delta published (404).
+    NotModified,
+}
+
+/// Retries after a failure back off 1, 2, 4... seconds, capped at the refresh interval.
+const MAX_BACKOFF_EXPONENT: u32 = 16;
+/// An adapter that never reports an outcome must not block fetching forever.
+const IN_FLIGHT_GRACE_SECS: u64 = 5;
+
+#[derive(Debug, Default)]
+struct Slot {
+    next_due: u64,
+    last_started: Option<u64>,
+    in_flight_since: Option<u64>,
+    etag: Option<String>,
+    failures: u32,
+}
+
+#[derive(Debug)]
+pub(super) struct Schedule {
+    keys: Vec<Slot>,
+    snapshot: Slot,
+    delta: Slot,
+}
+
+impl Schedule {
+    pub(super) fn new(policy: &Policy) -> Schedule {
+        Schedule {
+            keys: policy
+                .config
+                .issuers
+                .iter()
+                .map(|_| Slot::default())
+                .collect(),
+            snapshot: Slot::default(),
+            delta: Slot::default(),
+        }
+    }
+
+    fn slot(&mut self, kind: FetchKind) -> Option<&mut Slot> {
+        match kind {
+            FetchKind::Keys(i) => self.keys.get_mut(i),
+            FetchKind::Snapshot => Some(&mut self.snapshot),
+            FetchKind::Delta => Some(&mut self.delta),
+        }
+    }
+}
+
+impl Engine {
+    /// The fetches due at `now`, marked in flight. Call on every tick; send each request and
+    /// report it with [`Engine::fetch_completed`].
+    pub fn due_fetches(&mut self, now: u64) -> Vec<FetchRequest> {
+        let mut due = Vec::new();
+        for (i, issuer) in self.policy.config.issuers.iter().enumerate() {
+            let Some(up) = &issuer.jwks_upstream else {
+                continue;
+            };
+            let unknown_kid = self.issuers.get(i).is_some_and(|s| s.unknown_kid_seen);
+            let cooldown = up.unknown_kid_cooldown_secs;
+            if let Some(slot) = self.fetches.keys.get_mut(i) {
+                // An unknown kid pulls the next fetch forward, to at most one per cooldown.
+                let due_at = match (unknown_kid, slot.last_started) {
+                    (true, Some(last)) => slot.next_due.min(last.saturating_add(cooldown)),
+                    (true, None) => 0,
+                    (false, _) => slot.next_due,
+                };
+                if is_due(slot, due_at, now) {
+                    let authority = up.authority.as_deref().unwrap_or(&up.upstream);
+                    let request = conditional(
+                        HttpRequest::get(&up.upstream, authority, &up.path, up.timeout_ms),
+                        slot,
+                    );
+                    slot.in_flight_since = Some(now);
+                    slot.last_started = Some(now);
+                    due.push(FetchRequest {
+                        kind: FetchKind::Keys(i),
+                        request,
+                    });
+                }
+            }
+        }
+        if let Some(r) = &self.policy.config.revocation {
+            let authority = r.authority.as_deref().unwrap_or(&r.upstream);
+            let slot = &mut self.fetches.snapshot;
+            if is_due(slot, slot.next_due, now) {
+                let request = conditional(
+                    HttpRequest::get(&r.upstream, authority, &r.path, r.timeout_ms),
+                    slot,
+                );
+                slot.in_flight_since = Some(now);
+                slot.last_started = Some(now);
+                due.push(FetchRequest {
+                    kind: FetchKind::Snapshot,
+                    request,
+                });
+            }
+            let have_snapshot = self.revocation.is_some();
+            let slot = &mut self.fetches.delta;
+            if let (Some(path), true) = (&r.delta_path, have_snapshot) {
+                if is_due(slot, slot.next_due, now) {
+                    let request = conditional(
+                        HttpRequest::get(&r.upstream, authority, path, r.timeout_ms),
+                        slot,
+                    );
+                    slot.in_flight_since = Some(now);
+                    slot.last_started = Some(now);
+                    due.push(FetchRequest {
+                        kind: FetchKind::Delta,
+                        request,
+                    });
+                }
+            }
+        }
+        due
+    }
+
+    /// Reports the outcome of a fetch from [`Engine::due_fetches`]. On any error the engine
+    /// keeps its last good data and retries with backoff.
+    pub fn fetch_completed(
+        &mut self,
+        kind: FetchKind,
+        outcome: HttpOutcome,
+        now: u64,
+    ) -> Result<FetchResult, FetchError> {
+        let result = self.apply_fetch(kind, outcome, now);
+        let interval = self.refresh_interval(kind);
+        if let Some(slot) = self.fetches.slot(kind) {
+            slot.in_flight_since = None;
+            match &result {
+                Ok(_) => {
+                    slot.failures = 0;
+                    slot.next_due = now.saturating_add(interval);
+                    if let HttpOutcome::Response {
+                        status: 200, etag, ..
+                    } = outcome
+                    {
+                        slot.etag = etag.filter(|e| e.len() <= 256).map(str::to_string);
+                    }
+                }
+                Err(_) => {
+                    slot.failures = slot.failures.saturating_add(1);
+                    let backoff = 1u64 << slot.failures.min(MAX_BACKOFF_EXPONENT);
+                    slot.next_due = now.saturating_add(backoff.min(interval));
+                }
+            }
+        }
+        result
+    }
+
+    fn apply_fetch(
+        &mut self,
+        kind: FetchKind,
+        outcome: HttpOutcome,
+        now: u64,
+    ) -> Result<FetchResult, FetchError> {
+        let (status, body) = match outcome {
+            HttpOutcome::Failed => return Err(FetchError::Unreachable),
+            HttpOutcome::Response { status, body, .. } => (status, body),
+        };
+        match (status, kind) {
+            (304, _) | (404, FetchKind::Delta) => return Ok(FetchResult::NotModified),
+            (200, _) => {}
+            (other, _) => return Err(FetchError::Status(other)),
+        }
+        if let Some(limit) = self.body_limit(kind) {
+            if body.len() > limit {
+                return Err(FetchError::TooLarge(body.len()));
+            }
+        }
+        let before = self.snapshot_generation();
+        let loaded = match kind {
+            FetchKind::Keys(i) => self.load_keys(i, body, now).map(|n| n as u64),
+            FetchKind::Snapshot => self.load_snapshot(body),
+            FetchKind::Delta => self.load_delta(body),
+        };
+        match loaded {
+            Ok(n) if !matches!(kind, FetchKind::Keys(_)) && before == Some(n) => {
+                Ok(FetchResult::NotModified)
+            }
+            Ok(n) => Ok(FetchResult::Updated(n)),
+            Err(e) => Err(FetchError::Rejected(e)),
+        }
+    }
+
+    fn refresh_interval(&self, kind: FetchKind) -> u64 {
+        let config = &self.policy.config;
+        match kind {
+            FetchKind::Keys(i) => config
+                .issuers
+                .get(i)
+                .and_then(|c| c.jwks_upstream.as_ref())
+                .map_or(300, |u| u.refresh_interval_secs),
+            FetchKind::Snapshot | FetchKind::Delta => config
+                .revocation
+                .as_ref()
+                .map_or(60, |r| r.refresh_interval_secs),
+        }
+    }
+
+    fn body_limit(&self, kind: FetchKind) -> Option<usize> {
+        match kind {
+            FetchKind::Keys(_) => Some(crate::jwks::MAX_JWKS_BYTES),
+            FetchKind::Snapshot | FetchKind::Delta => self
+                .policy
+                .config
+                .revocation
+                .as_ref()
+                .map(|r| r.max_snapshot_bytes),
+        }
+    }
+}
+
+fn is_due(slot: &Slot, due_at: u64, now: u64) -> bool {
+    let stuck = slot
+        .in_flight_since
+        .is_some_and(|since| now >= since.saturating_add(IN_FLIGHT_GRACE_SECS));
+    (slot.in_flight_since.is_none() || stuck) && now >= due_at
+}
+
+fn conditional(mut request: HttpRequest, slot: &Slot) -> HttpRequest {
+    if let Some(etag) = &slot.etag {
+        request.headers.push(("if-none-match".into(), etag.clone()));
+    }
+    request
+}
+
+/// Why a fetch did not update anything.
+#[non_exhaustive]
+#[derive(Debug)]
+pub enum FetchError {
+    Unreachable,
+    Status(u16),
+    TooLarge(usize),
+    Rejected(LoadError),
+}
+
+impl std::fmt::Display for FetchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FetchError::Unreachable => write!(f, "upstream unreachable (timeout or reset)"),
+            FetchError::Status(s) => write!(f, "upstream answered status {s}"),
+            FetchError::TooLarge(n) => write!(f, "body of {n} bytes is over the limit"),
+            FetchError::Rejected(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for FetchError {}

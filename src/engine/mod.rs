@@ -1,0 +1,228 @@
+//! The engine: one per worker (VM or isolate). It owns the validated policy, the key sets, the
+//! revocation state and the caches; adapters feed it bytes and time and carry out its decisions.
+
+mod decide;
+mod fetch;
+mod identity;
+
+use std::rc::Rc;
+
+use serde::Serialize;
+
+pub use fetch::{FetchKind, FetchRequest, FetchResult};
+
+use crate::config::{ConfigErrors, Policy};
+use crate::introspection::IntrospectionCache;
+use crate::jwks::{JwksError, KeySet};
+use crate::jwt::Claims;
+use crate::snapshot::{RevocationState, SnapshotError, SnapshotKeys};
+use crate::token_cache::TokenCache;
+
+/// A verified token, as kept in the verified-token cache.
+#[derive(Debug)]
+pub(crate) struct Verified {
+    pub kid: Option<String>,
+    pub claims: Rc<Claims>,
+}
+
+/// Keys fetched from an issuer's upstream.
+#[derive(Debug)]
+struct FetchedKeys {
+    keys: KeySet,
+    fetched_at: u64,
+}
+
+#[derive(Debug, Default)]
+struct IssuerState {
+    fetched: Option<FetchedKeys>,
+    /// A token named a kid we do not know: refetch (at most once per cooldown).
+    unknown_kid_seen: bool,
+}
+
+pub struct Engine {
+    policy: Rc<Policy>,
+    issuers: Vec<IssuerState>,
+    revocation: Option<RevocationState>,
+    verified: TokenCache<Rc<Verified>>,
+    introspected: IntrospectionCache,
+    fetches: fetch::Schedule,
+}
+
+/// Why key-set or revocation data was not loaded. The engine keeps its last good state.
+#[non_exhaustive]
+#[derive(Debug)]
+pub enum LoadError {
+    Keys(JwksError),
+    Snapshot(SnapshotError),
+    NoSuchIssuer(usize),
+    /// The configuration has no `revocation` section.
+    RevocationNotConfigured,
+    /// A delta arrived before any full snapshot.
+    NoBaseSnapshot,
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadError::Keys(e) => write!(f, "key set rejected: {e}"),
+            LoadError::Snapshot(e) => write!(f, "revocation data rejected: {e}"),
+            LoadError::NoSuchIssuer(i) => write!(f, "no issuer #{i} in the configuration"),
+            LoadError::RevocationNotConfigured => {
+                write!(f, "the configuration has no revocation section")
+            }
+            LoadError::NoBaseSnapshot => write!(f, "a delta arrived before any full snapshot"),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// Point-in-time state for metrics and `check` output.
+#[derive(Debug, Serialize)]
+pub struct EngineStatus {
+    pub snapshot_generation: Option<u64>,
+    pub snapshot_age_secs: Option<u64>,
+    pub snapshot_stale: bool,
+    /// Per issuer: seconds since its keys were last fetched (None: inline only or never).
+    pub key_set_age_secs: Vec<Option<u64>>,
+    pub verified_cache_entries: usize,
+    pub introspection_cache_entries: usize,
+}
+
+impl Engine {
+    pub fn new(policy: Rc<Policy>) -> Engine {
+        let limits = &policy.config.limits;
+        Engine {
+            issuers: policy
+                .issuers
+                .iter()
+                .map(|_| IssuerState::default())
+                .collect(),
+            revocation: None,
+            verified: TokenCache::new(limits.verified_cache_entries),
+            introspected: IntrospectionCache::new(limits.introspection_cache_entries),
+            fetches: fetch::Schedule::new(&policy),
+            policy,
+        }
+    }
+
+    /// Parses and validates a configuration document and builds an engine for it.
+    pub fn from_config_json(bytes: &[u8]) -> Result<Engine, ConfigErrors> {
+        Ok(Engine::new(Rc::new(Policy::from_json(bytes)?)))
+    }
+
+    pub fn policy(&self) -> &Rc<Policy> {
+        &self.policy
+    }
+
+    /// Replaces issuer `issuer`'s fetched key set. A set that drops a kid we verified tokens
+    /// with empties the verified-token cache, so a removed key stops working at once.
+    pub fn load_keys(&mut self, issuer: usize, jwks: &[u8], now: u64) -> Result<usize, LoadError> {
+        let Some(policy) = self.policy.issuers.get(issuer) else {
+            return Err(LoadError::NoSuchIssuer(issuer));
+        };
+        let keys = KeySet::from_jwks(jwks, &policy.algorithms).map_err(LoadError::Keys)?;
+        let count = keys.len();
+        if let Some(state) = self.issuers.get_mut(issuer) {
+            let dropped_a_kid = state
+                .fetched
+                .as_ref()
+                .is_some_and(|old| old.keys.kids().any(|kid| !keys.kids().any(|k| k == kid)));
+            if dropped_a_kid {
+                self.verified.clear();
+            }
+            state.fetched = Some(FetchedKeys {
+                keys,
+                fetched_at: now,
+            });
+            state.unknown_kid_seen = false;
+        }
+        Ok(count)
+    }
+
+    /// Loads a full snapshot, verified against the configured origin keys; an older generation
+    /// is refused. Returns the generation now in force.
+    pub fn load_snapshot(&mut self, bytes: &[u8]) -> Result<u64, LoadError> {
+        let keys = self
+            .policy
+            .snapshot_keys
+            .as_ref()
+            .ok_or(LoadError::RevocationNotConfigured)?;
+        match &mut self.revocation {
+            Some(state) => {
+                state
+                    .apply_snapshot(bytes, keys)
+                    .map_err(LoadError::Snapshot)?;
+            }
+            None => {
+                self.revocation =
+                    Some(RevocationState::from_snapshot(bytes, keys).map_err(LoadError::Snapshot)?);
+            }
+        }
+        Ok(self.snapshot_generation().unwrap_or(0))
+    }
+
+    /// Loads a delta for the current snapshot. Returns the generation now in force.
+    pub fn load_delta(&mut self, bytes: &[u8]) -> Result<u64, LoadError> {
+        let keys: &SnapshotKeys = self
+            .policy
+            .snapshot_keys
+            .as_ref()
+            .ok_or(LoadError::RevocationNotConfigured)?;
+        let state = self.revocation.as_mut().ok_or(LoadError::NoBaseSnapshot)?;
+        state
+            .apply_delta(bytes, keys)
+            .map_err(LoadError::Snapshot)?;
+        Ok(state.generation())
+    }
+
+    pub fn snapshot_generation(&self) -> Option<u64> {
+        self.revocation.as_ref().map(RevocationState::generation)
+    }
+
+    pub fn status(&self, now: u64) -> EngineStatus {
+        EngineStatus {
+            snapshot_generation: self.snapshot_generation(),
+            snapshot_age_secs: self
+                .revocation
+                .as_ref()
+                .map(|r| now.saturating_sub(r.built_at())),
+            snapshot_stale: self.revocation_is_stale(now),
+            key_set_age_secs: self
+                .issuers
+                .iter()
+                .map(|s| s.fetched.as_ref().map(|f| now.saturating_sub(f.fetched_at)))
+                .collect(),
+            verified_cache_entries: self.verified.len(),
+            introspection_cache_entries: self.introspected.len(),
+        }
+    }
+
+    /// True when revocation is configured and there is no snapshot, or it is too old.
+    fn revocation_is_stale(&self, now: u64) -> bool {
+        match (&self.policy.config.revocation, &self.revocation) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(cfg), Some(state)) => state.is_stale(now, cfg.max_staleness_secs),
+        }
+    }
+
+    /// The key sets usable for issuer `issuer` now: fetched (unless past its max staleness),
+    /// then inline.
+    fn usable_keys(&self, issuer: usize, now: u64) -> Vec<&KeySet> {
+        let mut sets = Vec::with_capacity(2);
+        let policy = self.policy.issuers.get(issuer);
+        let cfg = self.policy.config.issuers.get(issuer);
+        if let (Some(state), Some(cfg)) = (self.issuers.get(issuer), cfg) {
+            if let (Some(fetched), Some(up)) = (&state.fetched, &cfg.jwks_upstream) {
+                if now.saturating_sub(fetched.fetched_at) <= up.max_staleness_secs {
+                    sets.push(&fetched.keys);
+                }
+            }
+        }
+        if let Some(inline) = policy.and_then(|p| p.inline_keys.as_ref()) {
+            sets.push(inline);
+        }
+        sets
+    }
+}

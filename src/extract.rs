@@ -1,0 +1,193 @@
+//! Finding the bearer token in a request (RFC 6750 section 2): the Authorization header with
+//! the Bearer scheme (case-insensitive), a cookie, or a query parameter, in configured order.
+
+use crate::config::TokenSource;
+use crate::request::RequestView;
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Extracted<'a> {
+    Token(&'a str),
+    Missing,
+    /// Several credentials, a malformed header, or bytes outside the b64token syntax.
+    Invalid(&'static str),
+}
+
+/// Looks in every configured source; exactly one token may be present (RFC 6750 section 2:
+/// clients MUST NOT use more than one method).
+pub fn extract<'a>(
+    req: &RequestView<'a>,
+    sources: &'a [TokenSource],
+    max_bytes: usize,
+) -> Extracted<'a> {
+    let mut found: Option<&'a str> = None;
+    for source in sources {
+        let candidates: Vec<Result<&'a str, &'static str>> = match source {
+            TokenSource::Header(name) => req
+                .header_values(name)
+                .filter_map(bearer_from_header)
+                .collect(),
+            TokenSource::Cookie(name) => req
+                .header_values("cookie")
+                .flat_map(|v| cookie_values(v, name))
+                .collect(),
+            TokenSource::Query(name) => req
+                .query()
+                .map(|q| query_values(q, name))
+                .unwrap_or_default(),
+        };
+        for candidate in candidates {
+            let token = match candidate {
+                Ok(t) => t,
+                Err(why) => return Extracted::Invalid(why),
+            };
+            if token.len() > max_bytes {
+                return Extracted::Invalid("token too large");
+            }
+            if !is_b64token(token) {
+                return Extracted::Invalid("token has characters outside the b64token syntax");
+            }
+            if found.is_some() {
+                return Extracted::Invalid("more than one token in the request");
+            }
+            found = Some(token);
+        }
+    }
+    found.map_or(Extracted::Missing, Extracted::Token)
+}
+
+/// `Bearer <token>`; other schemes (e.g. Basic) are not ours and count as no token (`None`).
+fn bearer_from_header(value: &[u8]) -> Option<Result<&str, &'static str>> {
+    let Ok(value) = std::str::from_utf8(value) else {
+        return Some(Err("authorization header is not UTF-8"));
+    };
+    let value = value.trim_matches(|c| c == ' ' || c == '\t');
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let token = rest.trim_start_matches(' ');
+    if token.is_empty() {
+        return Some(Err("empty bearer token"));
+    }
+    Some(Ok(token))
+}
+
+fn cookie_values<'a>(header: &'a [u8], name: &'a str) -> Vec<Result<&'a str, &'static str>> {
+    let Ok(header) = std::str::from_utf8(header) else {
+        return vec![Err("cookie header is not UTF-8")];
+    };
+    header
+        .split(';')
+        .filter_map(|pair| pair.trim().split_once('='))
+        .filter(|(n, _)| *n == name)
+        .map(|(_, v)| Ok(v.trim_matches('"')))
+        .collect()
+}
+
+fn query_values<'a>(query: &'a str, name: &'a str) -> Vec<Result<&'a str, &'static str>> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .filter(|(n, _)| *n == name)
+        // A JWT is URL-safe already; a percent-encoded token is refused rather than decoded.
+        .map(|(_, v)| Ok(v))
+        .collect()
+}
+
+/// RFC 6750: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+fn is_b64token(token: &str) -> bool {
+    let body = token.trim_end_matches('=');
+    !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sources() -> Vec<TokenSource> {
+        vec![
+            TokenSource::Header("authorization".into()),
+            TokenSource::Cookie("at".into()),
+            TokenSource::Query("access_token".into()),
+        ]
+    }
+
+    fn run<'a>(
+        path: &'a str,
+        headers: &'a [(&'a str, &'a [u8])],
+        s: &'a [TokenSource],
+    ) -> Extracted<'a> {
+        extract(
+            &RequestView {
+                method: "GET",
+                path,
+                headers,
+            },
+            s,
+            100,
+        )
+    }
+
+    #[test]
+    fn finds_each_source() {
+        let s = sources();
+        assert_eq!(
+            run("/", &[("authorization", b"Bearer a.b.c")], &s),
+            Extracted::Token("a.b.c")
+        );
+        assert_eq!(
+            run("/", &[("Authorization", b"bEaReR  a.b.c ")], &s),
+            Extracted::Token("a.b.c")
+        );
+        assert_eq!(
+            run("/", &[("cookie", b"x=1; at=a.b.c")], &s),
+            Extracted::Token("a.b.c")
+        );
+        assert_eq!(
+            run("/p?x=1&access_token=a.b.c", &[], &s),
+            Extracted::Token("a.b.c")
+        );
+        assert_eq!(run("/", &[], &s), Extracted::Missing);
+    }
+
+    #[test]
+    fn refuses_ambiguity_and_junk() {
+        let s = sources();
+        let two: &[(&str, &[u8])] = &[("authorization", b"Bearer a.b.c"), ("cookie", b"at=d.e.f")];
+        assert!(matches!(run("/", two, &s), Extracted::Invalid(_)));
+        assert_eq!(
+            run("/", &[("authorization", b"Basic Zm9vOmJhcg==")], &s),
+            Extracted::Missing
+        );
+        assert!(matches!(
+            run("/", &[("authorization", b"Bearer a b")], &s),
+            Extracted::Invalid(_)
+        ));
+        assert!(matches!(
+            run("/", &[("authorization", b"Bearer \xff")], &s),
+            Extracted::Invalid(_)
+        ));
+        assert!(matches!(
+            run("/", &[("authorization", b"Bearer ")], &s),
+            Extracted::Invalid(_)
+        ));
+        let long = format!("Bearer {}", "a".repeat(101));
+        let h: &[(&str, &[u8])] = &[("authorization", long.as_bytes())];
+        assert!(matches!(
+            run("/", h, &s),
+            Extracted::Invalid("token too large")
+        ));
+    }
+
+    #[test]
+    fn only_configured_sources_count() {
+        let s = vec![TokenSource::Header("authorization".into())];
+        assert_eq!(
+            run("/?access_token=a.b.c", &[("cookie", b"at=x")], &s),
+            Extracted::Missing
+        );
+    }
+}

@@ -1,0 +1,901 @@
+//! JWT verification: cheap structural checks on untrusted input first, then the signature with
+//! the key named by `kid` (its algorithm fixed by the key set), then the claims against policy.
+//!
+//! jwt-simple does the cryptography and its own claim checks under explicit options (our skew,
+//! our `now`, our size limits); our checks below are the authoritative ones: `exp` is required,
+//! lifetimes are bounded and `typ` follows RFC 9068 media-type rules.
+
+use std::fmt;
+
+use ct_codecs::{Base64UrlSafeNoPadding, Decoder};
+use jwt_simple::common::VerificationOptions;
+use jwt_simple::reexports::coarsetime::{Duration, UnixTimeStamp};
+use jwt_simple::JWTError;
+use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::{Map, Value};
+
+use crate::jwks::{Algorithm, KeySet, SelectError};
+use crate::reason::Reason;
+
+/// Largest encoded header accepted: real headers are well under 1 KiB.
+pub const MAX_HEADER_BYTES: usize = 4096;
+
+/// Clock skew above one day is treated as one day: such skew is a broken clock, not drift.
+pub const MAX_CLOCK_SKEW_SECS: u64 = 86_400;
+
+/// Largest `now` handed to jwt-simple, whose timestamps hold 32-bit seconds (until 2106): beyond
+/// it, jwt-simple's arithmetic would overflow. Our own checks always use the real `now`.
+const JWT_SIMPLE_MAX_NOW: u64 = 4_294_967_295 - MAX_CLOCK_SKEW_SECS;
+
+/// Header parameters that would let the token pick its own key or extensions.
+const FORBIDDEN_HEADERS: [&str; 5] = ["jwk", "jku", "x5u", "x5c", "crit"];
+
+/// Claims with their own field in [`Claims`]; every other claim goes to `extra`.
+const STANDARD_CLAIMS: [&str; 11] = [
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "nbf",
+    "iat",
+    "jti",
+    "sid",
+    "auth_time",
+    "scope",
+    "scp",
+];
+
+/// What a route (or issuer) requires of a token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifyPolicy {
+    /// Exact `iss` value.
+    pub issuer: String,
+    /// Accepted audiences: the token must name at least one. Empty: `aud` is not checked.
+    pub audiences: Vec<String>,
+    /// Tolerated clock difference with the issuer, for `exp`, `nbf` and `iat`; at most
+    /// [`MAX_CLOCK_SKEW_SECS`] is used.
+    pub clock_skew_secs: u64,
+    /// Largest `exp - iat`; when set, tokens without `iat` fail with `MissingClaim("iat")`.
+    pub max_lifetime_secs: Option<u64>,
+    /// Claims that must be present and not null.
+    pub required_claims: Vec<String>,
+    /// Required `typ` (e.g. `at+jwt`), compared case-insensitively, `application/` optional.
+    /// When `None`, a `typ` is still only accepted if it is `JWT` or ends in `+jwt`.
+    pub required_type: Option<String>,
+    pub max_token_bytes: usize,
+}
+
+/// The parts of a JOSE header we use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenHeader {
+    pub alg: String,
+    pub kid: Option<String>,
+    pub typ: Option<String>,
+}
+
+/// The result of [`inspect`]: nothing here is verified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Inspected {
+    pub header: TokenHeader,
+    /// Only for choosing the issuer's key set; [`verify`] checks `iss` again after the signature.
+    pub unverified_issuer: Option<String>,
+}
+
+/// Verified claims.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Claims {
+    pub iss: String,
+    pub sub: Option<String>,
+    pub aud: Vec<String>,
+    pub exp: u64,
+    pub nbf: Option<u64>,
+    pub iat: Option<u64>,
+    pub jti: Option<String>,
+    pub sid: Option<String>,
+    pub auth_time: Option<u64>,
+    /// From `scope` (space-separated string or array); from `scp` only when `scope` is absent.
+    pub scopes: Vec<String>,
+    /// Every other claim (roles, tenant, ...).
+    pub extra: Map<String, Value>,
+}
+
+impl Claims {
+    /// Any claim by name, standard ones included. `aud` is a string when there is one audience;
+    /// `scope` (string) and `scp` (array) both give the scopes, whichever the token used.
+    pub fn claim(&self, name: &str) -> Option<Value> {
+        let string = |s: &Option<String>| s.clone().map(Value::String);
+        match name {
+            "iss" => Some(Value::String(self.iss.clone())),
+            "sub" => string(&self.sub),
+            "jti" => string(&self.jti),
+            "sid" => string(&self.sid),
+            "exp" => Some(Value::from(self.exp)),
+            "nbf" => self.nbf.map(Value::from),
+            "iat" => self.iat.map(Value::from),
+            "auth_time" => self.auth_time.map(Value::from),
+            "aud" => match self.aud.as_slice() {
+                [] => None,
+                [one] => Some(Value::String(one.clone())),
+                many => Some(Value::from(many.to_vec())),
+            },
+            "scope" if !self.scopes.is_empty() => Some(Value::String(self.scopes.join(" "))),
+            "scp" if !self.scopes.is_empty() => Some(Value::from(self.scopes.clone())),
+            "scope" | "scp" => None,
+            other => self.extra.get(other).cloned(),
+        }
+    }
+}
+
+/// Why a token was refused.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenError {
+    Malformed(&'static str),
+    DisallowedAlgorithm,
+    ForbiddenHeader(&'static str),
+    UnknownKey { kid: Option<String> },
+    BadSignature,
+    Expired,
+    NotYetValid,
+    IssuedInFuture,
+    TooOld,
+    MissingClaim(String),
+    WrongIssuer,
+    WrongAudience,
+    WrongType,
+}
+
+impl TokenError {
+    pub fn reason(&self) -> Reason {
+        match self {
+            TokenError::Malformed(_) => Reason::MalformedToken,
+            TokenError::DisallowedAlgorithm => Reason::DisallowedAlgorithm,
+            TokenError::ForbiddenHeader(_) => Reason::ForbiddenHeader,
+            TokenError::UnknownKey { .. } => Reason::UnknownKey,
+            TokenError::BadSignature => Reason::BadSignature,
+            TokenError::Expired => Reason::Expired,
+            TokenError::NotYetValid => Reason::NotYetValid,
+            TokenError::IssuedInFuture => Reason::IssuedInFuture,
+            TokenError::TooOld => Reason::TokenTooOld,
+            TokenError::MissingClaim(_) => Reason::MissingClaim,
+            TokenError::WrongIssuer => Reason::WrongIssuer,
+            TokenError::WrongAudience => Reason::WrongAudience,
+            TokenError::WrongType => Reason::WrongType,
+        }
+    }
+}
+
+impl fmt::Display for TokenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TokenError::Malformed(what) => write!(f, "malformed token: {what}"),
+            TokenError::DisallowedAlgorithm => {
+                f.write_str("token algorithm is not allowed for its key")
+            }
+            TokenError::ForbiddenHeader(name) => {
+                write!(f, "token header carries the forbidden parameter \"{name}\"")
+            }
+            // The kid is attacker-chosen: bounded and escaped.
+            TokenError::UnknownKey { kid: Some(kid) } => {
+                let shown: String = kid.chars().take(64).collect();
+                write!(f, "no key with kid {shown:?} in the issuer's key set")
+            }
+            TokenError::UnknownKey { kid: None } => {
+                f.write_str("token has no kid and no single key of the issuer fits its algorithm")
+            }
+            TokenError::BadSignature => f.write_str("token signature does not verify"),
+            TokenError::Expired => f.write_str("token has expired"),
+            TokenError::NotYetValid => f.write_str("token is not valid yet (nbf)"),
+            TokenError::IssuedInFuture => f.write_str("token is issued in the future (iat)"),
+            TokenError::TooOld => f.write_str("token lifetime (exp - iat) exceeds the maximum"),
+            TokenError::MissingClaim(name) => {
+                write!(f, "token lacks the required claim \"{name}\"")
+            }
+            TokenError::WrongIssuer => f.write_str("token issuer is not the expected one"),
+            TokenError::WrongAudience => f.write_str("token audience is not accepted"),
+            TokenError::WrongType => f.write_str("token type (typ) is not accepted"),
+        }
+    }
+}
+
+impl std::error::Error for TokenError {}
+
+/// Cheap checks on untrusted input before any crypto: size, three base64url parts, header JSON,
+/// `alg` (unknown, or `none` in any spelling: `DisallowedAlgorithm`), forbidden header parameters
+/// (`jwk`, `jku`, `x5u`, `x5c`, and any `crit`: we understand no extension). Also returns the
+/// payload's unverified `iss`, used only to pick the issuer's key set.
+pub fn inspect(token: &str, max_token_bytes: usize) -> Result<Inspected, TokenError> {
+    parse(token, max_token_bytes).map(|parsed| parsed.inspected)
+}
+
+/// Verifies `token` against `keys` and `policy` at time `now` (Unix seconds).
+pub fn verify(
+    token: &str,
+    keys: &KeySet,
+    policy: &VerifyPolicy,
+    now: u64,
+) -> Result<Claims, TokenError> {
+    let parsed = parse(token, policy.max_token_bytes)?;
+    let header = &parsed.inspected.header;
+    let alg = Algorithm::parse(&header.alg).ok_or(TokenError::DisallowedAlgorithm)?;
+    if !type_accepted(header.typ.as_deref(), policy.required_type.as_deref()) {
+        return Err(TokenError::WrongType);
+    }
+    let verifier = keys
+        .select(header.kid.as_deref(), alg)
+        .map_err(|e| match e {
+            SelectError::AlgorithmNotAccepted => TokenError::DisallowedAlgorithm,
+            SelectError::UnknownKey => TokenError::UnknownKey {
+                kid: header.kid.clone(),
+            },
+        })?;
+    // A signature of the wrong size (empty, DER-encoded ECDSA, truncated) never reaches crypto.
+    if decoded_len(parsed.signature_b64.len()) != Some(verifier.signature_len()) {
+        return Err(TokenError::BadSignature);
+    }
+    let options = VerificationOptions {
+        time_tolerance: Some(Duration::from_secs(skew(policy))),
+        artificial_time: Some(UnixTimeStamp::from_secs(now.min(JWT_SIMPLE_MAX_NOW))),
+        max_token_length: Some(policy.max_token_bytes),
+        max_header_length: Some(MAX_HEADER_BYTES),
+        // Our RFC 9068 `typ` rule above replaces jwt-simple's narrower one.
+        required_signature_type: header.typ.clone(),
+        ..VerificationOptions::default()
+    };
+    verifier
+        .verify(token, options)
+        .map_err(|e| from_jwt_simple(&e))?;
+    check_claims(parsed.payload, policy, now)
+}
+
+fn skew(policy: &VerifyPolicy) -> u64 {
+    policy.clock_skew_secs.min(MAX_CLOCK_SKEW_SECS)
+}
+
+struct Parsed<'a> {
+    inspected: Inspected,
+    payload: Map<String, Value>,
+    signature_b64: &'a str,
+}
+
+fn parse(token: &str, max_token_bytes: usize) -> Result<Parsed<'_>, TokenError> {
+    if token.len() > max_token_bytes {
+        return Err(TokenError::Malformed("token exceeds the size limit"));
+    }
+    let mut parts = token.split('.');
+    let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(TokenError::Malformed("a JWT has three dot-separated parts"));
+    };
+    if header_b64.len() > MAX_HEADER_BYTES {
+        return Err(TokenError::Malformed("header exceeds the size limit"));
+    }
+    if !is_base64url(signature_b64) || decoded_len(signature_b64.len()).is_none() {
+        return Err(TokenError::Malformed("signature is not base64url"));
+    }
+    let header = decode_object(
+        header_b64,
+        "header is not base64url",
+        "header is not a JSON object",
+    )?;
+    let header = parse_header(&header)?;
+    let payload = decode_object(
+        payload_b64,
+        "payload is not base64url",
+        "payload is not a JSON object",
+    )?;
+    let unverified_issuer = string_claim(&payload, "iss", "iss is not a string")?;
+    Ok(Parsed {
+        inspected: Inspected {
+            header,
+            unverified_issuer,
+        },
+        payload,
+        signature_b64,
+    })
+}
+
+fn is_base64url(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Decoded length of unpadded base64 text, `None` for an impossible length.
+fn decoded_len(encoded: usize) -> Option<usize> {
+    let full = (encoded / 4).checked_mul(3)?;
+    match encoded % 4 {
+        0 => Some(full),
+        2 => full.checked_add(1),
+        3 => full.checked_add(2),
+        _ => None,
+    }
+}
+
+fn decode_object(
+    b64: &str,
+    not_b64: &'static str,
+    not_object: &'static str,
+) -> Result<Map<String, Value>, TokenError> {
+    if b64.is_empty() || !is_base64url(b64) {
+        return Err(TokenError::Malformed(not_b64));
+    }
+    let bytes = Base64UrlSafeNoPadding::decode_to_vec(b64, None)
+        .map_err(|_| TokenError::Malformed(not_b64))?;
+    serde_json::from_slice::<UniqueObject>(&bytes)
+        .map(|o| o.0)
+        .map_err(|_| TokenError::Malformed(not_object))
+}
+
+fn parse_header(header: &Map<String, Value>) -> Result<TokenHeader, TokenError> {
+    let alg = match header.get("alg") {
+        Some(Value::String(alg)) => alg,
+        Some(_) => return Err(TokenError::Malformed("alg is not a string")),
+        None => return Err(TokenError::Malformed("header has no alg")),
+    };
+    if Algorithm::parse(alg).is_none() {
+        return Err(TokenError::DisallowedAlgorithm);
+    }
+    if let Some(name) = FORBIDDEN_HEADERS
+        .iter()
+        .find(|name| header.contains_key(**name))
+    {
+        return Err(TokenError::ForbiddenHeader(name));
+    }
+    Ok(TokenHeader {
+        alg: alg.clone(),
+        kid: string_claim(header, "kid", "kid is not a string")?,
+        typ: string_claim(header, "typ", "typ is not a string")?,
+    })
+}
+
+/// RFC 9068 section 4 / RFC 8725 section 3.11: media types compare case-insensitively and the
+/// `application/` prefix may be omitted.
+fn type_accepted(typ: Option<&str>, required: Option<&str>) -> bool {
+    fn bare(media_type: &str) -> &str {
+        match media_type.get(..12) {
+            Some(prefix) if prefix.eq_ignore_ascii_case("application/") => {
+                media_type.get(12..).unwrap_or_default()
+            }
+            _ => media_type,
+        }
+    }
+    match (typ.map(bare), required.map(bare)) {
+        (Some(typ), Some(required)) => typ.eq_ignore_ascii_case(required),
+        (None, Some(_)) => false,
+        (None, None) => true,
+        (Some(typ), None) => {
+            let suffix = typ.len().checked_sub(4).and_then(|start| typ.get(start..));
+            typ.eq_ignore_ascii_case("jwt")
+                || suffix.is_some_and(|s| s.eq_ignore_ascii_case("+jwt"))
+        }
+    }
+}
+
+/// Maps jwt-simple's failures; anything it reports that is not a `JWTError` is a decoding error.
+fn from_jwt_simple(err: &jwt_simple::Error) -> TokenError {
+    match err.downcast_ref::<JWTError>() {
+        None => TokenError::Malformed("token could not be decoded"),
+        Some(e) => match e {
+            JWTError::InvalidSignature | JWTError::InvalidAuthenticationTag => {
+                TokenError::BadSignature
+            }
+            JWTError::TokenHasExpired => TokenError::Expired,
+            JWTError::TokenNotValidYet => TokenError::NotYetValid,
+            JWTError::ClockDrift => TokenError::IssuedInFuture,
+            JWTError::TokenIsTooOld => TokenError::TooOld,
+            JWTError::AlgorithmMismatch => TokenError::DisallowedAlgorithm,
+            JWTError::UnknownCriticalExtension => TokenError::ForbiddenHeader("crit"),
+            JWTError::MissingSalt => TokenError::ForbiddenHeader("salt"),
+            JWTError::NotJWT | JWTError::RequiredSignatureTypeMismatch => TokenError::WrongType,
+            JWTError::TokenTooLong => TokenError::Malformed("token exceeds the size limit"),
+            JWTError::HeaderTooLarge => TokenError::Malformed("header exceeds the size limit"),
+            JWTError::CompactEncodingError => {
+                TokenError::Malformed("a JWT has three dot-separated parts")
+            }
+            // Remaining variants concern keys and claims we do not ask jwt-simple to check:
+            // refuse as a signature failure rather than guess.
+            _ => TokenError::BadSignature,
+        },
+    }
+}
+
+fn check_claims(
+    mut payload: Map<String, Value>,
+    policy: &VerifyPolicy,
+    now: u64,
+) -> Result<Claims, TokenError> {
+    let missing_required = policy
+        .required_claims
+        .iter()
+        .find(|name| payload.get(name.as_str()).is_none_or(Value::is_null))
+        .cloned();
+    let claims = Claims {
+        iss: string_claim(&payload, "iss", "iss is not a string")?
+            .ok_or_else(|| TokenError::MissingClaim("iss".into()))?,
+        sub: string_claim(&payload, "sub", "sub is not a string")?,
+        aud: string_list(
+            &payload,
+            "aud",
+            "aud is not a string or an array of strings",
+        )?,
+        exp: numeric_date(&payload, "exp", "exp is not a NumericDate")?
+            .ok_or_else(|| TokenError::MissingClaim("exp".into()))?,
+        nbf: numeric_date(&payload, "nbf", "nbf is not a NumericDate")?,
+        iat: numeric_date(&payload, "iat", "iat is not a NumericDate")?,
+        jti: string_claim(&payload, "jti", "jti is not a string")?,
+        sid: string_claim(&payload, "sid", "sid is not a string")?,
+        auth_time: numeric_date(&payload, "auth_time", "auth_time is not a NumericDate")?,
+        scopes: match string_list(
+            &payload,
+            "scope",
+            "scope is not a string or an array of strings",
+        )? {
+            scopes if !scopes.is_empty() => scopes,
+            _ => string_list(
+                &payload,
+                "scp",
+                "scp is not a string or an array of strings",
+            )?,
+        },
+        extra: {
+            payload.retain(|name, _| !STANDARD_CLAIMS.contains(&name.as_str()));
+            payload
+        },
+    };
+    let skew = skew(policy);
+    if claims.iss != policy.issuer {
+        return Err(TokenError::WrongIssuer);
+    }
+    if !policy.audiences.is_empty() {
+        if claims.aud.is_empty() {
+            return Err(TokenError::MissingClaim("aud".into()));
+        }
+        if !claims.aud.iter().any(|aud| policy.audiences.contains(aud)) {
+            return Err(TokenError::WrongAudience);
+        }
+    }
+    if now > claims.exp.saturating_add(skew) {
+        return Err(TokenError::Expired);
+    }
+    if claims.nbf.is_some_and(|nbf| now.saturating_add(skew) < nbf) {
+        return Err(TokenError::NotYetValid);
+    }
+    if claims.iat.is_some_and(|iat| iat > now.saturating_add(skew)) {
+        return Err(TokenError::IssuedInFuture);
+    }
+    if let Some(max) = policy.max_lifetime_secs {
+        let iat = claims
+            .iat
+            .ok_or_else(|| TokenError::MissingClaim("iat".into()))?;
+        if claims.exp.saturating_sub(iat) > max {
+            return Err(TokenError::TooOld);
+        }
+    }
+    if let Some(name) = missing_required {
+        return Err(TokenError::MissingClaim(name));
+    }
+    Ok(claims)
+}
+
+fn string_claim(
+    map: &Map<String, Value>,
+    name: &str,
+    wrong_type: &'static str,
+) -> Result<Option<String>, TokenError> {
+    match map.get(name) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(TokenError::Malformed(wrong_type)),
+    }
+}
+
+/// A string (space-separated for scopes, a single value for `aud`) or an array of strings.
+fn string_list(
+    map: &Map<String, Value>,
+    name: &str,
+    wrong_type: &'static str,
+) -> Result<Vec<String>, TokenError> {
+    match map.get(name) {
+        None => Ok(Vec::new()),
+        Some(Value::String(s)) if name == "aud" => Ok(vec![s.clone()]),
+        Some(Value::String(s)) => Ok(s.split_ascii_whitespace().map(str::to_owned).collect()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| {
+                item.as_str()
+                    .map(str::to_owned)
+                    .ok_or(TokenError::Malformed(wrong_type))
+            })
+            .collect(),
+        Some(_) => Err(TokenError::Malformed(wrong_type)),
+    }
+}
+
+/// RFC 7519 NumericDate: non-negative seconds, fractions allowed and dropped.
+fn numeric_date(
+    map: &Map<String, Value>,
+    name: &str,
+    wrong_type: &'static str,
+) -> Result<Option<u64>, TokenError> {
+    let Some(value) = map.get(name) else {
+        return Ok(None);
+    };
+    let number = value.as_number().ok_or(TokenError::Malformed(wrong_type))?;
+    if let Some(secs) = number.as_u64() {
+        return Ok(Some(secs));
+    }
+    match number.as_f64() {
+        // Range-checked and floored first, so the cast is exact: NumericDate fractions drop.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        Some(secs) if (0.0..18_446_744_073_709_549_568.0).contains(&secs) => {
+            Ok(Some(secs.floor() as u64))
+        }
+        _ => Err(TokenError::Malformed(wrong_type)),
+    }
+}
+
+/// A JSON object whose member names are unique: a duplicated name (say, two `alg`s) is refused,
+/// so that no two parsers can read different values from the same token.
+struct UniqueObject(Map<String, Value>);
+
+impl<'de> Deserialize<'de> for UniqueObject {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor;
+        impl<'de> Visitor<'de> for ObjectVisitor {
+            type Value = UniqueObject;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<UniqueObject, A::Error> {
+                let mut map = Map::new();
+                while let Some((name, value)) = access.next_entry::<String, Value>()? {
+                    if map.contains_key(&name) {
+                        return Err(de::Error::custom("duplicate member name"));
+                    }
+                    map.insert(name, value);
+                }
+                Ok(UniqueObject(map))
+            }
+        }
+        deserializer.deserialize_map(ObjectVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jwks::test_fixtures::{b64, jwks, payload, Signer, ALL_ALGS, AUDIENCE, ISSUER, NOW};
+    use serde_json::json;
+
+    fn policy() -> VerifyPolicy {
+        VerifyPolicy {
+            issuer: ISSUER.into(),
+            audiences: vec![AUDIENCE.into(), "other".into()],
+            clock_skew_secs: 30,
+            max_lifetime_secs: Some(86_400),
+            required_claims: vec!["sub".into()],
+            required_type: None,
+            max_token_bytes: 16 * 1024,
+        }
+    }
+
+    fn set_of(signers: &[&Signer]) -> KeySet {
+        let jwks_doc = jwks(&signers.iter().map(|s| s.public_jwk()).collect::<Vec<_>>());
+        KeySet::from_jwks(&jwks_doc, Algorithm::ALL).unwrap()
+    }
+
+    fn with(changes: Value) -> Value {
+        let mut p = payload();
+        for (k, v) in changes.as_object().unwrap() {
+            if v.is_null() {
+                p.as_object_mut().unwrap().remove(k);
+            } else {
+                p[k] = v.clone();
+            }
+        }
+        p
+    }
+
+    #[test]
+    fn every_algorithm_verifies_and_rejects_tampering() {
+        for alg in ALL_ALGS {
+            let signer = Signer::generate(alg, &format!("kid-{alg}"));
+            let keys = set_of(&[&signer]);
+            let token = signer.sign(&payload());
+            let claims =
+                verify(&token, &keys, &policy(), NOW).unwrap_or_else(|e| panic!("{alg}: {e}"));
+            assert_eq!(claims.iss, ISSUER);
+            assert_eq!(claims.sub.as_deref(), Some("user-1"));
+            assert_eq!(claims.aud, vec![AUDIENCE.to_string()]);
+            assert_eq!(claims.exp, NOW + 3540);
+            assert_eq!(claims.scopes, vec!["orders:read", "orders:write"]);
+            assert_eq!(claims.claim("tenant"), Some(json!("acme")));
+            // Flip one bit of the signature's first byte.
+            let (head, sig) = token.rsplit_once('.').unwrap();
+            let mut raw = Base64UrlSafeNoPadding::decode_to_vec(sig, None).unwrap();
+            raw[0] ^= 1;
+            let flipped = format!("{head}.{}", b64(&raw));
+            assert_eq!(
+                verify(&flipped, &keys, &policy(), NOW),
+                Err(TokenError::BadSignature),
+                "{alg}"
+            );
+            // The same token under another key of the same algorithm and kid.
+            let other = Signer::generate_other(alg, &format!("kid-{alg}"));
+            if !alg.starts_with('R') && !alg.starts_with('P') {
+                let forged = other.sign(&payload());
+                assert_eq!(
+                    verify(&forged, &keys, &policy(), NOW),
+                    Err(TokenError::BadSignature),
+                    "{alg}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn claims_are_extracted() {
+        let signer = Signer::generate("ES256", "k");
+        let keys = set_of(&[&signer]);
+        let token = signer.sign(&with(json!({
+            "aud": ["x", AUDIENCE], "scope": null, "scp": ["a", "b"],
+            "auth_time": NOW - 100, "exp": (NOW + 10) as f64 + 0.9
+        })));
+        let claims = verify(&token, &keys, &policy(), NOW).unwrap();
+        assert_eq!(claims.aud, vec!["x", AUDIENCE]);
+        assert_eq!(claims.scopes, vec!["a", "b"]);
+        assert_eq!(claims.exp, NOW + 10);
+        assert_eq!(claims.auth_time, Some(NOW - 100));
+        assert_eq!(claims.jti.as_deref(), Some("token-1"));
+        assert_eq!(claims.sid.as_deref(), Some("session-1"));
+        assert_eq!(claims.claim("aud"), Some(json!(["x", AUDIENCE])));
+        assert_eq!(claims.claim("scope"), Some(json!("a b")));
+        assert_eq!(claims.claim("scp"), Some(json!(["a", "b"])));
+        assert_eq!(claims.claim("iat"), Some(json!(NOW - 60)));
+        assert_eq!(claims.claim("roles"), Some(json!(["admin", "viewer"])));
+        assert_eq!(claims.claim("nope"), None);
+        assert!(claims.extra.contains_key("tenant") && !claims.extra.contains_key("iss"));
+    }
+
+    #[test]
+    fn time_and_claim_rules() {
+        let signer = Signer::generate("EdDSA", "k");
+        let keys = set_of(&[&signer]);
+        let p = policy();
+        let check = |changes: Value| verify(&signer.sign(&with(changes)), &keys, &p, NOW);
+        assert_eq!(
+            check(json!({"exp": null})),
+            Err(TokenError::MissingClaim("exp".into()))
+        );
+        assert_eq!(check(json!({"exp": NOW - 31})), Err(TokenError::Expired));
+        assert!(check(json!({"exp": NOW - 30})).is_ok());
+        assert_eq!(
+            check(json!({"nbf": NOW + 31})),
+            Err(TokenError::NotYetValid)
+        );
+        assert!(check(json!({"nbf": NOW + 30})).is_ok());
+        assert_eq!(
+            check(json!({"iat": NOW + 31, "nbf": null})),
+            Err(TokenError::IssuedInFuture)
+        );
+        assert_eq!(
+            check(json!({"iat": NOW - 86_400, "exp": NOW + 1})),
+            Err(TokenError::TooOld)
+        );
+        assert!(check(json!({"iat": NOW - 86_000, "exp": NOW + 400})).is_ok());
+        assert_eq!(
+            check(json!({"iat": null})),
+            Err(TokenError::MissingClaim("iat".into()))
+        );
+        assert_eq!(
+            check(json!({"iss": "https://evil.example"})),
+            Err(TokenError::WrongIssuer)
+        );
+        assert_eq!(
+            check(json!({"iss": null})),
+            Err(TokenError::MissingClaim("iss".into()))
+        );
+        assert_eq!(
+            check(json!({"aud": "api://elsewhere"})),
+            Err(TokenError::WrongAudience)
+        );
+        assert_eq!(
+            check(json!({"aud": []})),
+            Err(TokenError::MissingClaim("aud".into()))
+        );
+        assert_eq!(
+            check(json!({"sub": null})),
+            Err(TokenError::MissingClaim("sub".into()))
+        );
+        assert_eq!(
+            check(json!({"exp": -5})),
+            Err(TokenError::Malformed("token could not be decoded"))
+        );
+        assert!(matches!(
+            check(json!({"sid": 5})),
+            Err(TokenError::Malformed(_))
+        ));
+        assert!(matches!(
+            check(json!({"scope": {"a": 1}})),
+            Err(TokenError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn type_rules() {
+        assert!(type_accepted(Some("at+jwt"), Some("at+jwt")));
+        assert!(type_accepted(Some("application/AT+JWT"), Some("at+jwt")));
+        assert!(type_accepted(Some("at+jwt"), Some("Application/at+jwt")));
+        assert!(!type_accepted(Some("JWT"), Some("at+jwt")));
+        assert!(!type_accepted(None, Some("at+jwt")));
+        assert!(type_accepted(None, None));
+        assert!(type_accepted(Some("jwt"), None));
+        assert!(type_accepted(Some("application/dpop+jwt"), None));
+        assert!(!type_accepted(Some("JOSE"), None));
+        assert!(!type_accepted(Some("é"), None));
+
+        let signer = Signer::generate("HS256", "k");
+        let keys = set_of(&[&signer]);
+        let mut p = policy();
+        p.required_type = Some("at+jwt".into());
+        let at = signer.sign_typed(&payload(), Some("application/at+jwt"));
+        assert!(verify(&at, &keys, &p, NOW).is_ok());
+        let plain = signer.sign(&payload());
+        assert_eq!(verify(&plain, &keys, &p, NOW), Err(TokenError::WrongType));
+        let jose = signer.sign_typed(&payload(), Some("JOSE"));
+        assert_eq!(
+            verify(&jose, &keys, &policy(), NOW),
+            Err(TokenError::WrongType)
+        );
+    }
+
+    #[test]
+    fn rotation_by_kid() {
+        let old = Signer::generate("ES256", "2024");
+        let new = Signer::generate("ES256", "2025");
+        let before = set_of(&[&old]);
+        let after = set_of(&[&new]);
+        let old_token = old.sign(&payload());
+        let new_token = new.sign(&payload());
+        assert!(verify(&old_token, &before, &policy(), NOW).is_ok());
+        assert_eq!(
+            verify(&new_token, &before, &policy(), NOW),
+            Err(TokenError::UnknownKey {
+                kid: Some("2025".into())
+            })
+        );
+        assert!(verify(&new_token, &after, &policy(), NOW).is_ok());
+        assert_eq!(
+            verify(&old_token, &after, &policy(), NOW),
+            Err(TokenError::UnknownKey {
+                kid: Some("2024".into())
+            })
+        );
+        // During the overlap both are accepted.
+        let both = set_of(&[&old, &new]);
+        assert!(verify(&old_token, &both, &policy(), NOW).is_ok());
+        assert!(verify(&new_token, &both, &policy(), NOW).is_ok());
+    }
+
+    #[test]
+    fn inspect_reads_header_and_unverified_issuer() {
+        let signer = Signer::generate("PS256", "rsa-1");
+        let token = signer.sign_typed(&payload(), Some("at+jwt"));
+        let inspected = inspect(&token, 16 * 1024).unwrap();
+        assert_eq!(
+            inspected.header,
+            TokenHeader {
+                alg: "PS256".into(),
+                kid: Some("rsa-1".into()),
+                typ: Some("at+jwt".into())
+            }
+        );
+        assert_eq!(inspected.unverified_issuer.as_deref(), Some(ISSUER));
+        assert_eq!(
+            inspect(&token, 100),
+            Err(TokenError::Malformed("token exceeds the size limit"))
+        );
+    }
+
+    #[test]
+    fn header_rules() {
+        let p = b64(payload().to_string().as_bytes());
+        let token = |header: Value| format!("{}.{p}.c2ln", b64(header.to_string().as_bytes()));
+        for alg in [
+            "none", "None", "NONE", "nOnE", "HS1", "ES512", "Ed25519", "",
+        ] {
+            assert_eq!(
+                inspect(&token(json!({"alg": alg})), 4096),
+                Err(TokenError::DisallowedAlgorithm),
+                "{alg}"
+            );
+        }
+        for name in ["jwk", "jku", "x5u", "x5c", "crit"] {
+            let mut header = json!({"alg": "RS256"});
+            header[name] = json!(["x"]);
+            assert_eq!(
+                inspect(&token(header), 4096),
+                Err(TokenError::ForbiddenHeader(name))
+            );
+        }
+        assert!(matches!(
+            inspect(&token(json!({"alg": 1})), 4096),
+            Err(TokenError::Malformed(_))
+        ));
+        assert!(matches!(
+            inspect(&token(json!({"kid": "k"})), 4096),
+            Err(TokenError::Malformed(_))
+        ));
+        assert!(matches!(
+            inspect(&token(json!({"alg": "RS256", "kid": 1})), 4096),
+            Err(TokenError::Malformed(_))
+        ));
+        let dup = format!("{}.{p}.c2ln", b64(br#"{"alg":"none","alg":"RS256"}"#));
+        assert_eq!(
+            inspect(&dup, 4096),
+            Err(TokenError::Malformed("header is not a JSON object"))
+        );
+    }
+
+    #[test]
+    fn error_messages_and_reasons() {
+        let long_kid = "k\n".repeat(100);
+        let msg = TokenError::UnknownKey {
+            kid: Some(long_kid),
+        }
+        .to_string();
+        assert!(!msg.contains('\n') && msg.len() < 200, "{msg}");
+        assert_eq!(TokenError::TooOld.reason(), Reason::TokenTooOld);
+        assert_eq!(
+            TokenError::Malformed("x").reason().code(),
+            "malformed_token"
+        );
+        assert_eq!(
+            TokenError::MissingClaim("exp".into()).to_string(),
+            "token lacks the required claim \"exp\""
+        );
+    }
+
+    #[test]
+    fn rfc7515_hs256_example_verifies() {
+        // RFC 7515 appendix A.1: header and payload with CRLFs, no `aud`, `iat` or `sub`.
+        let token = "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9.\
+                     eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.\
+                     dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        let k = "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow";
+        let keys = KeySet::from_jwks(&jwks(&[json!({"kty": "oct", "k": k})]), &[Algorithm::HS256])
+            .unwrap();
+        let policy = VerifyPolicy {
+            issuer: "joe".into(),
+            audiences: vec![],
+            clock_skew_secs: 0,
+            max_lifetime_secs: None,
+            required_claims: vec![],
+            required_type: None,
+            max_token_bytes: 1024,
+        };
+        let claims = verify(token, &keys, &policy, 1_300_819_380).unwrap();
+        assert_eq!(
+            claims.claim("http://example.com/is_root"),
+            Some(json!(true))
+        );
+        assert_eq!(
+            verify(token, &keys, &policy, 1_300_819_381),
+            Err(TokenError::Expired)
+        );
+    }
+
+    #[test]
+    fn decoded_lengths() {
+        assert_eq!(decoded_len(0), Some(0));
+        assert_eq!(decoded_len(86), Some(64));
+        assert_eq!(decoded_len(128), Some(96));
+        assert_eq!(decoded_len(342), Some(256));
+        assert_eq!(decoded_len(5), None);
+        for n in 0..300usize {
+            let encoded = b64(&vec![0xa5; n]);
+            assert_eq!(decoded_len(encoded.len()), Some(n));
+        }
+    }
+}

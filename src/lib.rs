@@ -1,0 +1,25 @@
+//! revguard: token revocation enforcement at the point of use.
+//!
+//! The pure core (no host calls, no clock, no I/O: time is an argument, and decisions are
+//! returned, never performed) plus one thin adapter per host ABI.
+
+pub mod config;
+pub mod decision;
+pub mod engine;
+pub mod extract;
+pub mod http;
+pub mod introspection;
+pub mod jwks;
+pub mod jwt;
+pub mod reason;
+pub mod request;
+pub mod routes;
+pub mod snapshot;
+pub mod token_cache;
+pub mod wire;
+
+pub use config::Policy;
+pub use decision::Decision;
+pub use engine::Engine;
+pub use reason::Reason;
+pub use request::RequestView;

@@ -1,0 +1,690 @@
+//! One VM: a wasmtime `Store` and instance of the module, its root context and its HTTP streams.
+
+use crate::config::Profile;
+use crate::error::HostError;
+use crate::http::{ClientResponse, ForwardedRequest, HttpRequest, HttpResponse, Outcome};
+use crate::maps::HeaderMap;
+use crate::state::{
+    CallResponse, CalloutSource, GuestHandles, HostState, LocalReply, LogSource, Phase, Shared,
+    StreamState,
+};
+use crate::types::{LogLevel, Status, ACTION_CONTINUE};
+use crate::upstream::{UpstreamOutcome, UpstreamResponse};
+use std::sync::mpsc::TryRecvError;
+use std::sync::Arc;
+use wasmtime::{Engine, Instance, InstancePre, Store, TypedFunc, WasmParams, WasmResults};
+
+/// `proxy_on_http_call_response(context, token, headers, body size, trailers)`.
+type CallResponseFn = TypedFunc<(u32, u32, u32, u32, u32), ()>;
+
+/// Typed handles to the module's callbacks; absent ones are skipped, as Envoy skips them.
+#[derive(Clone)]
+struct Exports {
+    on_context_create: Option<TypedFunc<(u32, u32), ()>>,
+    on_vm_start: Option<TypedFunc<(u32, u32), u32>>,
+    on_configure: Option<TypedFunc<(u32, u32), u32>>,
+    on_tick: Option<TypedFunc<u32, ()>>,
+    on_queue_ready: Option<TypedFunc<(u32, u32), ()>>,
+    on_request_headers: Option<TypedFunc<(u32, u32, u32), u32>>,
+    on_request_body: Option<TypedFunc<(u32, u32, u32), u32>>,
+    on_request_trailers: Option<TypedFunc<(u32, u32), u32>>,
+    on_response_headers: Option<TypedFunc<(u32, u32, u32), u32>>,
+    on_response_body: Option<TypedFunc<(u32, u32, u32), u32>>,
+    on_http_call_response: Option<CallResponseFn>,
+    on_log: Option<TypedFunc<u32, ()>>,
+    on_done: Option<TypedFunc<u32, u32>>,
+    on_delete: Option<TypedFunc<u32, ()>>,
+}
+
+fn export<P: WasmParams, Rt: WasmResults>(
+    instance: &Instance,
+    store: &mut Store<HostState>,
+    name: &'static str,
+) -> Result<Option<TypedFunc<P, Rt>>, HostError> {
+    match instance.get_func(&mut *store, name) {
+        None => Ok(None),
+        Some(f) => f
+            .typed::<P, Rt>(&*store)
+            .map(Some)
+            .map_err(|e| HostError::BadModule(format!("export `{name}` has the wrong type: {e}"))),
+    }
+}
+
+fn engine_err(e: wasmtime::Error) -> HostError {
+    HostError::Engine(format!("{e:#}"))
+}
+
+/// A pending call that is ready to be delivered.
+struct Delivery {
+    at: u64,
+    token: u32,
+    context_id: u32,
+    response: Option<UpstreamResponse>,
+    timed_out: bool,
+}
+
+pub(crate) struct Vm {
+    store: Store<HostState>,
+    exports: Exports,
+    worker: usize,
+    /// Why the VM failed (a trap), if it did.
+    pub(crate) failure: Option<String>,
+    fuel: bool,
+    /// Fuel used by the most recent guest callback (0 without fuel metering).
+    pub(crate) last_call_fuel: u64,
+}
+
+const ROOT: u32 = 1;
+
+impl Vm {
+    /// Instantiates the module and runs `_initialize`/`_start`, the root context's creation,
+    /// `proxy_on_vm_start` and `proxy_on_configure`.
+    pub(crate) fn start(
+        engine: &Engine,
+        pre: &InstancePre<HostState>,
+        worker: usize,
+        shared: Arc<Shared>,
+    ) -> Result<Vm, HostError> {
+        let fuel = shared.config.fuel;
+        let vm_config_len = len_u32(shared.config.vm_configuration.len());
+        let plugin_config_len = len_u32(shared.config.plugin_configuration.len());
+        let mut store = Store::new(engine, HostState::new(worker, shared));
+        if fuel {
+            store.set_fuel(u64::MAX).map_err(engine_err)?;
+        }
+        let instance = pre.instantiate(&mut store).map_err(engine_err)?;
+        let memory = instance
+            .get_memory(&mut store, "memory")
+            .ok_or(HostError::MissingExport("memory"))?;
+        let alloc = match export::<u32, u32>(&instance, &mut store, "proxy_on_memory_allocate")? {
+            Some(f) => f,
+            None => export::<u32, u32>(&instance, &mut store, "malloc")?
+                .ok_or(HostError::MissingExport("proxy_on_memory_allocate"))?,
+        };
+        store.data_mut().guest = Some(GuestHandles { memory, alloc });
+        let exports = Exports {
+            on_context_create: export(&instance, &mut store, "proxy_on_context_create")?,
+            on_vm_start: export(&instance, &mut store, "proxy_on_vm_start")?,
+            on_configure: export(&instance, &mut store, "proxy_on_configure")?,
+            on_tick: export(&instance, &mut store, "proxy_on_tick")?,
+            on_queue_ready: export(&instance, &mut store, "proxy_on_queue_ready")?,
+            on_request_headers: export(&instance, &mut store, "proxy_on_request_headers")?,
+            on_request_body: export(&instance, &mut store, "proxy_on_request_body")?,
+            on_request_trailers: export(&instance, &mut store, "proxy_on_request_trailers")?,
+            on_response_headers: export(&instance, &mut store, "proxy_on_response_headers")?,
+            on_response_body: export(&instance, &mut store, "proxy_on_response_body")?,
+            on_http_call_response: export(&instance, &mut store, "proxy_on_http_call_response")?,
+            on_log: export(&instance, &mut store, "proxy_on_log")?,
+            on_done: export(&instance, &mut store, "proxy_on_done")?,
+            on_delete: export(&instance, &mut store, "proxy_on_delete")?,
+        };
+        let initialize = export::<(), ()>(&instance, &mut store, "_initialize")?;
+        let start = export::<(), ()>(&instance, &mut store, "_start")?;
+        let mut vm = Vm {
+            store,
+            exports,
+            worker,
+            failure: None,
+            fuel,
+            last_call_fuel: 0,
+        };
+        vm.call("_initialize", Phase::Start, ROOT, initialize, ())?;
+        vm.call("_start", Phase::Start, ROOT, start, ())?;
+        let create = vm.exports.on_context_create.clone();
+        vm.call(
+            "proxy_on_context_create",
+            Phase::ContextCreate,
+            ROOT,
+            create,
+            (ROOT, 0),
+        )?;
+        let on_start = vm.exports.on_vm_start.clone();
+        if vm.call(
+            "proxy_on_vm_start",
+            Phase::Start,
+            ROOT,
+            on_start,
+            (ROOT, vm_config_len),
+        )? == Some(0)
+        {
+            return Err(HostError::StartRejected {
+                worker,
+                callback: "proxy_on_vm_start",
+            });
+        }
+        let configure = vm.exports.on_configure.clone();
+        if vm.call(
+            "proxy_on_configure",
+            Phase::Configure,
+            ROOT,
+            configure,
+            (ROOT, plugin_config_len),
+        )? == Some(0)
+        {
+            return Err(HostError::StartRejected {
+                worker,
+                callback: "proxy_on_configure",
+            });
+        }
+        Ok(vm)
+    }
+
+    fn shared(&self) -> &Arc<Shared> {
+        &self.store.data().shared
+    }
+
+    /// Calls a guest callback with `context` as the current context. A trap fails the VM and, for a
+    /// stream, fails that stream the way the profile's proxy does.
+    fn call<P: WasmParams, Rt: WasmResults>(
+        &mut self,
+        callback: &'static str,
+        phase: Phase,
+        context: u32,
+        func: Option<TypedFunc<P, Rt>>,
+        params: P,
+    ) -> Result<Option<Rt>, HostError> {
+        if self.failure.is_some() {
+            return Err(HostError::VmFailed {
+                worker: self.worker,
+            });
+        }
+        let Some(func) = func else { return Ok(None) };
+        let state = self.store.data_mut();
+        let saved = (state.current_context, state.phase);
+        state.current_context = context;
+        state.phase = phase;
+        let fuel_before = if self.fuel {
+            self.store.get_fuel().unwrap_or(0)
+        } else {
+            0
+        };
+        let result = func.call(&mut self.store, params);
+        if self.fuel {
+            self.last_call_fuel = fuel_before.saturating_sub(self.store.get_fuel().unwrap_or(0));
+        }
+        let state = self.store.data_mut();
+        state.current_context = saved.0;
+        state.phase = saved.1;
+        match result {
+            Ok(r) => Ok(Some(r)),
+            Err(e) => {
+                let message = format!("{e:#}");
+                self.fail(callback, context, &message);
+                Err(HostError::Trap {
+                    worker: self.worker,
+                    callback,
+                    message,
+                })
+            }
+        }
+    }
+
+    fn fail(&mut self, callback: &str, context: u32, message: &str) {
+        self.failure = Some(format!("{callback}: {message}"));
+        let state = self.store.data_mut();
+        state.log(
+            LogLevel::Critical,
+            LogSource::Host,
+            format!("wasm trap in {callback}: {message}"),
+        );
+        state.next_tick = None;
+        state.callouts.clear();
+        let fail_open = state.shared.config.fail_open;
+        let status = state.shared.config.profile.trap_status();
+        for (id, stream) in state.streams.iter_mut() {
+            if *id == context || stream.request_paused {
+                fail_stream(stream, fail_open, status);
+            }
+        }
+    }
+
+    pub(crate) fn worker(&self) -> usize {
+        self.worker
+    }
+
+    /// Fuel used since the VM was made (0 without fuel metering).
+    pub(crate) fn fuel_consumed(&self) -> u64 {
+        if self.fuel {
+            u64::MAX.saturating_sub(self.store.get_fuel().unwrap_or(u64::MAX))
+        } else {
+            0
+        }
+    }
+
+    /// Creates an HTTP context and runs the request callbacks. Returns the context id.
+    pub(crate) fn send_request(&mut self, request: HttpRequest) -> Result<u32, HostError> {
+        let state = self.store.data_mut();
+        let id = state.next_context_id;
+        state.next_context_id = id
+            .checked_add(1)
+            .ok_or_else(|| HostError::InvalidState("context ids exhausted".into()))?;
+        let stream = StreamState {
+            request_headers: request.headers,
+            ..StreamState::default()
+        };
+        state.streams.insert(id, stream);
+        if self.failure.is_some() {
+            let shared = self.shared().clone();
+            if let Some(stream) = self.store.data_mut().streams.get_mut(&id) {
+                fail_stream(
+                    stream,
+                    shared.config.fail_open,
+                    shared.config.profile.trap_status(),
+                );
+            }
+            return Ok(id);
+        }
+        let create = self.exports.on_context_create.clone();
+        if self
+            .call(
+                "proxy_on_context_create",
+                Phase::ContextCreate,
+                id,
+                create,
+                (id, ROOT),
+            )
+            .is_err()
+        {
+            return Ok(id);
+        }
+        let has_body = request.body.is_some();
+        let has_trailers = request.trailers.is_some();
+        let n = self.stream(id).map(|s| len_u32(s.request_headers.len()))?;
+        let f = self.exports.on_request_headers.clone();
+        let action = self.call(
+            "proxy_on_request_headers",
+            Phase::RequestHeaders,
+            id,
+            f,
+            (id, n, u32::from(!has_body && !has_trailers)),
+        );
+        self.settle_request(id, action)?;
+        if let Some(body) = request.body {
+            if self.active(id) {
+                let len = len_u32(body.len());
+                let stream = self.stream_mut(id)?;
+                stream.request_body = body;
+                stream.request_body_seen = true;
+                let f = self.exports.on_request_body.clone();
+                let action = self.call(
+                    "proxy_on_request_body",
+                    Phase::RequestBody,
+                    id,
+                    f,
+                    (id, len, u32::from(!has_trailers)),
+                );
+                self.settle_request(id, action)?;
+            }
+        }
+        if let Some(trailers) = request.trailers {
+            if self.active(id) {
+                let n = len_u32(trailers.len());
+                self.stream_mut(id)?.request_trailers = trailers;
+                let f = self.exports.on_request_trailers.clone();
+                let action = self.call(
+                    "proxy_on_request_trailers",
+                    Phase::RequestBody,
+                    id,
+                    f,
+                    (id, n),
+                );
+                self.settle_request(id, action)?;
+            }
+        }
+        Ok(id)
+    }
+
+    /// Records what a request callback's return value means (Envoy: anything but Continue stops iteration,
+    /// and a later Continue resumes it).
+    fn settle_request(
+        &mut self,
+        id: u32,
+        action: Result<Option<u32>, HostError>,
+    ) -> Result<(), HostError> {
+        let stream = self.stream_mut(id)?;
+        if let Ok(action) = action {
+            if stream.local_reply.is_none() && !stream.reset {
+                stream.request_paused = action.is_some_and(|a| a != ACTION_CONTINUE);
+            }
+        }
+        Ok(())
+    }
+
+    /// True while the stream still runs through the filter (no local reply, reset or failure).
+    fn active(&self, id: u32) -> bool {
+        self.store
+            .data()
+            .streams
+            .get(&id)
+            .is_some_and(|s| s.local_reply.is_none() && !s.reset && !s.failed)
+    }
+
+    fn stream(&self, id: u32) -> Result<&StreamState, HostError> {
+        self.store
+            .data()
+            .streams
+            .get(&id)
+            .ok_or(HostError::UnknownStream {
+                worker: self.worker,
+                context_id: id,
+            })
+    }
+
+    fn stream_mut(&mut self, id: u32) -> Result<&mut StreamState, HostError> {
+        let worker = self.worker;
+        self.store
+            .data_mut()
+            .streams
+            .get_mut(&id)
+            .ok_or(HostError::UnknownStream {
+                worker,
+                context_id: id,
+            })
+    }
+
+    pub(crate) fn outcome(&self, id: u32) -> Result<Outcome, HostError> {
+        let s = self.stream(id)?;
+        Ok(if let Some(reply) = &s.local_reply {
+            Outcome::LocalReply(reply.clone())
+        } else if s.reset {
+            Outcome::Reset
+        } else if s.request_paused {
+            Outcome::Paused
+        } else {
+            Outcome::Continued(ForwardedRequest {
+                headers: s.request_headers.clone(),
+                body: s.request_body.clone(),
+                trailers: s.request_trailers.clone(),
+            })
+        })
+    }
+
+    /// Runs the response callbacks for a continued request and returns what the client gets.
+    pub(crate) fn respond(
+        &mut self,
+        id: u32,
+        response: HttpResponse,
+    ) -> Result<ClientResponse, HostError> {
+        match self.outcome(id)? {
+            Outcome::Continued(_) => {}
+            Outcome::LocalReply(reply) => return Ok(ClientResponse::from_local(&reply)),
+            Outcome::Paused => {
+                return Err(HostError::InvalidState(
+                    "the request is still paused".into(),
+                ))
+            }
+            Outcome::Reset => return Err(HostError::InvalidState("the stream was reset".into())),
+        }
+        let has_body = response.body.is_some();
+        let n = len_u32(response.headers.len());
+        self.stream_mut(id)?.response_headers = Some(response.headers);
+        let f = self.exports.on_response_headers.clone();
+        let action = self.call(
+            "proxy_on_response_headers",
+            Phase::ResponseHeaders,
+            id,
+            f,
+            (id, n, u32::from(!has_body)),
+        );
+        self.settle_response(id, action)?;
+        if let Some(body) = response.body {
+            if self.active(id) {
+                let len = len_u32(body.len());
+                let stream = self.stream_mut(id)?;
+                stream.response_body = body;
+                stream.response_body_seen = true;
+                let f = self.exports.on_response_body.clone();
+                let action = self.call(
+                    "proxy_on_response_body",
+                    Phase::ResponseBody,
+                    id,
+                    f,
+                    (id, len, 1),
+                );
+                self.settle_response(id, action)?;
+            }
+        }
+        let s = self.stream(id)?;
+        if let Some(reply) = &s.local_reply {
+            return Ok(ClientResponse::from_local(reply));
+        }
+        if s.reset {
+            return Err(HostError::InvalidState(
+                "the filter reset the stream during the response".into(),
+            ));
+        }
+        if s.response_paused {
+            return Err(HostError::InvalidState(
+                "the filter paused the response (resuming a response is not modelled)".into(),
+            ));
+        }
+        Ok(ClientResponse {
+            headers: s.response_headers.clone().unwrap_or_default(),
+            body: s.response_body.clone(),
+        })
+    }
+
+    fn settle_response(
+        &mut self,
+        id: u32,
+        action: Result<Option<u32>, HostError>,
+    ) -> Result<(), HostError> {
+        let stream = self.stream_mut(id)?;
+        if let Ok(action) = action {
+            stream.response_paused = action.is_some_and(|a| a != ACTION_CONTINUE);
+        }
+        Ok(())
+    }
+
+    /// Ends a stream: `proxy_on_log`, `proxy_on_done`, `proxy_on_delete` (Envoy's order: access logging
+    /// runs before filters are destroyed); its pending calls are cancelled.
+    pub(crate) fn end_stream(&mut self, id: u32) -> Result<(), HostError> {
+        self.stream(id)?;
+        if self.failure.is_none() {
+            let f = self.exports.on_log.clone();
+            let logged = self.call("proxy_on_log", Phase::Log, id, f, id);
+            let f = self.exports.on_done.clone();
+            let done = logged.and_then(|_| self.call("proxy_on_done", Phase::Done, id, f, id));
+            let f = self.exports.on_delete.clone();
+            let _ = done.and_then(|_| self.call("proxy_on_delete", Phase::Delete, id, f, id));
+        }
+        let state = self.store.data_mut();
+        state.streams.remove(&id);
+        state.callouts.retain(|c| c.context_id != id);
+        Ok(())
+    }
+
+    /// The earliest time (Unix nanos) something is due on this VM: a tick or a call's answer or timeout.
+    pub(crate) fn next_due(&self) -> Option<u64> {
+        if self.failure.is_some() {
+            return None;
+        }
+        let state = self.store.data();
+        let calls = state.callouts.iter().map(|c| match c.source {
+            CalloutSource::Ready(_) => c.due.min(c.deadline),
+            CalloutSource::Hang | CalloutSource::Pending(_) => c.deadline,
+        });
+        calls.chain(state.next_tick).min()
+    }
+
+    /// True if a call waits on real I/O.
+    pub(crate) fn has_pending_io(&self) -> bool {
+        self.store
+            .data()
+            .callouts
+            .iter()
+            .any(|c| matches!(c.source, CalloutSource::Pending(_)))
+    }
+
+    /// True while any HTTP stream is open.
+    pub(crate) fn has_streams(&self) -> bool {
+        !self.store.data().streams.is_empty()
+    }
+
+    /// Number of calls not yet answered.
+    pub(crate) fn pending_calls(&self) -> usize {
+        self.store.data().callouts.len()
+    }
+
+    /// Delivers every call answer, timeout and tick due at `now`; returns how many callbacks ran.
+    pub(crate) fn fire_due(&mut self, now: u64) -> usize {
+        if self.failure.is_some() {
+            return 0;
+        }
+        let profile = self.shared().config.profile.clone();
+        let mut deliveries = Vec::new();
+        let mut remaining = Vec::new();
+        for c in std::mem::take(&mut self.store.data_mut().callouts) {
+            let delivery = |response, timed_out, at| Delivery {
+                at,
+                token: c.token,
+                context_id: c.context_id,
+                response,
+                timed_out,
+            };
+            let ready = match &c.source {
+                CalloutSource::Ready(outcome) if c.due <= c.deadline && c.due <= now => {
+                    Some(delivery(response_of(outcome, &profile), false, c.due))
+                }
+                CalloutSource::Pending(rx) => match rx.try_recv() {
+                    Ok(outcome) => Some(delivery(response_of(&outcome, &profile), false, now)),
+                    Err(TryRecvError::Disconnected) => Some(delivery(None, false, now)),
+                    Err(TryRecvError::Empty) => None,
+                },
+                _ => None,
+            };
+            match ready {
+                Some(d) => deliveries.push(d),
+                None if c.deadline <= now => {
+                    deliveries.push(delivery(timeout_response(&profile), true, c.deadline))
+                }
+                None => remaining.push(c),
+            }
+        }
+        self.store.data_mut().callouts = remaining;
+        deliveries.sort_by_key(|d| (d.at, d.token));
+        let mut ran = 0usize;
+        for d in deliveries {
+            if self.deliver(d) {
+                ran = ran.saturating_add(1);
+            }
+        }
+        let state = self.store.data_mut();
+        if let Some(due) = state.next_tick.filter(|due| *due <= now) {
+            let period = u64::from(state.tick_period_ms).saturating_mul(1_000_000);
+            state.next_tick = Some(due.saturating_add(period).max(now.saturating_add(1)));
+            let f = self.exports.on_tick.clone();
+            if self
+                .call("proxy_on_tick", Phase::Tick, ROOT, f, ROOT)
+                .is_ok()
+            {
+                ran = ran.saturating_add(1);
+            }
+        }
+        ran
+    }
+
+    fn deliver(&mut self, d: Delivery) -> bool {
+        let state = self.store.data_mut();
+        if d.context_id != state.root_context_id && !state.streams.contains_key(&d.context_id) {
+            return false;
+        }
+        let (headers, body, trailers) = match &d.response {
+            Some(r) => (
+                len_u32(r.headers.len()),
+                len_u32(r.body.len()),
+                len_u32(r.trailers.len()),
+            ),
+            None => (0, 0, 0),
+        };
+        // Envoy reports a failed call through proxy_get_status: BrokenConnection and a reason.
+        state.last_status = match (&d.response, d.timed_out) {
+            (Some(_), _) => (Status::Ok.code(), String::new()),
+            (None, true) => (Status::BrokenConnection.code(), "timeout".to_string()),
+            (None, false) => (Status::BrokenConnection.code(), "reset".to_string()),
+        };
+        state.call_response = Some(CallResponse {
+            response: d.response,
+        });
+        let f = self.exports.on_http_call_response.clone();
+        let result = self.call(
+            "proxy_on_http_call_response",
+            Phase::CallResponse,
+            d.context_id,
+            f,
+            (d.context_id, d.token, headers, body, trailers),
+        );
+        self.store.data_mut().call_response = None;
+        result.is_ok()
+    }
+
+    /// Runs `proxy_on_queue_ready` on the root context.
+    pub(crate) fn queue_ready(&mut self, context_id: u32, queue_id: u32) -> bool {
+        let f = self.exports.on_queue_ready.clone();
+        self.call(
+            "proxy_on_queue_ready",
+            Phase::QueueReady,
+            context_id,
+            f,
+            (context_id, queue_id),
+        )
+        .is_ok()
+    }
+}
+
+/// What the guest receives for an upstream outcome, per profile: Envoy's async client turns failures
+/// before any response into its router's local replies; Kong delivers zero headers.
+fn response_of(outcome: &UpstreamOutcome, profile: &Profile) -> Option<UpstreamResponse> {
+    match (outcome, profile) {
+        (UpstreamOutcome::Response(r), _) => Some(r.clone()),
+        (UpstreamOutcome::Reset, _) | (UpstreamOutcome::ConnectFailure(_), Profile::Kong(_)) => {
+            None
+        }
+        (UpstreamOutcome::ConnectFailure(reason), Profile::Envoy) => Some(envoy_local_reply(
+            503,
+            &format!(
+                "upstream connect error or disconnect/reset before headers. reset reason: {reason}"
+            ),
+        )),
+    }
+}
+
+/// What the guest receives when a call times out: Envoy's router answers 504; Kong gives zero headers.
+fn timeout_response(profile: &Profile) -> Option<UpstreamResponse> {
+    match profile {
+        Profile::Envoy => Some(envoy_local_reply(504, "upstream request timeout")),
+        Profile::Kong(_) => None,
+    }
+}
+
+/// A local reply as Envoy's router produces it inside the async client.
+fn envoy_local_reply(status: u16, body: &str) -> UpstreamResponse {
+    let length = body.len().to_string();
+    UpstreamResponse::new(
+        status,
+        &[
+            ("content-length", length.as_str()),
+            ("content-type", "text/plain"),
+        ],
+        body.as_bytes(),
+    )
+}
+
+/// Fails a stream after a trap: a local reply with the profile's status, or (fail-open) let it through.
+fn fail_stream(stream: &mut StreamState, fail_open: bool, status: u32) {
+    stream.failed = true;
+    stream.request_paused = false;
+    if !fail_open && stream.local_reply.is_none() {
+        stream.local_reply = Some(LocalReply {
+            status,
+            details: "wasm_fail_stream".to_string(),
+            headers: HeaderMap::new(),
+            body: Vec::new(),
+            grpc_status: -1,
+        });
+    }
+}
+
+fn len_u32(len: usize) -> u32 {
+    u32::try_from(len).unwrap_or(u32::MAX)
+}

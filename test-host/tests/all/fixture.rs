@@ -1,0 +1,57 @@
+//! Builds the fixture crates for wasm32-wasip1 once per test run (cargo caches across runs).
+
+use revguard_test_host::{Proxy, ProxyConfig, ScriptedUpstream, Upstream};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+static BUILT: Mutex<BTreeMap<String, Vec<u8>>> = Mutex::new(BTreeMap::new());
+
+/// The compiled fixture `name` (a crate under tests/fixtures/).
+pub fn wasm(name: &str) -> Vec<u8> {
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(bytes) = built.get(name) {
+        return bytes.clone();
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let manifest = root.join("tests/fixtures").join(name).join("Cargo.toml");
+    let target = root.join("target/fixtures");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "--target",
+            "wasm32-wasip1",
+            "--manifest-path",
+        ])
+        .arg(&manifest)
+        .env("CARGO_TARGET_DIR", &target)
+        .env_remove("RUSTFLAGS")
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building fixture {name} failed");
+    let file = target
+        .join("wasm32-wasip1/release")
+        .join(format!("{}.wasm", name.replace('-', "_")));
+    let bytes = std::fs::read(&file).expect("fixture wasm exists");
+    built.insert(name.to_string(), bytes.clone());
+    bytes
+}
+
+/// An Envoy proxy running the fixture filter with `plugin_config`, upstream `idp` = `upstream`.
+pub fn envoy(plugin_config: &str, upstream: Arc<ScriptedUpstream>) -> Proxy {
+    let mut config = ProxyConfig::envoy();
+    config.plugin_configuration = plugin_config.as_bytes().to_vec();
+    let config = config.upstream("idp", upstream as Arc<dyn Upstream>);
+    Proxy::new(&wasm("fixture-filter"), config).expect("fixture loads")
+}
+
+pub fn body_text(outcome: &revguard_test_host::Outcome) -> String {
+    match outcome.local_reply() {
+        Some(r) => String::from_utf8_lossy(&r.body).into_owned(),
+        None => format!("not a local reply: {outcome:?}"),
+    }
+}

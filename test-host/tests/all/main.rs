@@ -1,0 +1,11 @@
+//! ABI tests of the test host against real proxy-wasm modules built from `tests/fixtures/`.
+
+mod callouts;
+mod fixture;
+mod headers;
+mod kong;
+mod loading;
+mod real_upstream;
+mod shared_data;
+mod ticks;
+mod traps;

@@ -1,0 +1,601 @@
+//! The decision, end to end through the core: real ES256 tokens, real signed snapshots and
+//! deltas, introspection answers fed back, at a fixed clock.
+
+mod support;
+
+use revguard::decision::Decision;
+use revguard::engine::{FetchKind, FetchResult};
+use revguard::http::HttpOutcome;
+use revguard::RequestView;
+use serde_json::json;
+use support::*;
+
+fn introspection_config() -> serde_json::Value {
+    json!({"upstream": "idp", "path": "/introspect", "client_id": "gw", "client_secret": "s3cret", "cache_ttl_secs": 60})
+}
+
+fn answer(
+    engine: &mut revguard::Engine,
+    d: Decision,
+    body: &str,
+    token: &str,
+    now: u64,
+) -> Decision {
+    let Decision::Introspect(i) = d else {
+        panic!("expected introspect, got {}", outcome(&d))
+    };
+    assert_eq!(i.request.header(":path"), Some("/introspect"));
+    assert!(String::from_utf8_lossy(&i.request.body).contains("token="));
+    let auth = format!("Bearer {token}");
+    let headers: Vec<(&str, &[u8])> = vec![("authorization", auth.as_bytes())];
+    let req = RequestView {
+        method: "GET",
+        path: "/",
+        headers: &headers,
+    };
+    let out = HttpOutcome::Response {
+        status: 200,
+        etag: None,
+        body: body.as_bytes(),
+    };
+    engine.complete_introspection(i.pending, out, &req, now)
+}
+
+#[test]
+fn allows_a_valid_token_with_verified_identity_headers() {
+    let kit = Kit::new();
+    let mut engine = kit.engine(json!({}));
+    let token = kit.token("alice", json!({}));
+    let d = decide(
+        &mut engine,
+        Some(&token),
+        "/orders",
+        &[("x-auth-subject", "mallory")],
+        T0 + 5,
+    );
+    let Decision::Allow(allow) = d else {
+        panic!("{}", outcome(&d))
+    };
+    assert_eq!(allow.remove_headers, vec!["x-auth-subject".to_string()]);
+    assert_eq!(
+        allow.set_headers,
+        vec![("x-auth-subject".to_string(), "alice".to_string())]
+    );
+    assert!(allow.fail_open.is_none());
+    assert!(!allow.log.cached);
+
+    // Second time: the verified-token cache answers.
+    let Decision::Allow(again) = decide(&mut engine, Some(&token), "/orders", &[], T0 + 6) else {
+        panic!()
+    };
+    assert!(again.log.cached);
+}
+
+#[test]
+fn missing_and_malformed_tokens_are_refused_with_rfc6750_challenges() {
+    let kit = Kit::new();
+    let mut engine = kit.engine(json!({"realm": "api"}));
+    let Decision::Deny(d) = decide(&mut engine, None, "/", &[], T0) else {
+        panic!()
+    };
+    assert_eq!((d.status, d.reason.code()), (401, "missing_token"));
+    assert_eq!(d.www_authenticate, "Bearer realm=\"api\"");
+    assert!(d.body().contains("\"error\":\"missing_token\""));
+
+    let Decision::Deny(d) = decide(&mut engine, Some("not-a-jwt"), "/", &[], T0) else {
+        panic!()
+    };
+    assert_eq!(d.reason.code(), "malformed_token");
+    assert!(d.www_authenticate.contains("error=\"invalid_token\""));
+}
+
+#[test]
+fn expiry_is_enforced_even_for_cached_tokens() {
+    let kit = Kit::new();
+    let mut engine = kit.engine(json!({}));
+    let token = kit.token("alice", json!({}));
+    assert_eq!(
+        outcome(&decide(&mut engine, Some(&token), "/", &[], T0 + 10)),
+        "allow"
+    );
+    // Within the default 60 s skew after exp: still accepted (re-verified, not cached).
+    assert_eq!(
+        outcome(&decide(&mut engine, Some(&token), "/", &[], T0 + 3600 + 30)),
+        "allow"
+    );
+    assert_eq!(
+        outcome(&decide(&mut engine, Some(&token), "/", &[], T0 + 3600 + 61)),
+        "expired"
+    );
+}
+
+#[test]
+fn snapshot_filter_hit_without_introspection_is_denied_as_revoked() {
+    let kit = Kit::new();
+    let mut engine = kit.engine(json!({}));
+    let token = kit.token("bob", json!({}));
+    engine
+        .load_snapshot(&kit.snapshot(2, &[jti(&format!("jti-bob-{T0}"))]))
+        .unwrap();
+    assert_eq!(
+        outcome(&decide(&mut engine, Some(&token), "/", &[], T0 + 1)),
+        "revoked"
+    );
+    // Another user's token is unaffected.
+    let other = kit.token("carol", json!({}));
+    assert_eq!(
+        outcome(&decide(&mut engine, Some(&other), "/", &[], T0 + 1)),
+        "allow"
+    );
+}
+
+#[test]
+fn filter_hit_confirmed_active_is_allowed_and_cached() {
+    let kit = Kit::new();
+    let mut engine = kit.engine(json!({"introspection": introspection_config()}));
+    let token = kit.token("dave", json!({}));
+    engine
+        .load_snapshot(&kit.snapshot(2, &[jti(&format!("jti-dave-{T0}"))]))
+        .unwrap();
+    let d = decide(&mut engine, Some(&token), "/", &[], T0 + 1);
+    let d = answer(
+        &mut engine,
+        d,
+        r#"{"active": true, "sub": "dave"}"#,
+        &token,
+        T0 + 1,
+    );
+    assert_eq!(outcome(&d), "allow");
+    // No second callout within the TTL.
+    let d = decide(&mut engine, Some(&token), "/", &[], T0 + 30);
+    assert_eq!(outcome(&d), "allow");
+    assert!(d.log().introspected);
+    // After the TTL, ask again.
+    assert_eq!(
+        outcome(&decide(&mut engine, Some(&token), "/", &[], T0 + 62)),
+        "introspect"
+    );
+}
+
+#[test]
+fn filter_hit_confirmed_inactive_is_denied_until_exp() {
+    let kit = Kit::new();
+    let mut engine = kit.engine(json!({"introspection": introspection_config()}));
+    let token = kit.token("erin", json!({"sid": "s-erin"}));
+    engine
+        .load_snapshot(&kit.snapshot(2, &[sid("s-erin")]))
+        .unwrap();
+    let d = decide(&mut engine, Some(&token), "/", &[], T0 + 1);
+    assert_eq!(
+        outcome(&answer(
+            &mut engine,
+            d,
+            r#"{"active": false}"#,
+            &token,
+            T0 + 1
+        )),
+        "revoked_session"
+    );
+    // Cached: no further callout, long after the TTL but before exp.
+    assert_eq!(
+        outcome(&decide(&mut engine, Some(&token), "/", &[], T0 + 3000)),
+        "revoked_session"
+    );
+}
+
+#[test]
+fn introspection_failure_follows_the_configured_mode() {
+    let kit = Kit::new();
+    let routes = json!([{"path_prefix": "/lenient", "on_introspection_failure": "allow"}]);
+    let mut engine = kit.engine(json!({"introspection": introspection_config(), "routes": routes}));
+    let token = kit.token("frank", json!({}));
+    engine
+        .load_snapshot(&kit.snapshot(2, &[jti(&format!("jti-frank-{T0}"))]))
+        .unwrap();
+    let auth = format!("Bearer {token}");
+    let headers: Vec<(&str, &[u8])> = vec![("authorization", auth.as_bytes())];
+    for (path, expected, status) in [
+        ("/strict", "introspection_failed", 503),
+        ("/lenient", "allow", 200),
+    ] {
+        let req = RequestView {
+            method: "GET",
+            path,
+            headers: &headers,
+        };
+        let Decision::Introspect(i) = engine.decide(&req, T0 + 1) else {
+            panic!()
+        };
+        let d = engine.complete_introspection(i.pending, HttpOutcome::Failed, &req, T0 + 2);
+        assert_eq!(outcome(&d), expected);
+        if let Decision::Deny(deny) = &d {
+            assert_eq!(deny.status, status);
+            assert!(!deny.www_authenticate.contains("invalid_token"));
+        }
+        // Garbage is a failure too.
+        let Decision::Introspect(i) = engine.decide(&req, T0 + 3) else {
+            panic!()
+        };
+        let garbage = HttpOutcome::Response {
+            status: 200,
+            etag: None,
+            body: b"{\"active\":\"yes\"}",
+        };
+        assert_eq!(
+            outcome(&engine.complete_introspection(i.pending, garbage, &req, T0 + 3)),
+            expected
+        );
+    }
+}
+
+#[test]
+fn subject_and_tenant_not_before_revoke_older_tokens_only() {
+    let kit = Kit::new();
+    let mut engine = kit.engine(json!({}));
+    let old = kit.token("gina", json!({"tenant": "acme"}));
+    let new = kit.token_with(&kit.idp, "gina", T0 + 100, json!({"tenant": "acme"}));
+    engine
+        .load_snapshot(&kit.snapshot(2, &[subject("gina", T0 + 50)]))
+        .unwrap();
+    assert_eq!(
+        outcome(&decide(&mut engine, Some(&old), "/", &[], T0 + 200)),
+        "revoked_subject"
+    );
+    assert_eq!(
+        outcome(&decide(&mut engine, Some(&new), "/", &[], T0 + 200)),
+        "allow"
+    );
+
+    engine
+        .load_snapshot(&kit.snapshot(3, &[tenant("acme", T0 + 150)]))
+        .unwrap();
+    assert_eq!(
+        outcome(&decide(&mut engine, Some(&new), "/", &[], T0 + 200)),
+        "revoked_tenant"
+    );
+}
+
+#[test]
+fn a_delta_revokes_exactly_and_a_rollback_is_refused() {
+    let kit = Kit::new();
+    let mut engine = kit.engine(json!({"introspection": introspection_config()}));
+    let token = kit.token("hank", json!({"sid": "s-hank"}));
+    let base = kit.snapshot(5, &[]);
+    engine.load_snapshot(&base).unwrap();
+    assert_eq!(
+        outcome(&decide(&mut engine, Some(&token), "/", &[], T0 + 1)),
+        "allow"
+    );
+    assert_eq!(
+        engine
+            .load_delta(&kit.delta(&base, 6, T0 + 10, &[sid("s-hank")]))
+            .unwrap(),
+        6
+    );
+    // Exact: no introspection needed.
+    assert_eq!(
+        outcome(&decide(&mut engine, Some(&token), "/", &[], T0 + 11)),
+        "revoked_session"
+    );
+    assert!(engine.load_snapshot(&kit.snapshot(4, &[])).is_err());
+    assert_eq!(engine.snapshot_generation(), Some(6));
+}
+
+#[test]
+fn stale_or_missing_revocation_data_follows_the_configured_mode() {
+    let kit = Kit::new();
+    let token = kit.token("ivy", json!({}));
+    let mut engine = revguard::Engine::from_config_json(
+        &kit.config(json!({"revocation": kit.revocation_60s()})),
+    )
+    .unwrap();
+    engine.load_keys(0, &kit.jwks(), T0).unwrap();
+    // No snapshot yet: fail closed, 503.
+    let Decision::Deny(d) = decide(&mut engine, Some(&token), "/", &[], T0) else {
+        panic!()
+    };
+    assert_eq!((d.status, d.reason.code()), (503, "stale_revocation_data"));
+    engine.load_snapshot(&kit.snapshot(1, &[])).unwrap();
+    assert_eq!(
+        outcome(&decide(&mut engine, Some(&token), "/", &[], T0 + 60)),
+        "allow"
+    );
+    assert_eq!(
+        outcome(&decide(&mut engine, Some(&token), "/", &[], T0 + 61)),
+        "stale_revocation_data"
+    );
+
+    let mut open = kit.engine(
+        json!({"revocation": kit.revocation_60s(), "failure_modes": {"revocation_stale": "allow"}}),
+    );
+    let Decision::Allow(a) = decide(&mut open, Some(&token), "/", &[], T0 + 61) else {
+        panic!()
+    };
+    assert_eq!(a.fail_open, Some(revguard::Reason::StaleRevocationData));
+
+    let mut confirm = kit.engine(
+        json!({"revocation": kit.revocation_60s(), "introspection": introspection_config(),
+                                        "failure_modes": {"revocation_stale": "introspect"}}),
+    );
+    assert_eq!(
+        outcome(&decide(&mut confirm, Some(&token), "/", &[], T0 + 61)),
+        "introspect"
+    );
+}
+
+#[test]
+fn unknown_kid_triggers_at_most_one_refetch_per_cooldown() {
+    let kit = Kit::new();
+    let mut engine = kit.engine(json!({}));
+    // Initial fetches: keys and snapshot are due at once.
+    let due: Vec<FetchKind> = engine.due_fetches(T0).into_iter().map(|f| f.kind).collect();
+    assert!(due.contains(&FetchKind::Keys(0)) && due.contains(&FetchKind::Snapshot));
+    let ok = HttpOutcome::Response {
+        status: 200,
+        etag: Some("\"v1\""),
+        body: &kit.jwks(),
+    };
+    assert_eq!(
+        engine.fetch_completed(FetchKind::Keys(0), ok, T0).unwrap(),
+        FetchResult::Updated(1)
+    );
+    assert!(engine
+        .due_fetches(T0 + 1)
+        .iter()
+        .all(|f| f.kind != FetchKind::Keys(0)));
+
+    let rotated = jwt_simple::prelude::ES256KeyPair::generate().with_key_id("k2");
+    let token = kit.token_with(&rotated, "jack", T0, json!({}));
+    assert_eq!(
+        outcome(&decide(&mut engine, Some(&token), "/", &[], T0 + 40)),
+        "unknown_key"
+    );
+    let due = engine.due_fetches(T0 + 40);
+    let keys = due
+        .iter()
+        .find(|f| f.kind == FetchKind::Keys(0))
+        .expect("an early refetch");
+    assert_eq!(keys.request.header("if-none-match"), Some("\"v1\""));
+    // The IdP has rotated: the refetch brings k2 and the token is accepted.
+    let body = jwks_of(&[&kit.idp, &rotated]);
+    let ok = HttpOutcome::Response {
+        status: 200,
+        etag: Some("\"v2\""),
+        body: &body,
+    };
+    assert_eq!(
+        engine
+            .fetch_completed(FetchKind::Keys(0), ok, T0 + 41)
+            .unwrap(),
+        FetchResult::Updated(2)
+    );
+    assert_eq!(
+        outcome(&decide(&mut engine, Some(&token), "/", &[], T0 + 42)),
+        "allow"
+    );
+
+    // A flood of unknown kids: one refetch per cooldown at most.
+    let stranger = jwt_simple::prelude::ES256KeyPair::generate().with_key_id("evil");
+    let bad = kit.token_with(&stranger, "x", T0, json!({}));
+    let mut fetches = 0;
+    for t in 0..60 {
+        assert_eq!(
+            outcome(&decide(&mut engine, Some(&bad), "/", &[], T0 + 50 + t)),
+            "unknown_key"
+        );
+        for f in engine.due_fetches(T0 + 50 + t) {
+            if f.kind == FetchKind::Keys(0) {
+                fetches += 1;
+                let nm = HttpOutcome::Response {
+                    status: 304,
+                    etag: None,
+                    body: b"",
+                };
+                engine.fetch_completed(f.kind, nm, T0 + 50 + t).unwrap();
+            } else {
+                engine
+                    .fetch_completed(f.kind, HttpOutcome::Failed, T0 + 50 + t)
+                    .ok();
+            }
+        }
+    }
+    assert!(
+        (1..=2).contains(&fetches),
+        "{fetches} refetches in 60 s with a 30 s cooldown"
+    );
+}
+
+#[test]
+fn removing_a_key_stops_its_tokens_even_when_cached() {
+    let kit = Kit::new();
+    let mut engine = kit.engine(json!({}));
+    let token = kit.token("kim", json!({}));
+    assert_eq!(
+        outcome(&decide(&mut engine, Some(&token), "/", &[], T0 + 1)),
+        "allow"
+    );
+    let successor = jwt_simple::prelude::ES256KeyPair::generate().with_key_id("k2");
+    engine
+        .load_keys(0, &jwks_of(&[&successor]), T0 + 2)
+        .unwrap();
+    assert_eq!(
+        outcome(&decide(&mut engine, Some(&token), "/", &[], T0 + 3)),
+        "unknown_key"
+    );
+}
+
+#[test]
+fn keys_unavailable_fails_closed_by_default() {
+    let kit = Kit::new();
+    let token = kit.token("lee", json!({}));
+    let mut engine = revguard::Engine::from_config_json(&kit.config(json!({}))).unwrap();
+    engine.load_snapshot(&kit.snapshot(1, &[])).unwrap();
+    let Decision::Deny(d) = decide(&mut engine, Some(&token), "/", &[], T0) else {
+        panic!()
+    };
+    assert_eq!((d.status, d.reason.code()), (503, "keys_unavailable"));
+    // Fetched keys past their max staleness (default 1 day) stop counting.
+    engine.load_keys(0, &kit.jwks(), T0).unwrap();
+    assert_eq!(
+        outcome(&decide(&mut engine, Some(&token), "/", &[], T0 + 10)),
+        "allow"
+    );
+}
+
+#[test]
+fn route_requirements() {
+    let kit = Kit::new();
+    let routes = json!([
+        {"path": "/healthz", "no_auth": true},
+        {"path_prefix": "/admin", "required_scopes": ["admin"]},
+        {"path_prefix": "/roles", "required_roles": ["ops"]},
+        {"path_prefix": "/t", "required_tenant": {"matches_header": "x-tenant-id"}},
+        {"path_prefix": "/sensitive", "max_auth_age_secs": 300}
+    ]);
+    let mut engine = kit.engine(json!({"routes": routes}));
+    let token = kit.token(
+        "mia",
+        json!({"scope": "read write", "roles": ["dev"], "tenant": "acme", "auth_time": T0}),
+    );
+    assert_eq!(
+        outcome(&decide(&mut engine, None, "/healthz", &[], T0 + 1)),
+        "allow"
+    );
+    let Decision::Deny(d) = decide(&mut engine, Some(&token), "/admin/x", &[], T0 + 1) else {
+        panic!()
+    };
+    assert_eq!((d.status, d.reason.code()), (403, "insufficient_scope"));
+    assert!(d.www_authenticate.contains("scope=\"admin\""));
+    assert_eq!(
+        outcome(&decide(&mut engine, Some(&token), "/roles", &[], T0 + 1)),
+        "insufficient_scope"
+    );
+    assert_eq!(
+        outcome(&decide(
+            &mut engine,
+            Some(&token),
+            "/t/1",
+            &[("x-tenant-id", "acme")],
+            T0 + 1
+        )),
+        "allow"
+    );
+    assert_eq!(
+        outcome(&decide(
+            &mut engine,
+            Some(&token),
+            "/t/1",
+            &[("x-tenant-id", "umbrella")],
+            T0 + 1
+        )),
+        "wrong_tenant"
+    );
+    assert_eq!(
+        outcome(&decide(
+            &mut engine,
+            Some(&token),
+            "/sensitive",
+            &[],
+            T0 + 100
+        )),
+        "allow"
+    );
+    let Decision::Deny(d) = decide(&mut engine, Some(&token), "/sensitive", &[], T0 + 1000) else {
+        panic!()
+    };
+    assert_eq!(d.reason.code(), "auth_too_old");
+    assert!(d
+        .www_authenticate
+        .contains("insufficient_user_authentication"));
+}
+
+#[test]
+fn opaque_tokens_are_introspected_when_configured() {
+    let kit = Kit::new();
+    let mut engine =
+        kit.engine(json!({"introspection": introspection_config(), "opaque_tokens": "introspect"}));
+    let d = decide(&mut engine, Some("opaque-abc123"), "/", &[], T0);
+    let d = answer(
+        &mut engine,
+        d,
+        r#"{"active": true, "sub": "nia", "exp": 1767229200}"#,
+        "opaque-abc123",
+        T0,
+    );
+    let Decision::Allow(a) = d else {
+        panic!("{}", outcome(&d))
+    };
+    assert_eq!(
+        a.set_headers,
+        vec![("x-auth-subject".to_string(), "nia".to_string())]
+    );
+    assert_eq!(
+        outcome(&decide(
+            &mut engine,
+            Some("opaque-abc123"),
+            "/",
+            &[],
+            T0 + 5
+        )),
+        "allow"
+    );
+}
+
+#[test]
+fn snapshot_fetches_are_conditional_and_keep_the_last_good_state() {
+    let kit = Kit::new();
+    let mut engine = kit.engine(json!({}));
+    engine.due_fetches(T0);
+    let snap = kit.snapshot(2, &[]);
+    let ok = HttpOutcome::Response {
+        status: 200,
+        etag: Some("\"g2\""),
+        body: &snap,
+    };
+    assert_eq!(
+        engine.fetch_completed(FetchKind::Snapshot, ok, T0).unwrap(),
+        FetchResult::Updated(2)
+    );
+    // Not due again before the interval.
+    assert!(engine
+        .due_fetches(T0 + 9)
+        .iter()
+        .all(|f| f.kind != FetchKind::Snapshot));
+    let due = engine.due_fetches(T0 + 10);
+    let f = due.iter().find(|f| f.kind == FetchKind::Snapshot).unwrap();
+    assert_eq!(f.request.header("if-none-match"), Some("\"g2\""));
+    // Garbage, a wrong signature and an old generation are all refused; generation 2 stays.
+    let other = revguard::snapshot::SigningKey::from_seed([9; 32]).unwrap();
+    let forged = revguard::snapshot::build_snapshot(
+        &[],
+        &revguard::snapshot::BuildOptions {
+            generation: 9,
+            built_at: T0,
+            max_age_secs: 3600,
+            fp_rate: 0.001,
+            salt: [1; 32],
+        },
+        &other,
+    )
+    .unwrap();
+    for body in [b"garbage".to_vec(), forged, kit.snapshot(1, &[])] {
+        let r = HttpOutcome::Response {
+            status: 200,
+            etag: None,
+            body: &body,
+        };
+        assert!(engine
+            .fetch_completed(FetchKind::Snapshot, r, T0 + 10)
+            .is_err());
+        assert_eq!(engine.snapshot_generation(), Some(2));
+    }
+    // After three failures the retry backs off 8 s, still sooner than the interval.
+    assert!(engine
+        .due_fetches(T0 + 17)
+        .iter()
+        .all(|f| f.kind != FetchKind::Snapshot));
+    assert!(engine
+        .due_fetches(T0 + 18)
+        .iter()
+        .any(|f| f.kind == FetchKind::Snapshot));
+}
