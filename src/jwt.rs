@@ -11,9 +11,9 @@ use ct_codecs::{Base64UrlSafeNoPadding, Decoder};
 use jwt_simple::common::VerificationOptions;
 use jwt_simple::reexports::coarsetime::{Duration, UnixTimeStamp};
 use jwt_simple::JWTError;
-use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
+use crate::json;
 use crate::jwks::{Algorithm, KeySet, SelectError};
 use crate::reason::Reason;
 
@@ -322,9 +322,8 @@ fn decode_object(
     }
     let bytes = Base64UrlSafeNoPadding::decode_to_vec(b64, None)
         .map_err(|_| TokenError::Malformed(not_b64))?;
-    serde_json::from_slice::<UniqueObject>(&bytes)
-        .map(|o| o.0)
-        .map_err(|_| TokenError::Malformed(not_object))
+    // Duplicate names are refused, so that no two parsers read different values.
+    json::parse_object(&bytes).map_err(|_| TokenError::Malformed(not_object))
 }
 
 fn parse_header(header: &Map<String, Value>) -> Result<TokenHeader, TokenError> {
@@ -532,33 +531,6 @@ fn numeric_date(
             Ok(Some(secs.floor() as u64))
         }
         _ => Err(TokenError::Malformed(wrong_type)),
-    }
-}
-
-/// A JSON object whose member names are unique: a duplicated name (say, two `alg`s) is refused,
-/// so that no two parsers can read different values from the same token.
-struct UniqueObject(Map<String, Value>);
-
-impl<'de> Deserialize<'de> for UniqueObject {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ObjectVisitor;
-        impl<'de> Visitor<'de> for ObjectVisitor {
-            type Value = UniqueObject;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<UniqueObject, A::Error> {
-                let mut map = Map::new();
-                while let Some((name, value)) = access.next_entry::<String, Value>()? {
-                    if map.contains_key(&name) {
-                        return Err(de::Error::custom("duplicate member name"));
-                    }
-                    map.insert(name, value);
-                }
-                Ok(UniqueObject(map))
-            }
-        }
-        deserializer.deserialize_map(ObjectVisitor)
     }
 }
 

@@ -14,6 +14,7 @@ pub mod engine;
 pub mod extract;
 pub mod http;
 pub mod introspection;
+pub mod json;
 pub mod jwks;
 pub mod jwt;
 pub mod reason;

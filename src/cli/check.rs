@@ -48,10 +48,7 @@ pub fn run(args: Args) -> CliResult {
     let config = read_file(&args.config)?;
     let mut engine =
         Engine::from_config_json(&config).map_err(|e| format!("{}: {e}", args.config.display()))?;
-    let now = match args.now {
-        Some(n) => n,
-        None => super::unix_now()?,
-    };
+    let now = args.now.map_or_else(super::unix_now, Ok)?;
     for spec in &args.jwks {
         let (issuer, file) = match spec.split_once('=') {
             Some((n, f)) => (

@@ -65,18 +65,7 @@ fn with_suffix(prefix: &Path, suffix: &str) -> Result<PathBuf, String> {
 /// bytes go to a private temporary file that is then hard-linked into place (linking fails
 /// if the target appeared meanwhile).
 fn write_new(path: &Path, bytes: &[u8], mode: u32) -> CliResult {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| format!("{} is not a file path", path.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
+    let tmp = super::temp_path(path)?;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

@@ -2,7 +2,6 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Subcommand;
 use revguard::snapshot::{
@@ -197,13 +196,7 @@ fn read_revocations(path: &Path) -> Result<Vec<Revocation>, String> {
 }
 
 fn now_or(now: Option<u64>) -> Result<u64, String> {
-    match now {
-        Some(now) => Ok(now),
-        None => SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .map_err(|_| "the system clock is before 1970".to_string()),
-    }
+    now.map_or_else(super::unix_now, Ok)
 }
 
 fn random_salt() -> Result<[u8; 32], String> {

@@ -8,9 +8,9 @@
 
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
+use crate::json::{self, StrictJsonError};
 use crate::reason::Reason;
 
 /// Why an introspection call gave no usable answer. Every case denies or allows per the
@@ -32,12 +32,11 @@ pub enum IntrospectionError {
     MissingActive,
     /// A known member has the wrong JSON type (or a date is negative or fractional).
     WrongType { field: &'static str },
-    /// A top-level member appears twice; holds its name, cut to `MAX_NAME_CHARS` characters.
+    /// A top-level member appears twice; holds its name, cut to 64 characters.
     DuplicateMember(String),
 }
 
 /// How much of an untrusted member name an error keeps.
-const MAX_NAME_CHARS: usize = 64;
 
 impl IntrospectionError {
     /// The decision reason for every introspection failure.
@@ -140,62 +139,11 @@ pub fn parse_response(
 
 /// One JSON object, nothing after it, no member name twice.
 fn parse_unique_object(body: &[u8]) -> Result<Map<String, Value>, IntrospectionError> {
-    let mut duplicate = None;
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let parsed = UniqueMembers {
-        duplicate: &mut duplicate,
-    }
-    .deserialize(&mut deserializer)
-    .and_then(|members| deserializer.end().map(|()| members));
-    match parsed {
-        Ok(members) => Ok(members),
-        Err(_) => Err(match duplicate {
-            Some(name) => IntrospectionError::DuplicateMember(name),
-            // Only failures are parsed twice, and the body is bounded.
-            None => match serde_json::from_slice::<Value>(body) {
-                Ok(value) if !value.is_object() => IntrospectionError::NotAnObject,
-                _ => IntrospectionError::NotJson,
-            },
-        }),
-    }
-}
-
-/// Collects an object's members, refusing a name seen before (serde_json's own maps keep the
-/// last copy silently). Records the repeated name for the error.
-struct UniqueMembers<'a> {
-    duplicate: &'a mut Option<String>,
-}
-
-impl<'de> DeserializeSeed<'de> for UniqueMembers<'_> {
-    type Value = Map<String, Value>;
-
-    fn deserialize<D: de::Deserializer<'de>>(
-        self,
-        deserializer: D,
-    ) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for UniqueMembers<'_> {
-    type Value = Map<String, Value>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
-        let mut members = Map::new();
-        while let Some(name) = access.next_key::<String>()? {
-            if members.contains_key(&name) {
-                *self.duplicate = Some(name.chars().take(MAX_NAME_CHARS).collect());
-                return Err(de::Error::custom("duplicate member"));
-            }
-            let value = access.next_value::<Value>()?;
-            members.insert(name, value);
-        }
-        Ok(members)
-    }
+    json::parse_object(body).map_err(|e| match e {
+        StrictJsonError::NotJson => IntrospectionError::NotJson,
+        StrictJsonError::NotAnObject => IntrospectionError::NotAnObject,
+        StrictJsonError::DuplicateMember(name) => IntrospectionError::DuplicateMember(name),
+    })
 }
 
 fn answer_from_members(
@@ -474,7 +422,7 @@ mod tests {
         let IntrospectionError::DuplicateMember(kept) = &err else {
             panic!("{err:?}");
         };
-        assert_eq!(kept.chars().count(), MAX_NAME_CHARS);
+        assert_eq!(kept.chars().count(), 64);
         let err = parse(r#"{"a\nb":1,"a\nb":2}"#).unwrap_err();
         assert!(!err.to_string().contains('\n'));
         assert!(err.to_string().contains("a\\nb"));
