@@ -556,6 +556,9 @@ fn snapshot_fetches_are_conditional_and_keep_the_last_good_state() {
         engine.fetch_completed(FetchKind::Snapshot, ok, T0).unwrap(),
         FetchResult::Updated(2)
     );
+    // The same generation again is "not modified", not a failure.
+    let again = HttpOutcome::Response { status: 200, etag: Some("\"g2b\""), body: &snap };
+    assert_eq!(engine.fetch_completed(FetchKind::Snapshot, again, T0).unwrap(), FetchResult::NotModified);
     // Not due again before the interval.
     assert!(engine
         .due_fetches(T0 + 9)
@@ -563,7 +566,7 @@ fn snapshot_fetches_are_conditional_and_keep_the_last_good_state() {
         .all(|f| f.kind != FetchKind::Snapshot));
     let due = engine.due_fetches(T0 + 10);
     let f = due.iter().find(|f| f.kind == FetchKind::Snapshot).unwrap();
-    assert_eq!(f.request.header("if-none-match"), Some("\"g2\""));
+    assert_eq!(f.request.header("if-none-match"), Some("\"g2b\""));
     // Garbage, a wrong signature and an old generation are all refused; generation 2 stays.
     let other = revguard::snapshot::SigningKey::from_seed([9; 32]).unwrap();
     let forged = revguard::snapshot::build_snapshot(

@@ -6,6 +6,7 @@ use serde::Serialize;
 use super::{Engine, LoadError};
 use crate::config::Policy;
 use crate::http::{HttpOutcome, HttpRequest};
+use crate::snapshot::SnapshotError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -207,6 +208,10 @@ impl Engine {
                 Ok(FetchResult::NotModified)
             }
             Ok(n) => Ok(FetchResult::Updated(n)),
+            // The same generation again (say, a CDN that changed its ETag): nothing new, not an error.
+            Err(LoadError::Snapshot(SnapshotError::Rollback { current, offered })) if current == offered => {
+                Ok(FetchResult::NotModified)
+            }
             Err(e) => Err(FetchError::Rejected(e)),
         }
     }
