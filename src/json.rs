@@ -23,9 +23,11 @@ pub enum StrictJsonError {
 pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, StrictJsonError> {
     let mut duplicate = None;
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let parsed = UniqueMembers { duplicate: &mut duplicate }
-        .deserialize(&mut deserializer)
-        .and_then(|members| deserializer.end().map(|()| members));
+    let parsed = UniqueMembers {
+        duplicate: &mut duplicate,
+    }
+    .deserialize(&mut deserializer)
+    .and_then(|members| deserializer.end().map(|()| members));
     match parsed {
         Ok(members) => Ok(members),
         Err(_) => Err(match duplicate {
@@ -47,7 +49,10 @@ struct UniqueMembers<'a> {
 impl<'de> DeserializeSeed<'de> for UniqueMembers<'_> {
     type Value = Map<String, Value>;
 
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_map(self)
     }
 }
@@ -80,8 +85,14 @@ mod tests {
     #[test]
     fn refuses_duplicates_trailing_bytes_and_non_objects() {
         assert_eq!(parse_object(br#"{"a":1,"b":2}"#).map(|m| m.len()), Ok(2));
-        assert_eq!(parse_object(br#"{"a":1,"a":2}"#), Err(StrictJsonError::DuplicateMember("a".into())));
-        assert_eq!(parse_object(br#"{"\u0061":1,"a":2}"#), Err(StrictJsonError::DuplicateMember("a".into())));
+        assert_eq!(
+            parse_object(br#"{"a":1,"a":2}"#),
+            Err(StrictJsonError::DuplicateMember("a".into()))
+        );
+        assert_eq!(
+            parse_object(br#"{"\u0061":1,"a":2}"#),
+            Err(StrictJsonError::DuplicateMember("a".into()))
+        );
         assert_eq!(parse_object(br#"{"a":1} x"#), Err(StrictJsonError::NotJson));
         assert_eq!(parse_object(b"[1]"), Err(StrictJsonError::NotAnObject));
         assert_eq!(parse_object(b"\xff"), Err(StrictJsonError::NotJson));

@@ -71,7 +71,7 @@ impl<'a> Reader<'a> {
     pub fn take_records(&mut self, count: usize, size: usize) -> Result<&'a [u8], WireError> {
         // Records too many to address cannot fit in any input: truncated on every target (a
         // 32-bit build must answer exactly as a 64-bit one does).
-        let len = count.checked_mul(size).unwrap_or(usize::MAX);
+        let len = count.saturating_mul(size);
         self.take(len)
     }
 
@@ -250,7 +250,10 @@ mod tests {
         let mut r = Reader::new(&[1, 2]);
         assert_eq!(
             r.take_records(usize::MAX, 2),
-            Err(WireError::Truncated { needed: usize::MAX, remaining: 2 })
+            Err(WireError::Truncated {
+                needed: usize::MAX,
+                remaining: 2
+            })
         );
     }
 }

@@ -17,12 +17,19 @@ fn workdir(name: &str) -> PathBuf {
 }
 
 fn revguard(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_revguard")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_revguard"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn check(args: &[&str]) -> Value {
     let out = revguard(args);
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -31,7 +38,9 @@ fn check(args: &[&str]) -> Value {
 fn decides_offline_with_files_built_by_the_cli() {
     let dir = workdir("offline");
     let key = dir.join("origin");
-    assert!(revguard(&["keygen", "--out", key.to_str().unwrap()]).status.success());
+    assert!(revguard(&["keygen", "--out", key.to_str().unwrap()])
+        .status
+        .success());
     let public = std::fs::read_to_string(dir.join("origin.pub")).unwrap();
 
     let kit = Kit::new();
@@ -50,21 +59,55 @@ fn decides_offline_with_files_built_by_the_cli() {
     let snap = dir.join("current.snap");
     let now = (T0 + 10).to_string();
     let built = revguard(&[
-        "snapshot", "build", "--revocations", list.to_str().unwrap(), "--generation", "7",
-        "--key", dir.join("origin.key").to_str().unwrap(), "--out", snap.to_str().unwrap(), "--now", &T0.to_string(),
+        "snapshot",
+        "build",
+        "--revocations",
+        list.to_str().unwrap(),
+        "--generation",
+        "7",
+        "--key",
+        dir.join("origin.key").to_str().unwrap(),
+        "--out",
+        snap.to_str().unwrap(),
+        "--now",
+        &T0.to_string(),
     ]);
-    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
 
-    let good = format!("authorization: Bearer {}", kit.token("alice", json!({"sid": "s-good"})));
-    let bad = format!("authorization: Bearer {}", kit.token("bob", json!({"sid": "s-bad"})));
-    let base = ["check", "--config", config_path.to_str().unwrap(), "--jwks", jwks_path.to_str().unwrap(),
-                "--snapshot", snap.to_str().unwrap(), "--now", &now, "--path", "/orders"];
+    let good = format!(
+        "authorization: Bearer {}",
+        kit.token("alice", json!({"sid": "s-good"}))
+    );
+    let bad = format!(
+        "authorization: Bearer {}",
+        kit.token("bob", json!({"sid": "s-bad"}))
+    );
+    let base = [
+        "check",
+        "--config",
+        config_path.to_str().unwrap(),
+        "--jwks",
+        jwks_path.to_str().unwrap(),
+        "--snapshot",
+        snap.to_str().unwrap(),
+        "--now",
+        &now,
+        "--path",
+        "/orders",
+    ];
 
     let mut args = base.to_vec();
     args.extend(["-H", &good, "-H", "x-auth-subject: forged"]);
     let out = check(&args);
     assert_eq!(out["result"]["decision"], "allow", "{out:#}");
-    assert_eq!(out["result"]["set_headers"], json!([["x-auth-subject", "alice"]]));
+    assert_eq!(
+        out["result"]["set_headers"],
+        json!([["x-auth-subject", "alice"]])
+    );
     assert_eq!(out["engine"]["snapshot_generation"], 7);
 
     let mut args = base.to_vec();
@@ -73,9 +116,14 @@ fn decides_offline_with_files_built_by_the_cli() {
     assert_eq!(out["result"]["decision"], "deny", "{out:#}");
     assert_eq!(out["result"]["reason"], "revoked_session");
     assert_eq!(out["result"]["status"], 401);
-    assert!(out["result"]["body"].as_str().unwrap().contains("revoked_session"));
+    assert!(out["result"]["body"]
+        .as_str()
+        .unwrap()
+        .contains("revoked_session"));
     // The raw token never appears in the output.
-    assert!(!out.to_string().contains(&bad["authorization: Bearer ".len()..]));
+    assert!(!out
+        .to_string()
+        .contains(&bad["authorization: Bearer ".len()..]));
 }
 
 #[test]
@@ -95,10 +143,24 @@ fn a_snapshot_hit_can_be_answered_with_an_introspection_file() {
     std::fs::write(&snap, kit.snapshot(3, &[support::sid("s-x")])).unwrap();
     let answer = dir.join("answer.json");
     std::fs::write(&answer, r#"{"active": false}"#).unwrap();
-    let header = format!("authorization: Bearer {}", kit.token("carol", json!({"sid": "s-x"})));
+    let header = format!(
+        "authorization: Bearer {}",
+        kit.token("carol", json!({"sid": "s-x"}))
+    );
     let now = (T0 + 1).to_string();
-    let base = ["check", "--config", config_path.to_str().unwrap(), "--jwks", jwks_path.to_str().unwrap(),
-                "--snapshot", snap.to_str().unwrap(), "--now", &now, "-H", &header];
+    let base = [
+        "check",
+        "--config",
+        config_path.to_str().unwrap(),
+        "--jwks",
+        jwks_path.to_str().unwrap(),
+        "--snapshot",
+        snap.to_str().unwrap(),
+        "--now",
+        &now,
+        "-H",
+        &header,
+    ];
     let out = check(&base);
     assert_eq!(out["result"]["decision"], "introspect", "{out:#}");
     assert_eq!(out["result"]["request"]["upstream"], "idp");
@@ -111,16 +173,27 @@ fn a_snapshot_hit_can_be_answered_with_an_introspection_file() {
 fn bad_input_is_a_clear_error() {
     let dir = workdir("errors");
     let config_path = dir.join("config.json");
-    std::fs::write(&config_path, r#"{"issuers": [{"issuer": "x", "audiences": ["a"], "algorithms": ["HS1"]}]}"#).unwrap();
+    std::fs::write(
+        &config_path,
+        r#"{"issuers": [{"issuer": "x", "audiences": ["a"], "algorithms": ["HS1"]}]}"#,
+    )
+    .unwrap();
     let out = revguard(&["check", "--config", config_path.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("issuers[0].algorithms[0]"), "{stderr}");
 
-    let out = revguard(&["check", "--config", dir.join("missing.json").to_str().unwrap()]);
+    let out = revguard(&[
+        "check",
+        "--config",
+        dir.join("missing.json").to_str().unwrap(),
+    ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
 
     let out = revguard(&["check", "--help"]);
-    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("--introspection-response"));
+    assert!(
+        out.status.success()
+            && String::from_utf8_lossy(&out.stdout).contains("--introspection-response")
+    );
 }

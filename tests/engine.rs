@@ -557,8 +557,17 @@ fn snapshot_fetches_are_conditional_and_keep_the_last_good_state() {
         FetchResult::Updated(2)
     );
     // The same generation again is "not modified", not a failure.
-    let again = HttpOutcome::Response { status: 200, etag: Some("\"g2b\""), body: &snap };
-    assert_eq!(engine.fetch_completed(FetchKind::Snapshot, again, T0).unwrap(), FetchResult::NotModified);
+    let again = HttpOutcome::Response {
+        status: 200,
+        etag: Some("\"g2b\""),
+        body: &snap,
+    };
+    assert_eq!(
+        engine
+            .fetch_completed(FetchKind::Snapshot, again, T0)
+            .unwrap(),
+        FetchResult::NotModified
+    );
     // Not due again before the interval.
     assert!(engine
         .due_fetches(T0 + 9)

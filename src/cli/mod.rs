@@ -57,9 +57,18 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>, String> {
 
 /// A temporary file next to `path` (same directory, so a rename or link stays atomic).
 pub fn temp_path(path: &Path) -> Result<std::path::PathBuf, String> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| format!("{} is not a file path", path.display()))?;
-    Ok(dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id())))
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| format!("{} is not a file path", path.display()))?;
+    Ok(dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    )))
 }
 
 /// Writes through a temporary file in the same directory and renames it into place, so a

@@ -209,7 +209,9 @@ impl Engine {
             }
             Ok(n) => Ok(FetchResult::Updated(n)),
             // The same generation again (say, a CDN that changed its ETag): nothing new, not an error.
-            Err(LoadError::Snapshot(SnapshotError::Rollback { current, offered })) if current == offered => {
+            Err(LoadError::Snapshot(SnapshotError::Rollback { current, offered }))
+                if current == offered =>
+            {
                 Ok(FetchResult::NotModified)
             }
             Err(e) => Err(FetchError::Rejected(e)),

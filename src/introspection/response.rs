@@ -36,8 +36,6 @@ pub enum IntrospectionError {
     DuplicateMember(String),
 }
 
-/// How much of an untrusted member name an error keeps.
-
 impl IntrospectionError {
     /// The decision reason for every introspection failure.
     pub fn reason(&self) -> Reason {
