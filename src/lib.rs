@@ -5,7 +5,12 @@
 
 /// The proxy-wasm filter (Envoy, Istio, Kong): `cargo build --release --target wasm32-wasip1`.
 /// Left out of unit-test builds, whose wasm test binaries are commands, not proxy-wasm modules.
-#[cfg(all(target_arch = "wasm32", target_os = "wasi", target_env = "p1", not(test)))]
+#[cfg(all(
+    target_arch = "wasm32",
+    target_os = "wasi",
+    target_env = "p1",
+    not(test)
+))]
 mod proxy_filter;
 
 pub mod config;
