@@ -5,8 +5,8 @@
 //! of SHA-256 of upstream and path, so two filter configurations never mix their data):
 //! - `<prefix><kind>/<src>/lease`: `<holder>:<taken_at>`, taken with compare-and-swap. A worker
 //!   whose fetch falls due skips it while another holder's lease is younger than the lease TTL
-//!   (the refresh interval, or the unknown-kid cooldown for key sets, plus the fetch timeout
-//!   and one second), so a dead holder blocks nobody for longer than that.
+//!   (the refresh interval plus the fetch timeout and one second; for key sets only the
+//!   timeout and one second, so a worker that saw an unknown kid refetches at once), so a dead holder blocks nobody for longer than that.
 //! - `<prefix><kind>/<src>/data`: the last verified body the holder loaded, with its sequence
 //!   number, ETag and fetch time.
 //! - `<prefix><kind>/<src>/version`: the same header without the body: workers read this small
@@ -17,7 +17,7 @@
 //! evicted by Kong's shm zone) only makes a worker fetch for itself.
 
 use std::collections::hash_map::RandomState;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 
 use super::host;
@@ -83,11 +83,24 @@ pub enum Claim {
     Fetch,
     /// Another worker holds a live lease: it will fetch and publish.
     Skip,
+    /// Skip, but check again soon: the holder's first fetch is still in flight.
+    SkipForNow,
 }
 
 struct Resource {
     key: String,
     lease_ttl: u64,
+    /// How long a fresh lease means "the holder's fetch is still in flight".
+    in_flight_secs: u64,
+}
+
+/// Why a worker cannot take `kind` from shared data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Missing {
+    /// Nothing published yet (or the version evicted) and this worker has no data.
+    Unpublished,
+    /// A version was published but its data is gone (evicted) or unreadable.
+    DataLost,
 }
 
 pub struct Coordinator {
@@ -96,7 +109,7 @@ pub struct Coordinator {
     /// Sequence number of the published body each kind was last synced with.
     synced_seq: HashMap<FetchKind, u64>,
     /// Kinds whose published data could not be read: fetch them regardless of the lease.
-    missing: HashSet<FetchKind>,
+    missing: HashMap<FetchKind, Missing>,
     /// ETag of the data the engine holds, per kind (for conditional requests).
     etags: HashMap<FetchKind, String>,
 }
@@ -121,7 +134,7 @@ impl Coordinator {
     /// `prefix` namespaces every key (`revguard/` on Envoy, `<zone>/` on Kong).
     pub fn new(policy: &Policy, prefix: &str) -> Coordinator {
         let mut resources = HashMap::new();
-        let mut add = |kind: FetchKind, upstream: &str, path: &str, ttl: u64| {
+        let mut add = |kind: FetchKind, upstream: &str, path: &str, ttl: u64, timeout_ms: u64| {
             let key = format!(
                 "{prefix}{}/{}/",
                 kind_label(kind),
@@ -132,16 +145,22 @@ impl Coordinator {
                 Resource {
                     key,
                     lease_ttl: ttl,
+                    in_flight_secs: timeout_secs(timeout_ms).saturating_add(2),
                 },
             );
         };
         for (i, issuer) in policy.config.issuers.iter().enumerate() {
             if let Some(up) = &issuer.jwks_upstream {
-                let window = up.unknown_kid_cooldown_secs.min(up.refresh_interval_secs);
-                let ttl = window
-                    .saturating_add(timeout_secs(up.timeout_ms))
-                    .saturating_add(1);
-                add(FetchKind::Keys(i), &up.upstream, &up.path, ttl);
+                // Only while the holder's fetch is in flight: workers fall due together at
+                // the interval, so they still skip; a worker that saw an unknown kid does not.
+                let ttl = timeout_secs(up.timeout_ms).saturating_add(1);
+                add(
+                    FetchKind::Keys(i),
+                    &up.upstream,
+                    &up.path,
+                    ttl,
+                    up.timeout_ms,
+                );
             }
         }
         if let Some(r) = &policy.config.revocation {
@@ -149,9 +168,9 @@ impl Coordinator {
                 .refresh_interval_secs
                 .saturating_add(timeout_secs(r.timeout_ms))
                 .saturating_add(1);
-            add(FetchKind::Snapshot, &r.upstream, &r.path, ttl);
+            add(FetchKind::Snapshot, &r.upstream, &r.path, ttl, r.timeout_ms);
             if let Some(delta) = &r.delta_path {
-                add(FetchKind::Delta, &r.upstream, delta, ttl);
+                add(FetchKind::Delta, &r.upstream, delta, ttl, r.timeout_ms);
             }
         }
         let mut hasher = RandomState::new().build_hasher();
@@ -160,7 +179,7 @@ impl Coordinator {
             holder: format!("{:016x}", hasher.finish()),
             resources,
             synced_seq: HashMap::new(),
-            missing: HashSet::new(),
+            missing: HashMap::new(),
             etags: HashMap::new(),
         }
     }
@@ -178,33 +197,39 @@ impl Coordinator {
 
     /// Decides whether this worker fetches `kind` now, taking the lease if so.
     pub fn claim(&mut self, kind: FetchKind, now: u64) -> Claim {
-        let (Some(key), Some(ttl)) = (
+        let (Some(key), Some((ttl, in_flight))) = (
             self.key(kind, "lease"),
-            self.resources.get(&kind).map(|r| r.lease_ttl),
+            self.resources
+                .get(&kind)
+                .map(|r| (r.lease_ttl, r.in_flight_secs)),
         ) else {
             return Claim::Fetch;
         };
         let current = host::get_shared_data(&key);
         let cas = current.as_ref().map_or(0, |(_, cas)| *cas);
-        let held_by_other = current.as_ref().is_some_and(|(value, _)| {
+        let other_taken_at = current.as_ref().and_then(|(value, _)| {
             let text = std::str::from_utf8(value).unwrap_or("");
             let (holder, taken) = text.split_once(':').unwrap_or(("", "0"));
             let taken: u64 = taken.parse().unwrap_or(0);
-            holder != self.holder && now < taken.saturating_add(ttl)
+            (holder != self.holder && now < taken.saturating_add(ttl)).then_some(taken)
         });
-        if held_by_other && !self.missing.contains(&kind) {
-            return Claim::Skip;
+        // Respect another holder's lease unless what it publishes cannot reach this worker.
+        let respect = other_taken_at.is_some_and(|taken| match self.missing.get(&kind) {
+            None => true,
+            Some(Missing::Unpublished) => now < taken.saturating_add(in_flight),
+            Some(Missing::DataLost) => false,
+        });
+        if respect {
+            return if self.missing.contains_key(&kind) {
+                Claim::SkipForNow
+            } else {
+                Claim::Skip
+            };
         }
         let value = format!("{}:{now}", self.holder);
         match host::set_shared_data(&key, value.as_bytes(), cas) {
-            // Someone else took it between our read and write.
-            Err(_) if held_by_other || current.is_some() => {
-                if self.missing.contains(&kind) {
-                    Claim::Fetch
-                } else {
-                    Claim::Skip
-                }
-            }
+            // Someone else took it between our read and write: it fetches.
+            Err(_) if current.is_some() && !self.missing.contains_key(&kind) => Claim::Skip,
             _ => Claim::Fetch,
         }
     }
@@ -286,11 +311,11 @@ impl Coordinator {
                 FetchKind::Snapshot => engine.snapshot_generation().is_some(),
                 FetchKind::Delta => true,
             };
-            self.set_missing(kind, !have);
+            self.set_missing(kind, (!have).then_some(Missing::Unpublished));
             return;
         };
         if self.synced_seq.get(&kind) == Some(&seq) {
-            self.set_missing(kind, false);
+            self.set_missing(kind, None);
             return;
         }
         let data = host::get_shared_data(&data_key);
@@ -299,7 +324,7 @@ impl Coordinator {
             .and_then(|(v, _)| decode(v))
             .filter(|p| p.seq == seq)
         else {
-            self.set_missing(kind, true);
+            self.set_missing(kind, Some(Missing::DataLost));
             return;
         };
         let loaded = match kind {
@@ -319,14 +344,13 @@ impl Coordinator {
             Err(_) => metrics.count(&format!("revguard.shared.{label}.not_loaded")),
         }
         self.synced_seq.insert(kind, seq);
-        self.set_missing(kind, false);
+        self.set_missing(kind, None);
     }
 
-    fn set_missing(&mut self, kind: FetchKind, missing: bool) {
-        if missing {
-            self.missing.insert(kind);
-        } else {
-            self.missing.remove(&kind);
-        }
+    fn set_missing(&mut self, kind: FetchKind, missing: Option<Missing>) {
+        match missing {
+            Some(why) => self.missing.insert(kind, why),
+            None => self.missing.remove(&kind),
+        };
     }
 }

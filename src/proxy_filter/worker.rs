@@ -373,18 +373,22 @@ impl Worker {
         coordinator.sync(engine, now, &mut self.metrics);
         for fetch in engine.due_fetches(now) {
             let label = kind_label(fetch.kind);
-            if coordinator.claim(fetch.kind, now) == Claim::Skip {
+            let claim = coordinator.claim(fetch.kind, now);
+            if claim != Claim::Fetch {
                 self.metrics
                     .count(&format!("revguard.fetch.{label}.skipped"));
-                let _ = engine.fetch_completed(
-                    fetch.kind,
+                // Skip: as if unchanged, due again next interval. For now: the engine's
+                // retry backoff brings it back in a second or two.
+                let outcome = if claim == Claim::Skip {
                     HttpOutcome::Response {
                         status: 304,
                         etag: None,
                         body: &[],
-                    },
-                    now,
-                );
+                    }
+                } else {
+                    HttpOutcome::Failed
+                };
+                let _ = engine.fetch_completed(fetch.kind, outcome, now);
                 continue;
             }
             let mut request = fetch.request;
