@@ -3,10 +3,7 @@
 //! an introspection endpoint, and a small client.
 
 use jwt_simple::prelude::*;
-use revguard::snapshot::{
-    build_delta, build_snapshot, BuildOptions, DeltaOptions, Revocation, RevocationTarget,
-    SigningKey,
-};
+use revguard::snapshot::{build_snapshot, BuildOptions, Revocation, RevocationTarget, SigningKey};
 use revguard_test_host::{
     CalloutRequest, HttpRequest, HttpResponse, Outcome, Proxy, ProxyConfig, ScriptedUpstream,
     Upstream, UpstreamReply, UpstreamResponse,
@@ -219,25 +216,6 @@ impl Origin {
         s.snapshot_generation = s.generation;
         s.delta = None;
         s.generation
-    }
-
-    /// Builds and serves a delta with `added` over the current snapshot.
-    pub fn publish_delta(&self, added: Vec<RevocationTarget>, now: u64) -> u64 {
-        let mut s = lock(&self.state);
-        for target in added {
-            s.entries.push(Revocation { target, exp: None });
-        }
-        s.generation += 1;
-        let opts = DeltaOptions {
-            generation: s.generation,
-            built_at: now,
-            max_age_secs: 300,
-        };
-        // Every entry (those already in the snapshot too): duplicates are harmless.
-        let delta = build_delta(&s.snapshot, &s.entries, &opts, &s.key).unwrap();
-        let generation = s.generation;
-        s.delta = Some((delta, generation));
-        generation
     }
 
     pub fn set_mode(&self, mode: OriginMode) {
