@@ -6,6 +6,8 @@ mod headers;
 mod kong;
 mod loading;
 mod real_upstream;
+mod rg;
+mod scenarios;
 mod shared_data;
 mod ticks;
 mod traps;

@@ -1,0 +1,241 @@
+//! The hostcalls whose failure statuses depend on untrusted input or on a stream that may be
+//! gone. The SDK's versions panic on any status they do not expect (a trap, which fails the VM)
+//! and its map reader panics on non-UTF-8 header names; these return the status instead.
+
+use std::ptr::{null, null_mut};
+use std::time::{Duration, UNIX_EPOCH};
+
+use proxy_wasm::types::{BufferType, MapType};
+
+/// A proxy-wasm status code other than `Ok`.
+pub type Status = u32;
+const OK: u32 = 0;
+/// `proxy_continue_stream` / `proxy_close_stream` stream type of the request.
+const STREAM_HTTP_REQUEST: u32 = 0;
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_header_map_pairs(map: u32, data: *mut *mut u8, size: *mut usize) -> u32;
+    fn proxy_replace_header_map_value(
+        map: u32,
+        key: *const u8,
+        key_size: usize,
+        value: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_remove_header_map_value(map: u32, key: *const u8, key_size: usize) -> u32;
+    fn proxy_set_shared_data(
+        key: *const u8,
+        key_size: usize,
+        value: *const u8,
+        value_size: usize,
+        cas: u32,
+    ) -> u32;
+    fn proxy_continue_stream(stream: u32) -> u32;
+    fn proxy_send_local_response(
+        status: u32,
+        details: *const u8,
+        details_size: usize,
+        body: *const u8,
+        body_size: usize,
+        headers: *const u8,
+        headers_size: usize,
+        grpc_status: i32,
+    ) -> u32;
+    fn proxy_set_effective_context(context_id: u32) -> u32;
+    fn proxy_log(level: u32, message: *const u8, size: usize) -> u32;
+}
+
+fn check(status: u32) -> Result<(), Status> {
+    if status == OK {
+        Ok(())
+    } else {
+        Err(status)
+    }
+}
+
+/// Takes ownership of a buffer the host allocated through the SDK's `proxy_on_memory_allocate`.
+fn take_host_buffer(data: *mut u8, size: usize) -> Vec<u8> {
+    if data.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: the host filled `data` with `size` bytes allocated by the SDK allocator as a
+    // `Vec<u8>` of capacity `size` (exactly what the SDK itself reclaims this way).
+    unsafe { Vec::from_raw_parts(data, size, size) }
+}
+
+/// Header name and value bytes.
+pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// All pairs of a header map, as raw bytes (names too: a client can send anything).
+pub fn header_pairs(map: MapType) -> Result<Pairs, Status> {
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the out-pointers are valid for the duration of the call.
+    let status = unsafe { proxy_get_header_map_pairs(map as u32, &mut data, &mut size) };
+    let bytes = take_host_buffer(data, size);
+    check(status)?;
+    Ok(parse_pairs(&bytes).unwrap_or_default())
+}
+
+fn read_u32(bytes: &[u8], at: usize) -> Option<usize> {
+    let raw: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
+    usize::try_from(u32::from_le_bytes(raw)).ok()
+}
+
+/// The proxy-wasm map encoding: count, (name length, value length) per pair, then each name
+/// and value followed by a NUL. `None` when the host's bytes do not add up.
+fn parse_pairs(bytes: &[u8]) -> Option<Pairs> {
+    if bytes.is_empty() {
+        return Some(Vec::new());
+    }
+    let count = read_u32(bytes, 0)?;
+    let mut data = count.checked_mul(8)?.checked_add(4)?;
+    if data > bytes.len() {
+        return None;
+    }
+    let mut pairs = Vec::with_capacity(count);
+    for n in 0..count {
+        let sizes = n.checked_mul(8)?.checked_add(4)?;
+        let key_len = read_u32(bytes, sizes)?;
+        let value_len = read_u32(bytes, sizes.checked_add(4)?)?;
+        let key = bytes.get(data..data.checked_add(key_len)?)?.to_vec();
+        data = data.checked_add(key_len)?.checked_add(1)?;
+        let value = bytes.get(data..data.checked_add(value_len)?)?.to_vec();
+        data = data.checked_add(value_len)?.checked_add(1)?;
+        pairs.push((key, value));
+    }
+    Some(pairs)
+}
+
+fn serialize_pairs(pairs: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let count = u32::try_from(pairs.len()).unwrap_or(0);
+    out.extend_from_slice(&count.to_le_bytes());
+    let fits = |s: &str| u32::try_from(s.len()).unwrap_or(0);
+    let pairs = pairs
+        .get(..usize::try_from(count).unwrap_or(0))
+        .unwrap_or(&[]);
+    for (k, v) in pairs {
+        out.extend_from_slice(&fits(k).to_le_bytes());
+        out.extend_from_slice(&fits(v).to_le_bytes());
+    }
+    for (k, v) in pairs {
+        out.extend_from_slice(k.as_bytes());
+        out.push(0);
+        out.extend_from_slice(v.as_bytes());
+        out.push(0);
+    }
+    out
+}
+
+/// Sets (replacing every copy) request header `name`.
+pub fn set_request_header(name: &str, value: &[u8]) -> Result<(), Status> {
+    // SAFETY: pointers and lengths come from live slices.
+    check(unsafe {
+        proxy_replace_header_map_value(
+            MapType::HttpRequestHeaders as u32,
+            name.as_ptr(),
+            name.len(),
+            value.as_ptr(),
+            value.len(),
+        )
+    })
+}
+
+/// Removes every copy of request header `name`.
+pub fn remove_request_header(name: &str) -> Result<(), Status> {
+    // SAFETY: pointer and length come from a live slice.
+    check(unsafe {
+        proxy_remove_header_map_value(
+            MapType::HttpRequestHeaders as u32,
+            name.as_ptr(),
+            name.len(),
+        )
+    })
+}
+
+/// Writes shared data. `cas == 0` writes unconditionally. Kong's shm zone answers a failure
+/// when a value does not fit: the caller treats that as "not published".
+pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> Result<(), Status> {
+    // SAFETY: pointers and lengths come from live slices.
+    check(unsafe {
+        proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas)
+    })
+}
+
+/// Resumes the paused request of the effective context.
+pub fn resume_request() -> Result<(), Status> {
+    // SAFETY: no pointers.
+    check(unsafe { proxy_continue_stream(STREAM_HTTP_REQUEST) })
+}
+
+/// Answers the effective context's request locally.
+pub fn send_local_response(
+    status: u16,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<(), Status> {
+    let headers = serialize_pairs(headers);
+    // SAFETY: pointers and lengths come from live slices; no details string.
+    check(unsafe {
+        proxy_send_local_response(
+            u32::from(status),
+            null(),
+            0,
+            body.as_ptr(),
+            body.len(),
+            headers.as_ptr(),
+            headers.len(),
+            -1,
+        )
+    })
+}
+
+/// Makes later hostcalls act on `context_id` (a stream that waited on another's callout).
+pub fn set_effective_context(context_id: u32) -> Result<(), Status> {
+    // SAFETY: no pointers.
+    check(unsafe { proxy_set_effective_context(context_id) })
+}
+
+#[derive(Clone, Copy)]
+pub enum Level {
+    Info = 2,
+    Warn = 3,
+    Error = 4,
+}
+
+/// Logs one line; a host that refuses it is ignored (logging must never fail a request).
+pub fn log(level: Level, message: &str) {
+    // SAFETY: pointer and length come from a live string.
+    let _ = unsafe { proxy_log(level as u32, message.as_ptr(), message.len()) };
+}
+
+/// The host clock, in milliseconds since the Unix epoch.
+pub fn now_millis() -> u64 {
+    proxy_wasm::hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A buffer's bytes (call response body, plugin configuration), at most `max` of them.
+pub fn buffer(kind: BufferType, max: usize) -> Vec<u8> {
+    proxy_wasm::hostcalls::get_buffer(kind, 0, max)
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+/// Shared data: value and CAS, or `None` when absent (never written, or evicted).
+pub fn get_shared_data(key: &str) -> Option<(Vec<u8>, u32)> {
+    match proxy_wasm::hostcalls::get_shared_data(key) {
+        Ok((Some(value), cas)) => Some((value, cas.unwrap_or(0))),
+        _ => None,
+    }
+}
+
+/// `Duration` of `ms` milliseconds, clamped to what a host accepts as a call timeout.
+pub fn call_timeout(ms: u64) -> Duration {
+    Duration::from_millis(ms.clamp(1, u64::from(i32::MAX.unsigned_abs())))
+}

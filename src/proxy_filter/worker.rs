@@ -1,0 +1,525 @@
+//! One worker VM's state, shared by its root context and its HTTP streams: the engine, the
+//! shared-data coordinator, metrics, and the introspection callouts in flight. Carries out the
+//! core's decisions with hostcalls; decides nothing itself.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{BufferType, MapType};
+
+use super::host::{self, Level};
+use super::metrics::{kind_label, Metrics};
+use super::request::OwnedRequest;
+use super::shared::{Claim, Coordinator};
+use crate::config::HostProfile;
+use crate::decision::{Decision, Denial, PendingIntrospection};
+use crate::engine::{Engine, FetchKind, FetchResult};
+use crate::http::{HttpOutcome, HttpRequest};
+
+pub type SharedWorker = Rc<RefCell<Worker>>;
+
+/// What the stream does after a decision was carried out.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    Continue,
+    Pause,
+}
+
+/// A stream waiting for an introspection answer.
+struct Waiter {
+    context_id: u32,
+    pending: PendingIntrospection,
+    request: OwnedRequest,
+}
+
+/// One introspection callout, shared by every stream of this VM with the same token.
+struct Callout {
+    waiters: Vec<Waiter>,
+    /// Kept to send again from the root if the dispatching stream goes away.
+    call: HttpRequest,
+    started_ms: u64,
+    /// The dispatching context still exists (the host delivers the answer to it).
+    owner_alive: bool,
+    owner: u32,
+}
+
+/// A call answer as read from the host. `status == None`: failed (zero headers).
+struct Answer {
+    status: Option<u16>,
+    etag: Option<String>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn read(num_headers: usize, body_size: usize, max_body: usize) -> Answer {
+        // After a reset there are no response maps: reading one would fail the VM.
+        if num_headers == 0 {
+            return Answer {
+                status: None,
+                etag: None,
+                body: Vec::new(),
+            };
+        }
+        let headers = host::header_pairs(MapType::HttpCallResponseHeaders).unwrap_or_default();
+        let text = |name: &[u8]| {
+            headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .and_then(|(_, v)| std::str::from_utf8(v).ok())
+                .map(str::to_string)
+        };
+        let status = text(b":status").and_then(|s| s.trim().parse::<u16>().ok());
+        let body = if body_size == 0 {
+            Vec::new()
+        } else {
+            host::buffer(BufferType::HttpCallResponseBody, body_size.min(max_body))
+        };
+        Answer {
+            status,
+            etag: text(b"etag"),
+            body,
+        }
+    }
+
+    fn outcome(&self) -> HttpOutcome<'_> {
+        match self.status {
+            Some(status) => HttpOutcome::Response {
+                status,
+                etag: self.etag.as_deref(),
+                body: &self.body,
+            },
+            None => HttpOutcome::Failed,
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Worker {
+    engine: Option<Engine>,
+    coordinator: Option<Coordinator>,
+    pub metrics: Metrics,
+    callouts: HashMap<[u8; 32], Callout>,
+    /// Host call token -> the callout's token key.
+    introspection_calls: HashMap<u32, [u8; 32]>,
+    /// Host call token -> the fetch it answers.
+    fetch_calls: HashMap<u32, FetchKind>,
+}
+
+fn now_secs() -> u64 {
+    host::now_millis() / 1000
+}
+
+fn dispatch(request: &HttpRequest) -> Result<u32, String> {
+    let headers: Vec<(&str, &str)> = request
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let body = (!request.body.is_empty()).then_some(request.body.as_slice());
+    hostcalls::dispatch_http_call(
+        &request.upstream,
+        headers,
+        body,
+        Vec::new(),
+        host::call_timeout(request.timeout_ms),
+    )
+    .map_err(|status| format!("{status:?}"))
+}
+
+impl Worker {
+    pub fn shared() -> SharedWorker {
+        Rc::new(RefCell::new(Worker::default()))
+    }
+
+    /// Installs a new configuration (fresh engine; shared data namespaced per host profile).
+    pub fn configure(&mut self, engine: Engine) {
+        let prefix = match &engine.policy().config.host {
+            HostProfile::Envoy => "revguard/".to_string(),
+            HostProfile::Kong { shm_zone } => format!("{shm_zone}/"),
+        };
+        self.coordinator = Some(Coordinator::new(engine.policy(), &prefix));
+        self.engine = Some(engine);
+        self.callouts.clear();
+        self.introspection_calls.clear();
+        self.fetch_calls.clear();
+    }
+
+    /// Decides a new request of stream `context_id`.
+    pub fn on_request(&mut self, context_id: u32) -> Step {
+        let Some(engine) = self.engine.as_mut() else {
+            let _ = host::send_local_response(
+                503,
+                &[("content-type", "application/json")],
+                br#"{"error":"not_configured"}"#,
+            );
+            return Step::Pause;
+        };
+        let Some(request) = OwnedRequest::from_host() else {
+            let denial = Denial::new(
+                crate::Reason::InvalidRequest,
+                &engine.policy().config.realm,
+                None,
+                Default::default(),
+            );
+            return self.perform(Decision::Deny(denial), None, context_id, false, false);
+        };
+        let decision = request.with_view(|view| engine.decide(view, now_secs()));
+        self.perform(decision, Some(request), context_id, false, false)
+    }
+
+    /// Carries out `decision` for the effective context. `resume`: the stream is paused.
+    fn perform(
+        &mut self,
+        decision: Decision,
+        request: Option<OwnedRequest>,
+        context_id: u32,
+        resume: bool,
+        after_callout: bool,
+    ) -> Step {
+        let request_id = request.as_ref().and_then(OwnedRequest::request_id);
+        match decision {
+            Decision::Allow(allow) => {
+                self.metrics.count("revguard.decision.allow");
+                if let Some(reason) = allow.fail_open {
+                    self.metrics
+                        .count(&format!("revguard.fail_open.{}", reason.code()));
+                }
+                if allow.log.cached {
+                    self.metrics.count("revguard.cache.verified_hit");
+                }
+                if allow.log.introspected && !after_callout {
+                    self.metrics.count("revguard.cache.introspection_hit");
+                }
+                for name in &allow.remove_headers {
+                    let _ = host::remove_request_header(name);
+                }
+                for (name, value) in &allow.set_headers {
+                    let _ = host::set_request_header(name, value.as_bytes());
+                }
+                if resume {
+                    let _ = host::resume_request();
+                    return Step::Pause;
+                }
+                Step::Continue
+            }
+            Decision::Deny(denial) => {
+                self.metrics.count("revguard.decision.deny");
+                self.metrics
+                    .count(&format!("revguard.deny.{}", denial.reason.code()));
+                if denial.log.introspected && !after_callout {
+                    self.metrics.count("revguard.cache.introspection_hit");
+                }
+                log_denial(&denial, request_id.as_deref());
+                let body = denial.body();
+                let _ = host::send_local_response(
+                    denial.status,
+                    &[
+                        ("www-authenticate", &denial.www_authenticate),
+                        ("content-type", "application/json"),
+                    ],
+                    body.as_bytes(),
+                );
+                Step::Pause
+            }
+            Decision::Introspect(introspect) => {
+                let Some(request) = request else {
+                    return Step::Pause;
+                };
+                let key = *introspect.pending.token_key();
+                let waiter = Waiter {
+                    context_id,
+                    pending: introspect.pending,
+                    request,
+                };
+                if let Some(callout) = self.callouts.get_mut(&key) {
+                    self.metrics.count("revguard.introspection.joined");
+                    callout.waiters.push(waiter);
+                    return Step::Pause;
+                }
+                match dispatch(&introspect.request) {
+                    Ok(token) => {
+                        self.metrics.count("revguard.introspection.call");
+                        self.introspection_calls.insert(token, key);
+                        self.callouts.insert(
+                            key,
+                            Callout {
+                                waiters: vec![waiter],
+                                call: introspect.request,
+                                started_ms: host::now_millis(),
+                                owner_alive: true,
+                                owner: context_id,
+                            },
+                        );
+                        Step::Pause
+                    }
+                    Err(status) => {
+                        host::log(
+                            Level::Warn,
+                            &format!(
+                                "revguard: introspection call to {} refused by the host ({status})",
+                                introspect.request.upstream
+                            ),
+                        );
+                        self.metrics.count("revguard.introspection.failed");
+                        let Some(engine) = self.engine.as_mut() else {
+                            return Step::Pause;
+                        };
+                        let decision = waiter.request.with_view(|view| {
+                            engine.complete_introspection(
+                                waiter.pending,
+                                HttpOutcome::Failed,
+                                view,
+                                now_secs(),
+                            )
+                        });
+                        self.perform(decision, Some(waiter.request), context_id, resume, true)
+                    }
+                }
+            }
+        }
+    }
+
+    /// An answer to a call this VM dispatched, delivered to context `current`.
+    pub fn on_call_response(
+        &mut self,
+        token: u32,
+        num_headers: usize,
+        body_size: usize,
+        current: u32,
+    ) {
+        if let Some(key) = self.introspection_calls.remove(&token) {
+            let max = self
+                .engine
+                .as_ref()
+                .and_then(|e| e.policy().introspection.as_ref())
+                .map_or(0, |s| s.max_response_bytes.saturating_add(1));
+            let answer = Answer::read(num_headers, body_size, max);
+            self.finish_callout(key, &answer, current);
+        } else if let Some(kind) = self.fetch_calls.remove(&token) {
+            let max = match kind {
+                FetchKind::Keys(_) => crate::jwks::MAX_JWKS_BYTES,
+                FetchKind::Snapshot | FetchKind::Delta => self
+                    .engine
+                    .as_ref()
+                    .and_then(|e| e.policy().config.revocation.as_ref())
+                    .map_or(0, |r| r.max_snapshot_bytes),
+            };
+            let answer = Answer::read(num_headers, body_size, max.saturating_add(1));
+            self.fetch_done(kind, &answer);
+        }
+    }
+
+    /// Finishes every stream waiting on the callout for `key`, then restores `current`.
+    fn finish_callout(&mut self, key: [u8; 32], answer: &Answer, current: u32) {
+        let Some(callout) = self.callouts.remove(&key) else {
+            return;
+        };
+        let latency = host::now_millis().saturating_sub(callout.started_ms);
+        self.metrics
+            .histogram("revguard.introspection.latency_ms", latency);
+        let outcome = answer.outcome();
+        let mut label = "failed";
+        for waiter in callout.waiters {
+            if waiter.context_id != current
+                && host::set_effective_context(waiter.context_id).is_err()
+            {
+                continue;
+            }
+            let Some(engine) = self.engine.as_mut() else {
+                break;
+            };
+            let decision = waiter.request.with_view(|view| {
+                engine.complete_introspection(waiter.pending, outcome, view, now_secs())
+            });
+            label = match (&decision, decision.reason()) {
+                (_, Some(crate::Reason::IntrospectionFailed)) => "failed",
+                (Decision::Allow(_), _) => "active",
+                _ => "inactive",
+            };
+            self.perform(
+                decision,
+                Some(waiter.request),
+                waiter.context_id,
+                true,
+                true,
+            );
+        }
+        self.metrics
+            .count(&format!("revguard.introspection.{label}"));
+        let _ = host::set_effective_context(current);
+    }
+
+    /// Stream `context_id` ended: it no longer waits, and if it dispatched a callout still in
+    /// flight, the host may drop that answer (the root sends it again for the others).
+    pub fn stream_done(&mut self, context_id: u32) {
+        for callout in self.callouts.values_mut() {
+            callout.waiters.retain(|w| w.context_id != context_id);
+            if callout.owner == context_id {
+                callout.owner_alive = false;
+            }
+        }
+    }
+
+    /// Periodic work on the root context: load what other workers published, start due
+    /// fetches, refresh gauges, and rescue callouts whose stream went away or ran late.
+    pub fn on_tick(&mut self, root: u32) {
+        let now = now_secs();
+        let (Some(engine), Some(coordinator)) = (self.engine.as_mut(), self.coordinator.as_mut())
+        else {
+            return;
+        };
+        coordinator.sync(engine, now, &mut self.metrics);
+        for fetch in engine.due_fetches(now) {
+            let label = kind_label(fetch.kind);
+            let claim = coordinator.claim(fetch.kind, now);
+            if claim != Claim::Fetch {
+                self.metrics
+                    .count(&format!("revguard.fetch.{label}.skipped"));
+                // Skip: as if unchanged, due again next interval. For now: the engine's
+                // retry backoff brings it back in a second or two.
+                let outcome = if claim == Claim::Skip {
+                    HttpOutcome::Response {
+                        status: 304,
+                        etag: None,
+                        body: &[],
+                    }
+                } else {
+                    HttpOutcome::Failed
+                };
+                let _ = engine.fetch_completed(fetch.kind, outcome, now);
+                continue;
+            }
+            let mut request = fetch.request;
+            if let Some(etag) = coordinator.etag(fetch.kind) {
+                request.headers.retain(|(n, _)| n != "if-none-match");
+                if !etag.is_empty() {
+                    request
+                        .headers
+                        .push(("if-none-match".to_string(), etag.to_string()));
+                }
+            }
+            match dispatch(&request) {
+                Ok(token) => {
+                    self.fetch_calls.insert(token, fetch.kind);
+                }
+                Err(status) => {
+                    host::log(
+                        Level::Warn,
+                        &format!(
+                            "revguard: {label} fetch from {} refused by the host ({status})",
+                            request.upstream
+                        ),
+                    );
+                    self.metrics
+                        .count(&format!("revguard.fetch.{label}.failed"));
+                    let _ = engine.fetch_completed(fetch.kind, HttpOutcome::Failed, now);
+                }
+            }
+        }
+        let status = engine.status(now);
+        self.metrics.state(&status);
+        self.rescue_callouts(root);
+    }
+
+    fn rescue_callouts(&mut self, root: u32) {
+        let now_ms = host::now_millis();
+        let mut late = Vec::new();
+        let mut orphaned = Vec::new();
+        self.callouts.retain(|key, callout| {
+            if callout.waiters.is_empty() && !callout.owner_alive {
+                return false;
+            }
+            let limit = callout.call.timeout_ms.saturating_add(1000);
+            if now_ms.saturating_sub(callout.started_ms) > limit {
+                late.push(*key);
+            } else if !callout.owner_alive {
+                orphaned.push(*key);
+            }
+            true
+        });
+        self.introspection_calls
+            .retain(|_, key| !late.contains(key) && !orphaned.contains(key));
+        let failed = Answer {
+            status: None,
+            etag: None,
+            body: Vec::new(),
+        };
+        for key in late {
+            self.finish_callout(key, &failed, root);
+        }
+        for key in orphaned {
+            let Some(callout) = self.callouts.get_mut(&key) else {
+                continue;
+            };
+            match dispatch(&callout.call) {
+                Ok(token) => {
+                    callout.owner = root;
+                    callout.owner_alive = true;
+                    self.introspection_calls.insert(token, key);
+                }
+                Err(_) => self.finish_callout(key, &failed, root),
+            }
+        }
+    }
+
+    fn fetch_done(&mut self, kind: FetchKind, answer: &Answer) {
+        let now = now_secs();
+        let (Some(engine), Some(coordinator)) = (self.engine.as_mut(), self.coordinator.as_mut())
+        else {
+            return;
+        };
+        let label = kind_label(kind);
+        match engine.fetch_completed(kind, answer.outcome(), now) {
+            Ok(FetchResult::Updated(n)) => {
+                self.metrics
+                    .count(&format!("revguard.fetch.{label}.updated"));
+                host::log(Level::Info, &format!("revguard: {label} updated ({n})"));
+                if answer.status == Some(200) {
+                    coordinator.publish(
+                        kind,
+                        &answer.body,
+                        answer.etag.as_deref(),
+                        now,
+                        &mut self.metrics,
+                    );
+                }
+            }
+            Ok(FetchResult::NotModified) => {
+                self.metrics
+                    .count(&format!("revguard.fetch.{label}.not_modified"));
+                if answer.status == Some(200) {
+                    coordinator.note_etag(kind, answer.etag.as_deref());
+                }
+            }
+            Err(e) => {
+                self.metrics
+                    .count(&format!("revguard.fetch.{label}.failed"));
+                host::log(
+                    Level::Warn,
+                    &format!("revguard: {label} fetch failed, keeping the last good data: {e}"),
+                );
+            }
+        }
+        let status = engine.status(now);
+        self.metrics.state(&status);
+    }
+}
+
+/// The one structured line per denial. Never the raw token: only its hashed id.
+fn log_denial(denial: &Denial, request_id: Option<&str>) {
+    let log = &denial.log;
+    let line = serde_json::json!({
+        "event": "revguard.deny",
+        "status": denial.status,
+        "reason": denial.reason.code(),
+        "route": log.route,
+        "issuer": log.issuer,
+        "kid": log.kid,
+        "snapshot_generation": log.snapshot_generation,
+        "token_hash": log.token_hash,
+        "request_id": request_id,
+    });
+    host::log(Level::Info, &line.to_string());
+}
