@@ -4,8 +4,10 @@
 //! returned, never performed) plus one thin adapter per host ABI.
 
 /// The proxy-wasm filter (Envoy, Istio, Kong): `cargo build --release --target wasm32-wasip1`.
-/// Left out of unit-test builds, whose wasm test binaries are commands, not proxy-wasm modules.
+/// Left out of test builds, whose wasm test binaries are WASI commands, not proxy-wasm modules
+/// (`--no-default-features` for integration tests).
 #[cfg(all(
+    feature = "proxy-wasm",
     target_arch = "wasm32",
     target_os = "wasi",
     target_env = "p1",
