@@ -2,7 +2,7 @@
 
 use revguard_test_host::{Proxy, ProxyConfig, ScriptedUpstream, Upstream};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
@@ -10,34 +10,39 @@ static BUILT: Mutex<BTreeMap<String, Vec<u8>>> = Mutex::new(BTreeMap::new());
 
 /// The compiled fixture `name` (a crate under tests/fixtures/).
 pub fn wasm(name: &str) -> Vec<u8> {
-    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(bytes) = built.get(name) {
-        return bytes.clone();
-    }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let manifest = root.join("tests/fixtures").join(name).join("Cargo.toml");
-    let target = root.join("target/fixtures");
+    build_wasm(
+        &manifest,
+        &[],
+        &root.join("target/fixtures"),
+        &name.replace('-', "_"),
+    )
+}
+
+/// Builds `manifest` (with `extra` cargo arguments) for wasm32-wasip1 in release into
+/// `target_dir`, once per test run, and returns `<artifact>.wasm`.
+pub fn build_wasm(manifest: &Path, extra: &[&str], target_dir: &Path, artifact: &str) -> Vec<u8> {
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(bytes) = built.get(artifact) {
+        return bytes.clone();
+    }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let status = Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "--release",
-            "--target",
-            "wasm32-wasip1",
-            "--manifest-path",
-        ])
-        .arg(&manifest)
-        .env("CARGO_TARGET_DIR", &target)
+        .args(["build", "--quiet", "--release", "--target", "wasm32-wasip1"])
+        .args(extra)
+        .arg("--manifest-path")
+        .arg(manifest)
+        .env("CARGO_TARGET_DIR", target_dir)
         .env_remove("RUSTFLAGS")
         .status()
         .expect("cargo runs");
-    assert!(status.success(), "building fixture {name} failed");
-    let file = target
+    assert!(status.success(), "building {artifact}.wasm failed");
+    let file = target_dir
         .join("wasm32-wasip1/release")
-        .join(format!("{}.wasm", name.replace('-', "_")));
-    let bytes = std::fs::read(&file).expect("fixture wasm exists");
-    built.insert(name.to_string(), bytes.clone());
+        .join(format!("{artifact}.wasm"));
+    let bytes = std::fs::read(&file).expect("the wasm file exists");
+    built.insert(artifact.to_string(), bytes.clone());
     bytes
 }
 

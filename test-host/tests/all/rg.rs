@@ -11,7 +11,6 @@ use revguard_test_host::{
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,39 +18,16 @@ use std::time::Duration;
 pub const T0: u64 = 1_767_225_600;
 pub const ISSUER: &str = "https://idp.example";
 
-static WASM: Mutex<Option<Vec<u8>>> = Mutex::new(None);
-
 /// The release revguard .wasm, built once per test run into its own target dir.
 pub fn wasm() -> Vec<u8> {
-    let mut built = WASM.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(bytes) = built.as_ref() {
-        return bytes.clone();
-    }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let workspace = root.join("..");
-    let target = root.join("target/revguard-wasm");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "--release",
-            "--target",
-            "wasm32-wasip1",
-            "-p",
-            "revguard",
-            "--lib",
-            "--manifest-path",
-        ])
-        .arg(workspace.join("Cargo.toml"))
-        .env("CARGO_TARGET_DIR", &target)
-        .env_remove("RUSTFLAGS")
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "building revguard.wasm failed");
-    let bytes = std::fs::read(target.join("wasm32-wasip1/release/revguard.wasm")).unwrap();
-    *built = Some(bytes.clone());
-    bytes
+    let manifest = root.join("../Cargo.toml");
+    super::fixture::build_wasm(
+        &manifest,
+        &["-p", "revguard", "--lib"],
+        &root.join("target/revguard-wasm"),
+        "revguard",
+    )
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
