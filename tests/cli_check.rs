@@ -3,25 +3,8 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
 use serde_json::{json, Value};
-use support::{Kit, T0};
-
-fn workdir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cli_check_{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn revguard(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_revguard"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+use support::{revguard, workdir, Kit, T0};
 
 fn check(args: &[&str]) -> Value {
     let out = revguard(args);
@@ -36,7 +19,7 @@ fn check(args: &[&str]) -> Value {
 /// keygen -> snapshot build -> check: an operator debugging why a token is refused.
 #[test]
 fn decides_offline_with_files_built_by_the_cli() {
-    let dir = workdir("offline");
+    let dir = workdir("cli_check_offline");
     let key = dir.join("origin");
     assert!(revguard(&["keygen", "--out", key.to_str().unwrap()])
         .status
@@ -128,7 +111,7 @@ fn decides_offline_with_files_built_by_the_cli() {
 
 #[test]
 fn a_snapshot_hit_can_be_answered_with_an_introspection_file() {
-    let dir = workdir("introspect");
+    let dir = workdir("cli_check_introspect");
     let kit = Kit::new();
     let mut config: Value = serde_json::from_slice(&kit.config(json!({
         "introspection": {"upstream": "idp", "path": "/introspect", "client_id": "c", "client_secret": "s"}
@@ -171,7 +154,7 @@ fn a_snapshot_hit_can_be_answered_with_an_introspection_file() {
 
 #[test]
 fn bad_input_is_a_clear_error() {
-    let dir = workdir("errors");
+    let dir = workdir("cli_check_errors");
     let config_path = dir.join("config.json");
     std::fs::write(
         &config_path,

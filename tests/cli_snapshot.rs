@@ -1,26 +1,15 @@
 //! Runs the real `revguard` binary through keygen -> build -> delta -> inspect, and the
 //! error cases: each must fail with a clear message and leave no output behind.
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
+use support::{revguard, workdir};
 
 use revguard::snapshot::{IdKind, RevocationState, SnapshotKeys, TokenIds, Verdict};
 
 const NOW: u64 = 1_800_000_000;
-
-fn workdir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cli_snapshot_{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn revguard(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_revguard"))
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 fn ok(args: &[&str]) -> String {
     let out = revguard(args);
@@ -72,7 +61,7 @@ struct Setup {
 }
 
 fn setup(name: &str) -> Setup {
-    let dir = workdir(name);
+    let dir = workdir(&format!("cli_snapshot_{name}"));
     let prefix = dir.join("origin");
     let printed = ok(&["keygen", "--out", p(&prefix)]);
     let (v1, v2) = (dir.join("v1.jsonl"), dir.join("v2.jsonl"));

@@ -46,9 +46,7 @@ impl Context for Root {
         body_size: usize,
         _num_trailers: usize,
     ) {
-        if let Ok(mut worker) = self.worker.try_borrow_mut() {
-            worker.on_call_response(token, num_headers, body_size, self.context_id);
-        }
+        deliver_call_response(&self.worker, token, num_headers, body_size, self.context_id);
     }
 }
 
@@ -108,9 +106,7 @@ impl Context for Stream {
         body_size: usize,
         _num_trailers: usize,
     ) {
-        if let Ok(mut worker) = self.worker.try_borrow_mut() {
-            worker.on_call_response(token, num_headers, body_size, self.context_id);
-        }
+        deliver_call_response(&self.worker, token, num_headers, body_size, self.context_id);
     }
 
     fn on_done(&mut self) -> bool {
@@ -131,5 +127,18 @@ impl HttpContext for Stream {
             Step::Continue => Action::Continue,
             Step::Pause => Action::Pause,
         }
+    }
+}
+
+/// A callout's answer reaches whichever context dispatched it; the worker routes it.
+fn deliver_call_response(
+    worker: &SharedWorker,
+    token: u32,
+    num_headers: usize,
+    body_size: usize,
+    context_id: u32,
+) {
+    if let Ok(mut worker) = worker.try_borrow_mut() {
+        worker.on_call_response(token, num_headers, body_size, context_id);
     }
 }

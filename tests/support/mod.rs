@@ -177,6 +177,22 @@ fn merge(base: &mut Value, extra: Value) {
     }
 }
 
+/// A fresh scratch directory for one test.
+pub fn workdir(name: &str) -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs the real `revguard` binary.
+pub fn revguard(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_revguard"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 /// Decides `GET path` with `token` as a bearer token plus `headers`.
 pub fn decide(
     engine: &mut Engine,
