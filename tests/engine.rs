@@ -611,3 +611,38 @@ fn snapshot_fetches_are_conditional_and_keep_the_last_good_state() {
         .iter()
         .any(|f| f.kind == FetchKind::Snapshot));
 }
+
+#[test]
+fn a_cached_token_is_checked_against_every_new_snapshot_and_delta() {
+    let kit = Kit::new();
+    let mut engine = kit.engine(json!({}));
+    let alice = kit.token("alice", json!({}));
+    let bob = kit.token("bob", json!({}));
+    for _ in 0..2 {
+        assert_eq!(
+            outcome(&decide(&mut engine, Some(&alice), "/", &[], T0 + 1)),
+            "allow"
+        );
+        assert_eq!(
+            outcome(&decide(&mut engine, Some(&bob), "/", &[], T0 + 1)),
+            "allow"
+        );
+    }
+    // A delta on the same snapshot (same salt): its exact set catches the cached token.
+    let base = kit.snapshot(1, &[]);
+    engine
+        .load_delta(&kit.delta(&base, 2, T0 + 2, &[jti(&format!("jti-alice-{T0}"))]))
+        .unwrap();
+    assert_eq!(
+        outcome(&decide(&mut engine, Some(&alice), "/", &[], T0 + 3)),
+        "revoked"
+    );
+    // A new snapshot (new salt): the cached token's ids are hashed again.
+    engine
+        .load_snapshot(&kit.snapshot(3, &[subject("bob", T0 + 5)]))
+        .unwrap();
+    assert_eq!(
+        outcome(&decide(&mut engine, Some(&bob), "/", &[], T0 + 6)),
+        "revoked_subject"
+    );
+}

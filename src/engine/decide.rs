@@ -3,6 +3,7 @@
 //! (exact tables, then the filter, then introspection where the filter hits), then the route's
 //! requirements.
 
+use std::cell::Cell;
 use std::rc::Rc;
 
 use super::{Engine, Verified};
@@ -16,7 +17,7 @@ use crate::reason::Reason;
 use crate::request::RequestView;
 use crate::routes;
 use crate::snapshot::{IdKind, TokenIds, Verdict};
-use crate::token_cache::TokenCache;
+use crate::token_cache::token_digest;
 
 /// Where the revocation step leaves a verified token.
 enum Revocation {
@@ -50,10 +51,9 @@ impl Engine {
             Extracted::Missing => return self.deny(Reason::MissingToken, route, log),
             Extracted::Invalid(_) => return self.deny(Reason::InvalidRequest, route, log),
         };
-        let token_key = TokenCache::<()>::key(token);
-        log.token_hash = Some(short_hash(&token_key));
-
         if !looks_like_jwt(token) {
+            let token_key = token_digest(token);
+            log.token_hash = Some(short_hash(&token_key));
             return match config.opaque_tokens {
                 OpaqueTokens::Reject => self.deny(Reason::MalformedToken, route, log),
                 OpaqueTokens::Introspect => {
@@ -62,7 +62,7 @@ impl Engine {
             };
         }
 
-        let verified = match self.verified.get(&token_key, now) {
+        let verified = match self.verified.get(token, now) {
             Some(v) => {
                 log.cached = true;
                 Rc::clone(v)
@@ -71,28 +71,29 @@ impl Engine {
                 Ok(v) => {
                     let v = Rc::new(v);
                     self.verified
-                        .insert(token_key, Rc::clone(&v), v.claims.exp, now);
+                        .insert(token, Rc::clone(&v), v.claims.exp, now);
                     v
                 }
-                Err(Ok(reason)) => return self.deny(reason, route, log),
-                Err(Err(fail_open)) => {
-                    return Decision::Allow(self.allow_fail_open(fail_open, log))
+                Err(denial) => {
+                    log.token_hash = Some(short_hash(&token_digest(token)));
+                    return match denial {
+                        Ok(reason) => self.deny(reason, route, log),
+                        Err(fail_open) => Decision::Allow(self.allow_fail_open(fail_open, log)),
+                    };
                 }
             },
         };
         log.issuer = Some(verified.claims.iss.clone());
         log.kid = verified.kid.clone();
-        if let Some(jti) = &verified.claims.jti {
-            log.token_hash = Some(short_hash(&TokenCache::<()>::key(jti)));
-        }
+        log.token_hash = Some(verified.log_hash.clone());
         log.snapshot_generation = self.snapshot_generation();
 
         let claims = Rc::clone(&verified.claims);
-        match self.revocation_check(&claims, route, now) {
+        match self.revocation_check(&verified, route, now) {
             Revocation::Denied(reason) => self.deny(reason, route, log),
             Revocation::Confirm(trigger) => self.introspect(
                 token,
-                token_key,
+                token_digest(token),
                 Some(claims),
                 trigger,
                 route_index,
@@ -212,7 +213,9 @@ impl Engine {
         match result {
             Ok(claims) => Ok(Verified {
                 kid: inspected.header.kid,
+                log_hash: short_hash(&token_digest(claims.jti.as_deref().unwrap_or(token))),
                 claims: Rc::new(claims),
+                hashed_ids: Cell::new(None),
             }),
             Err(e) => {
                 if matches!(e, TokenError::UnknownKey { .. }) {
@@ -225,7 +228,8 @@ impl Engine {
         }
     }
 
-    fn revocation_check(&self, claims: &Claims, route: &RouteRule, now: u64) -> Revocation {
+    fn revocation_check(&self, verified: &Verified, route: &RouteRule, now: u64) -> Revocation {
+        let claims = &verified.claims;
         let config = &self.policy.config;
         let has_introspection = self.policy.introspection.is_some();
         let always = route.introspection == IntrospectionPolicy::Always;
@@ -248,15 +252,22 @@ impl Engine {
                 StaleMode::Introspect => Revocation::Confirm(None),
             };
         };
-        let tenant = claims.claim(&config.tenant_claim);
-        let ids = TokenIds {
-            jti: claims.jti.as_deref(),
-            sid: claims.sid.as_deref(),
-            sub: claims.sub.as_deref(),
-            tenant: tenant.as_ref().and_then(|t| t.as_str()),
-            issued_at: claims.iat,
+        let hashed = match verified.hashed_ids.get() {
+            Some((salt, ids)) if salt == *state.salt() => ids,
+            _ => {
+                let tenant = claims.claim(&config.tenant_claim);
+                let ids = state.hash_ids(&TokenIds {
+                    jti: claims.jti.as_deref(),
+                    sid: claims.sid.as_deref(),
+                    sub: claims.sub.as_deref(),
+                    tenant: tenant.as_ref().and_then(|t| t.as_str()),
+                    issued_at: claims.iat,
+                });
+                verified.hashed_ids.set(Some((*state.salt(), ids)));
+                ids
+            }
         };
-        match state.check(&ids) {
+        match state.check_hashed(&hashed) {
             Verdict::Revoked(kind) => Revocation::Denied(revoked_reason(kind)),
             Verdict::MaybeRevoked(kind) => {
                 if has_introspection && route.introspection != IntrospectionPolicy::Never {

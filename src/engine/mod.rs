@@ -5,6 +5,7 @@ mod decide;
 mod fetch;
 mod identity;
 
+use std::cell::Cell;
 use std::rc::Rc;
 
 use serde::Serialize;
@@ -15,6 +16,7 @@ use crate::config::{ConfigErrors, Policy};
 use crate::introspection::IntrospectionCache;
 use crate::jwks::{JwksError, KeySet};
 use crate::jwt::Claims;
+use crate::snapshot::HashedIds;
 use crate::snapshot::{RevocationState, SnapshotError, SnapshotKeys};
 use crate::token_cache::TokenCache;
 
@@ -23,6 +25,11 @@ use crate::token_cache::TokenCache;
 pub(crate) struct Verified {
     pub kid: Option<String>,
     pub claims: Rc<Claims>,
+    /// For log lines: the short hash of the `jti`, else of the token.
+    pub log_hash: String,
+    /// The token's ids hashed with the salt of the snapshot they were last checked against:
+    /// repeat requests skip the HMACs until the snapshot's salt changes.
+    pub hashed_ids: Cell<Option<([u8; 32], HashedIds)>>,
 }
 
 /// Keys fetched from an issuer's upstream.

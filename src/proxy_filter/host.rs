@@ -44,6 +44,9 @@ extern "C" {
     ) -> u32;
     fn proxy_set_effective_context(context_id: u32) -> u32;
     fn proxy_log(level: u32, message: *const u8, size: usize) -> u32;
+    fn proxy_define_metric(kind: u32, name: *const u8, size: usize, id: *mut u32) -> u32;
+    fn proxy_increment_metric(id: u32, offset: i64) -> u32;
+    fn proxy_record_metric(id: u32, value: u64) -> u32;
 }
 
 fn check(status: u32) -> Result<(), Status> {
@@ -238,4 +241,23 @@ pub fn get_shared_data(key: &str) -> Option<(Vec<u8>, u32)> {
 /// `Duration` of `ms` milliseconds, clamped to what a host accepts as a call timeout.
 pub fn call_timeout(ms: u64) -> Duration {
     Duration::from_millis(ms.clamp(1, u64::from(i32::MAX.unsigned_abs())))
+}
+
+/// Defines a metric. A host without metrics, or with a name or memory limit, fails this call:
+/// metrics are then skipped, never a trap.
+pub fn define_metric(kind: proxy_wasm::types::MetricType, name: &str) -> Result<u32, Status> {
+    let mut id = 0u32;
+    // SAFETY: `name` is valid for `name.len()` bytes and `id` for one u32 during the call.
+    check(unsafe { proxy_define_metric(kind as u32, name.as_ptr(), name.len(), &mut id) })?;
+    Ok(id)
+}
+
+pub fn increment_metric(id: u32, offset: i64) -> Result<(), Status> {
+    // SAFETY: plain values.
+    check(unsafe { proxy_increment_metric(id, offset) })
+}
+
+pub fn record_metric(id: u32, value: u64) -> Result<(), Status> {
+    // SAFETY: plain values.
+    check(unsafe { proxy_record_metric(id, value) })
 }

@@ -3,9 +3,9 @@
 
 use std::collections::HashMap;
 
-use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
+use super::host as hostcalls;
 use crate::engine::{EngineStatus, FetchKind};
 
 #[derive(Default)]

@@ -32,4 +32,4 @@ pub use keys::{SigningKey, SnapshotKeys, DEFAULT_MAX_BYTES, SECRET_KEY_PREFIX};
 pub use revocations::{
     parse_revocations, Revocation, RevocationLimits, RevocationListError, RevocationTarget,
 };
-pub use state::{Applied, RevocationState, TokenIds, Verdict};
+pub use state::{Applied, HashedIds, RevocationState, TokenIds, Verdict};

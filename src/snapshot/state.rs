@@ -10,7 +10,7 @@ use super::delta::{decode_delta, DeltaContent};
 use super::error::SnapshotError;
 use super::filter::RevocationFilter;
 use super::format::decode_snapshot;
-use super::ids::{IdHasher, IdKind};
+use super::ids::{HashedId, IdHasher, IdKind};
 use super::keys::SnapshotKeys;
 use super::table::{IdSet, NotBeforeTable};
 
@@ -22,6 +22,16 @@ pub struct TokenIds<'a> {
     pub sub: Option<&'a str>,
     pub tenant: Option<&'a str>,
     pub issued_at: Option<u64>,
+}
+
+/// A token's ids hashed with one snapshot's salt.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HashedIds {
+    jti: Option<HashedId>,
+    sid: Option<HashedId>,
+    sub: Option<HashedId>,
+    tenant: Option<HashedId>,
+    issued_at: Option<u64>,
 }
 
 /// The outcome of a revocation check.
@@ -196,10 +206,32 @@ impl RevocationState {
         age > self.max_age_secs().min(max_staleness_secs)
     }
 
+    /// The salt ids are hashed with: hashed ids stay valid while it does not change.
+    pub fn salt(&self) -> &[u8; 32] {
+        &self.snapshot.salt
+    }
+
+    /// Hashes a token's ids with this snapshot's salt (the costly part of a check; callers may
+    /// keep the result for the same token while [`RevocationState::salt`] is unchanged).
+    pub fn hash_ids(&self, ids: &TokenIds<'_>) -> HashedIds {
+        let hasher = &self.snapshot.hasher;
+        HashedIds {
+            jti: ids.jti.map(|v| hasher.hash(IdKind::Jti, v)),
+            sid: ids.sid.map(|v| hasher.hash(IdKind::Sid, v)),
+            sub: ids.sub.map(|v| hasher.hash(IdKind::Subject, v)),
+            tenant: ids.tenant.map(|v| hasher.hash(IdKind::Tenant, v)),
+            issued_at: ids.issued_at,
+        }
+    }
+
     /// Checks a token's ids: exact subject and tenant tables first, then the delta's exact
     /// sets, then the Bloom filter.
     pub fn check(&self, ids: &TokenIds<'_>) -> Verdict {
-        let hasher = &self.snapshot.hasher;
+        self.check_hashed(&self.hash_ids(ids))
+    }
+
+    /// [`RevocationState::check`] with ids already hashed by [`RevocationState::hash_ids`].
+    pub fn check_hashed(&self, ids: &HashedIds) -> Verdict {
         let delta = self.delta.as_ref();
         let exact = [
             (
@@ -215,9 +247,8 @@ impl RevocationState {
                 delta.map(|d| &d.tenants),
             ),
         ];
-        for (kind, value, table, delta_table) in exact {
-            let Some(value) = value else { continue };
-            let id = hasher.hash(kind, value);
+        for (kind, id, table, delta_table) in exact {
+            let Some(id) = id else { continue };
             let not_before = [Some(table), delta_table]
                 .into_iter()
                 .flatten()
@@ -229,20 +260,18 @@ impl RevocationState {
                 }
             }
         }
-        let jti = ids.jti.map(|v| hasher.hash(IdKind::Jti, v));
-        let sid = ids.sid.map(|v| hasher.hash(IdKind::Sid, v));
         if let Some(d) = delta {
-            if jti.is_some_and(|id| d.jti.contains(&id)) {
+            if ids.jti.is_some_and(|id| d.jti.contains(&id)) {
                 return Verdict::Revoked(IdKind::Jti);
             }
-            if sid.is_some_and(|id| d.sid.contains(&id)) {
+            if ids.sid.is_some_and(|id| d.sid.contains(&id)) {
                 return Verdict::Revoked(IdKind::Sid);
             }
         }
-        if jti.is_some_and(|id| self.snapshot.filter.contains(&id)) {
+        if ids.jti.is_some_and(|id| self.snapshot.filter.contains(&id)) {
             return Verdict::MaybeRevoked(IdKind::Jti);
         }
-        if sid.is_some_and(|id| self.snapshot.filter.contains(&id)) {
+        if ids.sid.is_some_and(|id| self.snapshot.filter.contains(&id)) {
             return Verdict::MaybeRevoked(IdKind::Sid);
         }
         Verdict::Clear

@@ -22,6 +22,7 @@ mod types;
 mod upstream;
 mod vm;
 mod wasi;
+mod wasm_build;
 
 pub use clock::Clock;
 pub use config::{KongOptions, Profile, ProxyConfig};
@@ -29,10 +30,11 @@ pub use error::HostError;
 pub use http::{ClientResponse, ForwardedRequest, HttpRequest, HttpResponse, Outcome};
 pub use maps::HeaderMap;
 pub use metrics::MetricValue;
-pub use proxy::{Proxy, StreamId};
+pub use proxy::{Proxy, Startup, StreamId};
 pub use state::{LocalReply, LogEntry, LogSource};
 pub use types::{LogLevel, Status};
 pub use upstream::{
     CalloutRequest, HttpUpstream, ScriptedUpstream, Upstream, UpstreamOutcome, UpstreamReply,
     UpstreamResponse,
 };
+pub use wasm_build::build_wasm;

@@ -35,6 +35,15 @@ pub struct Proxy {
     shared: Arc<Shared>,
     vms: Vec<Vm>,
     provided: Vec<String>,
+    startup: Startup,
+}
+
+/// How long loading took: compiling the module once, then starting each VM (instantiate,
+/// `_start`, `proxy_on_vm_start`, `proxy_on_configure`).
+#[derive(Debug, Clone, Copy)]
+pub struct Startup {
+    pub compile: Duration,
+    pub start_per_vm: Duration,
 }
 
 impl Proxy {
@@ -48,7 +57,9 @@ impl Proxy {
         engine_config.consume_fuel(config.fuel);
         let engine =
             Engine::new(&engine_config).map_err(|e| HostError::Engine(format!("{e:#}")))?;
+        let compiling = Instant::now();
         let module = Module::new(&engine, wasm).map_err(|e| HostError::Engine(format!("{e:#}")))?;
+        let compile = compiling.elapsed();
         let mut registry = Registry::new(&engine);
         abi::define(&mut registry)?;
         wasi::define(&mut registry)?;
@@ -65,16 +76,27 @@ impl Proxy {
         let workers = config.workers;
         let shared = Arc::new(Shared::new(config));
         let mut vms = Vec::with_capacity(workers);
+        let starting = Instant::now();
         for worker in 0..workers {
             vms.push(Vm::start(&engine, &pre, worker, shared.clone())?);
         }
+        let start_per_vm = starting.elapsed() / u32::try_from(workers).unwrap_or(u32::MAX);
         Ok(Proxy {
             engine,
             pre,
             shared,
             vms,
             provided: registry.provided(),
+            startup: Startup {
+                compile,
+                start_per_vm,
+            },
         })
+    }
+
+    /// Compile and per-VM start times of [`Proxy::new`].
+    pub fn startup(&self) -> Startup {
+        self.startup
     }
 
     /// Every import this host provides, as `module.name`.

@@ -3,7 +3,6 @@
 use revguard_test_host::{Proxy, ProxyConfig, ScriptedUpstream, Upstream};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 static BUILT: Mutex<BTreeMap<String, Vec<u8>>> = Mutex::new(BTreeMap::new());
@@ -20,28 +19,14 @@ pub fn wasm(name: &str) -> Vec<u8> {
     )
 }
 
-/// Builds `manifest` (with `extra` cargo arguments) for wasm32-wasip1 in release into
-/// `target_dir`, once per test run, and returns `<artifact>.wasm`.
+/// Builds `manifest` once per test run (cargo caches across runs) and returns `<artifact>.wasm`.
 pub fn build_wasm(manifest: &Path, extra: &[&str], target_dir: &Path, artifact: &str) -> Vec<u8> {
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(bytes) = built.get(artifact) {
         return bytes.clone();
     }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-    let status = Command::new(cargo)
-        .args(["build", "--quiet", "--release", "--target", "wasm32-wasip1"])
-        .args(extra)
-        .arg("--manifest-path")
-        .arg(manifest)
-        .env("CARGO_TARGET_DIR", target_dir)
-        .env_remove("RUSTFLAGS")
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "building {artifact}.wasm failed");
-    let file = target_dir
-        .join("wasm32-wasip1/release")
-        .join(format!("{artifact}.wasm"));
-    let bytes = std::fs::read(&file).expect("the wasm file exists");
+    let bytes = revguard_test_host::build_wasm(manifest, extra, target_dir, artifact)
+        .unwrap_or_else(|e| panic!("{e}"));
     built.insert(artifact.to_string(), bytes.clone());
     bytes
 }

@@ -8,6 +8,7 @@ mod loading;
 mod real_upstream;
 mod rg;
 mod scenarios;
+mod serve;
 mod shared_data;
 mod ticks;
 mod traps;

@@ -30,6 +30,13 @@ pub fn wasm() -> Vec<u8> {
     )
 }
 
+/// Where [`wasm`] leaves the module (for tests that run the command-line tool).
+pub fn wasm_path() -> PathBuf {
+    wasm();
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target/revguard-wasm/wasm32-wasip1/release/revguard.wasm")
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -1,0 +1,242 @@
+//! `demo`: the story a newcomer should see first, with real parts: the real filter in N worker VMs,
+//! an origin and an IdP on loopback (real HTTP), real ES256 tokens and signed snapshots, a real
+//! clock. Revoke a session at the origin and watch every worker start denying its token.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args as ClapArgs;
+use revguard::snapshot::RevocationTarget;
+use revguard_test_host::{
+    Clock, HttpRequest, HttpResponse, HttpUpstream, MetricValue, Outcome, Proxy, ProxyConfig,
+    Upstream,
+};
+use serde_json::json;
+
+use crate::gateway::stats_text;
+use crate::loopback::{Idp, Origin, AUDIENCE, ISSUER};
+
+#[derive(ClapArgs)]
+pub struct Args {
+    /// Worker VMs (Envoy: one per worker thread).
+    #[arg(long, default_value_t = 4)]
+    workers: usize,
+    /// `revocation.refresh_interval_secs` of the demo policy.
+    #[arg(long, default_value_t = 2)]
+    interval: u64,
+    /// The filter module (default: build this repository's filter).
+    #[arg(long)]
+    wasm: Option<PathBuf>,
+}
+
+/// The demo policy: one issuer whose keys come from the IdP, snapshots from the origin, and
+/// introspection to confirm snapshot hits. Everything else is revguard's (fail-closed) default.
+fn policy(origin: &Origin, interval: u64) -> serde_json::Value {
+    json!({
+        "issuers": [{
+            "issuer": ISSUER,
+            "audiences": [AUDIENCE],
+            "algorithms": ["ES256"],
+            "jwks_upstream": {"upstream": "idp", "path": "/jwks", "authority": "idp.demo"}
+        }],
+        "forward_claims": [{"claim": "sub", "header": "x-auth-subject"}],
+        "revocation": {
+            "upstream": "origin", "path": "/current.snap", "authority": "origin.demo",
+            "refresh_interval_secs": interval, "max_staleness_secs": 3600,
+            "public_keys": [origin.public_key()]
+        },
+        "introspection": {
+            "upstream": "idp", "path": "/introspect", "authority": "idp.demo",
+            "client_id": "revguard-demo", "client_secret": "demo-secret",
+            "timeout_ms": 1000, "cache_ttl_secs": 60
+        }
+    })
+}
+
+/// What the client got: the status and the reason code or forwarded subject.
+fn send(proxy: &mut Proxy, worker: usize, token: &str) -> Result<(u32, String), String> {
+    let request =
+        HttpRequest::get("api.demo", "/orders").header("authorization", format!("Bearer {token}"));
+    let (stream, outcome) = proxy
+        .run_request(worker, request, Duration::from_secs(3))
+        .map_err(|e| e.to_string())?;
+    let answer = match &outcome {
+        Outcome::Continued(forwarded) => {
+            let subject = forwarded
+                .headers
+                .get_str("x-auth-subject")
+                .unwrap_or("?")
+                .to_string();
+            proxy
+                .finish(stream, HttpResponse::new(200))
+                .map_err(|e| e.to_string())?;
+            (200, format!("forwarded, x-auth-subject: {subject}"))
+        }
+        Outcome::LocalReply(reply) => {
+            proxy.end_stream(stream).map_err(|e| e.to_string())?;
+            let body = String::from_utf8_lossy(&reply.body).into_owned();
+            (reply.status, body)
+        }
+        other => return Err(format!("request did not finish: {other:?}")),
+    };
+    Ok(answer)
+}
+
+/// How many workers hold `what` (fetched it themselves or loaded the copy another published).
+fn holders(proxy: &Proxy, what: &str) -> u64 {
+    let count = |name: String| match proxy.guest_metric(&name) {
+        Some(MetricValue::Counter(n)) => n,
+        _ => 0,
+    };
+    count(format!("revguard.fetch.{what}.updated"))
+        + count(format!("revguard.shared.{what}.loaded"))
+}
+
+/// Until every worker has the key set and the snapshot (a proxy answers 503 before that: fail closed).
+fn wait_until_ready(proxy: &mut Proxy, workers: usize) -> Result<(), String> {
+    let started = Instant::now();
+    let workers = workers as u64;
+    while holders(proxy, "keys.0") < workers || holders(proxy, "snapshot") < workers {
+        if started.elapsed() > Duration::from_secs(15) {
+            return Err("the workers did not load the key set and snapshot within 15 s".into());
+        }
+        proxy
+            .advance(Duration::from_millis(100))
+            .map_err(|e| e.to_string())?;
+    }
+    println!(
+        "   every worker holds the key set and the snapshot after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+pub fn run(args: Args) -> Result<(), String> {
+    let wasm = crate::wasm::revguard(args.wasm.as_deref())?;
+    let origin = Origin::start()?;
+    let idp = Idp::start()?;
+    println!(
+        "== revguard demo: {} worker VMs of the real filter in the wasmtime test host",
+        args.workers
+    );
+    println!(
+        "   origin (signed snapshots) on http://{}, IdP (JWKS + introspection) on http://{}",
+        origin.addr, idp.addr
+    );
+    println!(
+        "   policy: refresh the snapshot every {} s; confirm snapshot hits with introspection",
+        args.interval
+    );
+
+    let mut config = ProxyConfig::envoy();
+    config.workers = args.workers;
+    config.clock = Clock::real();
+    config.plugin_configuration = policy(&origin, args.interval).to_string().into_bytes();
+    let to_origin = HttpUpstream::new(origin.addr).ok_or("origin is not on loopback")?;
+    let to_idp = HttpUpstream::new(idp.addr).ok_or("IdP is not on loopback")?;
+    let config = config
+        .upstream("origin", to_origin as Arc<dyn Upstream>)
+        .upstream("idp", to_idp as Arc<dyn Upstream>);
+    let started = Instant::now();
+    let mut proxy = Proxy::new(&wasm, config).map_err(|e| e.to_string())?;
+    println!(
+        "   module: {} bytes, compiled and {} VMs started in {:.0} ms",
+        wasm.len(),
+        args.workers,
+        started.elapsed().as_secs_f64() * 1e3
+    );
+
+    let alice = idp.issue("alice", "session-alice")?;
+    let bob = idp.issue("bob", "session-bob")?;
+    wait_until_ready(&mut proxy, args.workers)?;
+
+    println!("\n== 1. traffic: alice and bob, every worker");
+    for worker in 0..args.workers {
+        let (status, what) = send(&mut proxy, worker, &alice)?;
+        println!("   worker {worker}: alice -> {status} {what}");
+    }
+    let (status, what) = send(&mut proxy, 0, &bob)?;
+    println!("   worker 0: bob   -> {status} {what}");
+
+    println!("\n== 2. revoke alice's session at the IdP and publish it in the origin's snapshot");
+    idp.revoke_session("session-alice");
+    let generation = origin.publish(Some(RevocationTarget::Sid("session-alice".into())))?;
+    let (requests_before, _) = origin.requests();
+    let introspections_before = idp.introspections();
+    let revoked_at = Instant::now();
+    println!("   snapshot generation {generation} published at t = 0");
+
+    let mut first_denial: Vec<Option<(f64, String)>> = vec![None; args.workers];
+    let deadline = Duration::from_secs(args.interval * 3 + 5);
+    while first_denial.iter().any(Option::is_none) && revoked_at.elapsed() < deadline {
+        for worker in 0..args.workers {
+            if first_denial[worker].is_some() {
+                continue;
+            }
+            let (status, body) = send(&mut proxy, worker, &alice)?;
+            if status != 200 {
+                first_denial[worker] = Some((
+                    revoked_at.elapsed().as_secs_f64(),
+                    format!("{status} {body}"),
+                ));
+            }
+        }
+        let (status, _) = send(&mut proxy, 0, &bob)?;
+        if status != 200 {
+            return Err(format!(
+                "bob was denied ({status}) although only alice was revoked"
+            ));
+        }
+        proxy
+            .advance(Duration::from_millis(50))
+            .map_err(|e| e.to_string())?;
+    }
+    let waited = revoked_at.elapsed().as_secs_f64();
+
+    println!(
+        "\n== 3. the moment each worker started denying alice (bob stayed allowed throughout)"
+    );
+    let mut worst = 0f64;
+    for (worker, denial) in first_denial.iter().enumerate() {
+        match denial {
+            Some((t, answer)) => {
+                worst = worst.max(*t);
+                println!("   worker {worker}: denied after {t:.2} s: {answer}");
+            }
+            None => println!("   worker {worker}: still allowing after {waited:.1} s"),
+        }
+    }
+    let (requests, not_modified) = origin.requests();
+    println!(
+        "   slowest worker: {worst:.2} s (bound: refresh interval {} s + one fetch)",
+        args.interval
+    );
+    println!(
+        "   origin: {} snapshot requests in {waited:.1} s ({} answered 304) for {} workers: one fetch per interval per proxy",
+        requests - requests_before,
+        not_modified,
+        args.workers
+    );
+    println!(
+        "   IdP: {} introspection calls (alice's token, once per worker VM; then cached)",
+        idp.introspections() - introspections_before
+    );
+
+    println!("\n== 4. the denial log line (no raw token) and the metrics");
+    if let Some(line) = proxy
+        .take_logs()
+        .into_iter()
+        .find(|l| l.message.contains("\"reason\""))
+    {
+        println!("   [worker {}] {}", line.worker, line.message);
+    }
+    let metrics = proxy.metrics();
+    for line in stats_text(&metrics).lines() {
+        println!("   {line}");
+    }
+    if first_denial.iter().any(Option::is_none) {
+        return Err("a worker never started denying the revoked session".into());
+    }
+    Ok(())
+}
