@@ -80,7 +80,8 @@ try {
     cached.push(((hits.ms - empty) * 1000) / BATCH);
     const fresh = Array.from({ length: BATCH }, (_, i) => es256(`user-${round}-${i}`));
     const firsts = await timed(fresh);
-    if (firsts.counts.allow !== BATCH) throw new Error(`first-seen batch: ${JSON.stringify(firsts.counts)}`);
+    // A rare Bloom false positive (rate 0.001) is denied `revoked`: no introspection configured.
+    if ((firsts.counts.allow ?? 0) < BATCH * 0.98) throw new Error(`first-seen batch: ${JSON.stringify(firsts.counts)}`);
     first.push(((firsts.ms - empty) * 1000) / BATCH);
   }
   const c = median(cached);

@@ -158,7 +158,13 @@ export function createRevguard(options) {
     const target = backend ? new URL(url.pathname + url.search, backend) : url;
     try {
       return await doFetch(
-        new Request(target, { method: request.method, headers, body: request.body, redirect: "manual" }),
+        new Request(target, {
+          method: request.method,
+          headers,
+          body: request.body,
+          redirect: "manual",
+          duplex: "half",
+        }),
       );
     } catch {
       return jsonResponse(502, { error: "backend_unreachable" });

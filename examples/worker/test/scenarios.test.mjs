@@ -47,6 +47,11 @@ describe("1. a JWT access token from the server is verified locally", () => {
     assert.equal(r.json.headers["x-auth-client"], "app");
     assert.equal(r.json.headers["x-auth-scope"], "orders:read");
     assert.equal(p.idp.introspections, introspectionsBefore, "a JWT is verified locally");
+
+    const posted = await worker.get("/orders", jwt, {}, { method: "POST", body: "order=42" });
+    assert.equal(posted.status, 200);
+    assert.equal(posted.json.method, "POST");
+    assert.equal(posted.json.body, "order=42");
   });
 
   test("no token, a tampered token and garbage get RFC 6750 denials with reason codes", async () => {

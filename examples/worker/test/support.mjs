@@ -58,11 +58,12 @@ function body(req) {
   });
 }
 
-/** The backend: answers every request with the headers it received, as JSON. */
+/** The backend: answers every request with what it received, as JSON. */
 export async function startBackend() {
-  return new Loopback((req, res) => {
+  return new Loopback(async (req, res) => {
+    const received = (await body(req)).toString();
     res.setHeader("content-type", "application/json");
-    res.end(JSON.stringify({ method: req.method, url: req.url, headers: req.headers }));
+    res.end(JSON.stringify({ method: req.method, url: req.url, headers: req.headers, body: received }));
   }).start();
 }
 
@@ -350,10 +351,12 @@ export async function startWorker({ config, idp, origin, backend }) {
   await mf.ready;
   return {
     mf,
-    /** GET `path` with `token` (if any) and extra headers; resolves {status, json, ms}. */
-    async get(path, token, headers = {}) {
+    /** GET `path` (or `init.method`, `init.body`) with `token` (if any) and extra headers;
+     * resolves {status, json, www, ms}. */
+    async get(path, token, headers = {}, init = {}) {
       const started = performance.now();
       const response = await mf.dispatchFetch(`http://api.test${path}`, {
+        ...init,
         headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...headers },
       });
       const text = await response.text();
