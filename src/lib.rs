@@ -15,6 +15,11 @@
 ))]
 mod proxy_filter;
 
+/// The edge-worker build (workerd, Deno): a wasm-bindgen JS API over the same core, built by
+/// `examples/worker/build` (`--target wasm32-unknown-unknown --no-default-features --features edge`).
+#[cfg(all(target_arch = "wasm32", target_os = "unknown", feature = "edge"))]
+pub mod edge;
+
 pub mod config;
 pub mod decision;
 pub mod engine;

@@ -1,0 +1,32 @@
+// The benchmark's workerd side (bench.mjs drives it): one engine per isolate, and batches of
+// decisions timed from outside, since workerd's clocks do not advance during pure computation.
+import wasm from "./pkg/revguard_bg.wasm";
+import { Engine, initRevguard } from "./revguard.js";
+
+let engine = null;
+
+export default {
+  async fetch(request) {
+    const input = await request.json();
+    if (input.setup) {
+      initRevguard(wasm);
+      engine?.free();
+      engine = new Engine(input.setup.config);
+      engine.loadSnapshot(Uint8Array.from(atob(input.setup.snapshot), (c) => c.charCodeAt(0)));
+      return Response.json({ ok: true });
+    }
+    // A batch: decide each request; count the outcomes so nothing is optimised away.
+    const counts = {};
+    for (const token of input.tokens) {
+      const d = engine.decide({
+        method: "GET",
+        url: "/orders",
+        headers: [["authorization", `Bearer ${token}`]],
+        now: input.now,
+      });
+      const key = d.decision === "deny" ? d.reason : d.decision;
+      counts[key] = (counts[key] ?? 0) + 1;
+    }
+    return Response.json(counts);
+  },
+};

@@ -1,0 +1,246 @@
+// The ready worker: all the I/O around the revguard engine, for any runtime with `fetch`
+// (Cloudflare Workers / workerd, Deno). The engine decides; this module only carries out.
+//
+// - State lives in the isolate: one engine, its key sets, revocation data and caches.
+// - Refreshes (snapshot, delta, key sets) piggy-back on requests, since an isolate has no
+//   timers of its own: each request asks the engine what is due (conditional GETs, backoff
+//   and staleness are the engine's) and runs it in the background. A request waits for a
+//   refresh only when the data is missing or past its max staleness; if the refresh fails,
+//   the configured failure mode decides.
+// - Introspection: one call in flight per token, shared by every request carrying it, with the
+//   configured timeout; the engine caches the answer.
+// - Allowed requests go to the backend with identity headers (client-sent copies removed);
+//   denials get the RFC 6750 challenge and the reason code. Bad input never becomes a 500.
+//
+//   import { createRevguard } from "./revguard-worker.js";
+//   const guard = createRevguard({ wasm, config, upstreams: { idp: "https://idp.example.com" },
+//                                  backend: "https://api.internal" });
+//   export default { fetch: (request, env, ctx) => guard.handle(request, ctx) };
+
+import { Engine, initRevguard } from "./revguard.js";
+
+/** Fetched key sets and snapshots larger than this are refused unread (the largest
+ * `max_snapshot_bytes` allowed; the engine applies the configured limit). */
+const MAX_FETCH_BYTES = 256 * 1024 * 1024;
+/** Introspection answers larger than this are refused unread (the largest
+ * `max_response_bytes` allowed). */
+const MAX_INTROSPECTION_BYTES = 1024 * 1024;
+
+/**
+ * options:
+ *   wasm       WebAssembly.Module or bytes of pkg/revguard_bg.wasm
+ *   config     revguard configuration (object or JSON text)
+ *   upstreams  { name: "https://base" }: where the config's `upstream` names point (a name
+ *              that is itself an http(s) URL needs no entry)
+ *   backend    base URL that allowed requests are forwarded to (default: the request's own
+ *              URL, which on Cloudflare is the zone's origin)
+ *   fetch      fetch implementation (default globalThis.fetch)
+ *   now        () => Unix seconds (default the system clock)
+ *   log        (line: object) => void for the one line per denial and refresh failures
+ *              (default console.log as JSON). Lines never carry a token.
+ */
+export function createRevguard(options) {
+  initRevguard(options.wasm);
+  const engine = new Engine(options.config);
+  const upstreams = options.upstreams ?? {};
+  const doFetch = options.fetch ?? ((...args) => globalThis.fetch(...args));
+  const now = options.now ?? (() => Math.floor(Date.now() / 1000));
+  const log = options.log ?? ((line) => console.log(JSON.stringify(line)));
+  const backend = options.backend ? new URL(options.backend) : null;
+  const issuersWithUpstream = issuerIndexesWithUpstream(options.config);
+
+  /** Token key -> the one introspection call in flight for it. */
+  const introspections = new Map();
+  /** The refresh in flight, shared by the requests that must wait for it. */
+  let refreshing = null;
+
+  function urlFor(upstream, path) {
+    const base = upstreams[upstream] ?? (/^https?:\/\//.test(upstream) ? upstream : null);
+    if (base == null) throw new Error(`no URL for upstream "${upstream}"`);
+    return new URL(path, base);
+  }
+
+  /** Sends a call the engine described; resolves {status, etag, body}, or null when the
+   * call failed, timed out, or its body was over `maxBytes`. Never rejects. */
+  async function send(call, maxBytes) {
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), call.timeout_ms);
+    try {
+      const response = await doFetch(urlFor(call.upstream, call.path), {
+        method: call.method,
+        headers: call.headers,
+        body: call.method === "GET" || call.method === "HEAD" ? undefined : call.body,
+        signal: controller.signal,
+        redirect: "manual",
+      });
+      const body = await readCapped(response, maxBytes);
+      if (body == null) return null;
+      return { status: response.status, etag: response.headers.get("etag"), body };
+    } catch {
+      return null;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Runs every fetch due now; resolves when all are reported to the engine. */
+  function refresh() {
+    if (refreshing) return refreshing;
+    const due = engine.dueFetches(now());
+    if (due.length === 0) return null;
+    refreshing = Promise.all(
+      due.map(async (call) => {
+        const answer = await send(call, MAX_FETCH_BYTES);
+        const result = engine.fetchCompleted(call.kind, answer, now());
+        if (result.outcome === "failed") {
+          log({ event: "revguard.fetch_failed", kind: call.kind, error: result.error });
+        }
+      }),
+    ).finally(() => {
+      refreshing = null;
+    });
+    return refreshing;
+  }
+
+  /** Data missing or past its max staleness: the request waits for the refresh. */
+  function mustWait() {
+    const status = engine.status(now());
+    return (
+      status.snapshot_stale ||
+      issuersWithUpstream.some((i) => status.key_set_age_secs[i] == null)
+    );
+  }
+
+  /** The one in-flight introspection for `key`, started if needed. */
+  function introspect(decision) {
+    let call = introspections.get(decision.key);
+    if (!call) {
+      call = send(decision.request, MAX_INTROSPECTION_BYTES).finally(() =>
+        introspections.delete(decision.key),
+      );
+      introspections.set(decision.key, call);
+    }
+    return call;
+  }
+
+  async function handle(request, ctx) {
+    try {
+      const pending = refresh();
+      if (pending) {
+        if (mustWait()) await pending;
+        else ctx?.waitUntil?.(pending);
+      }
+      const url = new URL(request.url);
+      let decision = engine.decide({
+        method: request.method,
+        url: url.pathname + url.search,
+        headers: request.headers,
+        now: now(),
+      });
+      if (decision.decision === "introspect") {
+        const call = introspect(decision);
+        ctx?.waitUntil?.(call);
+        const answer = await call;
+        decision = engine.completeIntrospection(decision.id, answer, now());
+      }
+      if (decision.decision === "allow") return await forward(request, url, decision);
+      return deny(decision, request);
+    } catch (error) {
+      log({ event: "revguard.error", error: String(error?.message ?? error) });
+      return jsonResponse(503, { error: "internal_error" });
+    }
+  }
+
+  async function forward(request, url, decision) {
+    const headers = new Headers(request.headers);
+    for (const name of decision.remove_headers) headers.delete(name);
+    for (const [name, value] of decision.set_headers) headers.set(name, value);
+    const target = backend ? new URL(url.pathname + url.search, backend) : url;
+    try {
+      return await doFetch(
+        new Request(target, {
+          method: request.method,
+          headers,
+          body: request.body,
+          redirect: "manual",
+          duplex: "half",
+        }),
+      );
+    } catch {
+      return jsonResponse(502, { error: "backend_unreachable" });
+    }
+  }
+
+  function deny(decision, request) {
+    log({
+      event: "revguard.deny",
+      status: decision.status,
+      reason: decision.reason,
+      route: decision.log.route,
+      issuer: decision.log.issuer,
+      kid: decision.log.kid,
+      snapshot_generation: decision.log.snapshot_generation,
+      token_hash: decision.log.token_hash,
+      request_id: requestId(request),
+    });
+    return new Response(decision.body, {
+      status: decision.status,
+      headers: {
+        "www-authenticate": decision.www_authenticate,
+        "content-type": "application/json",
+        "cache-control": "no-store",
+      },
+    });
+  }
+
+  return { handle, engine, refresh };
+}
+
+/** Issuers whose keys are fetched: a request waits until each has a key set. */
+function issuerIndexesWithUpstream(config) {
+  const parsed = typeof config === "string" ? JSON.parse(config) : config;
+  return (parsed.issuers ?? []).flatMap((issuer, i) => (issuer.jwks_upstream ? [i] : []));
+}
+
+/** The whole body, or null when it is over `maxBytes`. */
+async function readCapped(response, maxBytes) {
+  const declared = Number(response.headers.get("content-length"));
+  if (declared > maxBytes) {
+    await response.body?.cancel();
+    return null;
+  }
+  if (!response.body) return new Uint8Array(0);
+  const reader = response.body.getReader();
+  const chunks = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > maxBytes) {
+      await reader.cancel();
+      return null;
+    }
+    chunks.push(value);
+  }
+  const body = new Uint8Array(total);
+  let at = 0;
+  for (const chunk of chunks) {
+    body.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  return body;
+}
+
+/** `x-request-id`, printable ASCII only and bounded, for log lines. */
+function requestId(request) {
+  const id = (request.headers.get("x-request-id") ?? "").replace(/[^\x21-\x7e]/g, "").slice(0, 128);
+  return id || null;
+}
+
+function jsonResponse(status, value) {
+  return new Response(JSON.stringify(value), {
+    status,
+    headers: { "content-type": "application/json", "cache-control": "no-store" },
+  });
+}

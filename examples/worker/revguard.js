@@ -1,0 +1,149 @@
+// revguard's JS API: the same Rust core as the proxy-wasm filter, built with wasm-bindgen
+// (`./build` writes ./pkg). Plain objects in, plain objects out; no I/O here (see
+// revguard-worker.js for the worker that fetches, introspects and forwards).
+//
+//   import { initRevguard, Engine } from "./revguard.js";
+//   initRevguard(wasmModule);                       // a WebAssembly.Module or the .wasm bytes
+//   const engine = new Engine(config);              // object or JSON text (docs/CONFIGURATION.md)
+//   engine.loadSnapshot(bytes);                     // and loadKeys / loadDelta, or let
+//                                                   // dueFetches / fetchCompleted drive them
+//   const d = engine.decide({ method, url, headers, now });
+//   // d.decision: "allow" | "deny" | "introspect" (then: completeIntrospection(d.id, answer, now))
+
+import { initSync, EdgeEngine } from "./pkg/revguard.js";
+
+/** A misuse or rejected input. `code` is stable (invalid_config, keys_rejected, ...). */
+export class RevguardError extends Error {
+  constructor(code, message) {
+    super(message);
+    this.name = "RevguardError";
+    this.code = code;
+  }
+}
+
+let initialized = false;
+
+/** Instantiates the wasm module once per isolate: a WebAssembly.Module, or its bytes. */
+export function initRevguard(module) {
+  if (!initialized) {
+    initSync({ module });
+    initialized = true;
+  }
+}
+
+/** Runs a wasm call, turning its `code: message` errors into RevguardError. */
+function call(fn) {
+  try {
+    return fn();
+  } catch (error) {
+    const message = String(error?.message ?? error);
+    const match = /^([a-z_]+): /.exec(message);
+    throw new RevguardError(match ? match[1] : "internal", message);
+  }
+}
+
+/** Bytes from a Uint8Array, ArrayBuffer or string. */
+function bytes(value) {
+  if (value instanceof Uint8Array) return value;
+  if (value instanceof ArrayBuffer) return new Uint8Array(value);
+  if (typeof value === "string") return new TextEncoder().encode(value);
+  if (value == null) return new Uint8Array(0);
+  throw new RevguardError("invalid_argument", "invalid_argument: expected bytes or a string");
+}
+
+/** Headers as the flat name/value list the wasm side takes: from a Headers object, an array
+ * of [name, value] pairs, or a plain object. */
+function flatHeaders(headers) {
+  const flat = [];
+  if (headers == null) return flat;
+  const pairs =
+    typeof headers.entries === "function" && !Array.isArray(headers)
+      ? headers.entries()
+      : Array.isArray(headers)
+        ? headers
+        : Object.entries(headers);
+  for (const [name, value] of pairs) flat.push(String(name), String(value));
+  return flat;
+}
+
+/** An HTTP status, or undefined for a failed call (timeout, reset, unreachable). */
+function statusOf(answer) {
+  return answer == null || answer.status == null ? undefined : answer.status;
+}
+
+export class Engine {
+  #inner;
+
+  /** `config`: the configuration object or its JSON text. Throws RevguardError
+   * (`invalid_config`) naming every bad field. */
+  constructor(config) {
+    const text = typeof config === "string" ? config : JSON.stringify(config);
+    this.#inner = call(() => new EdgeEngine(text));
+  }
+
+  /** Loads issuer #`issuer`'s JWKS; returns the number of usable keys. */
+  loadKeys(issuer, jwks, now) {
+    return call(() => this.#inner.loadKeys(issuer, bytes(jwks), now));
+  }
+
+  /** Loads a full signed snapshot; returns the generation in force. */
+  loadSnapshot(snapshot) {
+    return call(() => this.#inner.loadSnapshot(bytes(snapshot)));
+  }
+
+  /** Loads a signed delta for the current snapshot; returns the generation in force. */
+  loadDelta(delta) {
+    return call(() => this.#inner.loadDelta(bytes(delta)));
+  }
+
+  /** Decides one request. `url`: absolute URL or path with query; `headers`: Headers, pairs
+   * or an object; `now`: Unix seconds. Never throws on request content: a bad request is a
+   * denial. Returns one of
+   *   {decision: "allow", remove_headers, set_headers, fail_open, log}
+   *   {decision: "deny", status, reason, www_authenticate, body, log}
+   *   {decision: "introspect", id, key, request: {upstream, method, path, authority,
+   *    headers, body, timeout_ms}, log}                                                    */
+  decide({ method, url, headers, now }) {
+    return JSON.parse(
+      call(() => this.#inner.decide(String(method), String(url), flatHeaders(headers), now)),
+    );
+  }
+
+  /** Finishes an `introspect` decision with the endpoint's answer `{status, body}`, or
+   * null when the call failed (timeout, reset). Returns an allow or deny decision. */
+  completeIntrospection(id, answer, now) {
+    return JSON.parse(
+      call(() =>
+        this.#inner.completeIntrospection(id, statusOf(answer), bytes(answer?.body), now),
+      ),
+    );
+  }
+
+  /** The fetches due now: [{kind, upstream, method, path, authority, headers, body,
+   * timeout_ms}]. Each is in flight until reported with fetchCompleted. */
+  dueFetches(now) {
+    return JSON.parse(call(() => this.#inner.dueFetches(now)));
+  }
+
+  /** Reports a fetch: `{status, etag, body}`, or null when the call failed. Returns
+   * {outcome: "updated", value} | {outcome: "not_modified"} | {outcome: "failed", error}. */
+  fetchCompleted(kind, answer, now) {
+    const etag = answer?.etag == null ? undefined : String(answer.etag);
+    return JSON.parse(
+      call(() =>
+        this.#inner.fetchCompleted(kind, statusOf(answer), etag, bytes(answer?.body), now),
+      ),
+    );
+  }
+
+  /** {snapshot_generation, snapshot_age_secs, snapshot_stale, key_set_age_secs,
+   * verified_cache_entries, introspection_cache_entries, pending_introspections} */
+  status(now) {
+    return JSON.parse(call(() => this.#inner.status(now)));
+  }
+
+  /** Frees the wasm memory now instead of at garbage collection. */
+  free() {
+    this.#inner.free();
+  }
+}

@@ -1,0 +1,180 @@
+// The JS API itself (revguard.js over the wasm build), in Node's V8: errors and their codes,
+// the fetch schedule, introspection ids, and bad input that must never throw.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
+import { Engine, RevguardError, initRevguard } from "../revguard.js";
+
+initRevguard(await readFile(new URL("../pkg/revguard_bg.wasm", import.meta.url)));
+const file = JSON.parse(await readFile(new URL("../../../tests/cases/decisions.json", import.meta.url), "utf8"));
+const snapshot = Buffer.from(file.snapshot, "base64");
+const delta = Buffer.from(file.delta, "base64");
+const byName = (name) => file.cases.find((c) => c.name === name);
+const flagged = byName("a snapshot hit on jti asks for introspection");
+const valid = byName("a valid token is allowed with identity headers");
+
+function loaded(config = file.config) {
+  const engine = new Engine(config);
+  engine.loadKeys(0, file.jwks[0], valid.now);
+  engine.loadSnapshot(snapshot);
+  engine.loadDelta(delta);
+  return engine;
+}
+
+function code(fn) {
+  try {
+    fn();
+  } catch (error) {
+    assert.ok(error instanceof RevguardError, `${error}`);
+    return error.code;
+  }
+  assert.fail("did not throw");
+}
+
+test("a bad configuration throws invalid_config naming the field", () => {
+  const bad = { ...file.config, issuers: [{ ...file.config.issuers[0], algorithms: ["RS257"] }] };
+  try {
+    new Engine(bad);
+    assert.fail("accepted");
+  } catch (error) {
+    assert.equal(error.code, "invalid_config");
+    assert.match(error.message, /issuers\[0\]\.algorithms\[0\]/);
+    assert.doesNotMatch(error.message, /s3cret/, "never the client secret");
+  }
+  assert.equal(code(() => new Engine("{")), "invalid_config");
+  assert.equal(code(() => new Engine("")), "invalid_config");
+});
+
+test("rejected data throws a code and keeps the last good state", () => {
+  const engine = loaded();
+  const generation = engine.status(valid.now).snapshot_generation;
+  assert.equal(generation, 6);
+  assert.equal(code(() => engine.loadSnapshot(new Uint8Array([1, 2, 3]))), "snapshot_rejected");
+  const corrupt = Uint8Array.from(snapshot);
+  corrupt[corrupt.length - 1] ^= 1;
+  assert.equal(code(() => engine.loadSnapshot(corrupt)), "snapshot_rejected");
+  assert.equal(code(() => engine.loadKeys(0, "{\"keys\":7}", valid.now)), "keys_rejected");
+  assert.equal(code(() => engine.loadKeys(3, file.jwks[0], valid.now)), "no_such_issuer");
+  assert.equal(code(() => new Engine(file.config).loadDelta(delta)), "no_base_snapshot");
+  assert.equal(engine.status(valid.now).snapshot_generation, generation);
+  assert.equal(engine.decide({ ...valid.request, url: valid.request.path, now: valid.now }).decision, "allow");
+});
+
+test("now must be Unix seconds; statuses must be HTTP statuses", () => {
+  const engine = loaded();
+  const req = { method: "GET", url: "/orders", headers: [] };
+  for (const now of [-1, NaN, Infinity, 2 ** 60, "soon", undefined]) {
+    assert.equal(code(() => engine.decide({ ...req, now })), "invalid_argument", String(now));
+  }
+  assert.equal(code(() => engine.fetchCompleted("snapshot", { status: 70000 }, valid.now)), "invalid_argument");
+  assert.equal(code(() => engine.fetchCompleted("keys:x", null, valid.now)), "invalid_argument");
+  assert.equal(code(() => engine.completeIntrospection(12345, null, valid.now)), "unknown_introspection");
+});
+
+test("an introspect decision carries the call; its id finishes it once", () => {
+  const engine = loaded();
+  const req = { method: "GET", url: flagged.request.path, headers: flagged.request.headers, now: flagged.now };
+  const first = engine.decide(req);
+  const second = engine.decide(req);
+  assert.equal(first.decision, "introspect");
+  assert.notEqual(first.id, second.id);
+  assert.equal(first.key, second.key, "same token, same key: one call in flight");
+  assert.equal(first.request.method, "POST");
+  assert.equal(first.request.upstream, "idp");
+  assert.equal(first.request.path, "/introspect");
+  assert.match(first.request.body, /^token=.*&token_type_hint=access_token$/);
+  assert.ok(first.request.headers.some(([n, v]) => n === "authorization" && v.startsWith("Basic ")));
+  assert.equal(engine.status(flagged.now).pending_introspections, 2);
+
+  const answer = { status: 200, body: '{"active":false}' };
+  const done = engine.completeIntrospection(first.id, answer, flagged.now);
+  assert.equal(done.decision, "deny");
+  assert.equal(done.reason, "revoked");
+  assert.equal(code(() => engine.completeIntrospection(first.id, answer, flagged.now)), "unknown_introspection");
+  // The second waiter is answered from the cache the first answer filled.
+  assert.equal(engine.completeIntrospection(second.id, answer, flagged.now).reason, "revoked");
+  assert.equal(engine.decide(req).reason, "revoked", "cached: no new call");
+  assert.equal(engine.status(flagged.now).pending_introspections, 0);
+});
+
+test("waiting introspections are bounded", () => {
+  const engine = loaded();
+  const req = { method: "GET", url: flagged.request.path, headers: flagged.request.headers, now: flagged.now };
+  const ids = [];
+  for (let i = 0; i < 10_050; i++) ids.push(engine.decide(req).id);
+  assert.equal(engine.status(flagged.now).pending_introspections, 10_000);
+  assert.equal(code(() => engine.completeIntrospection(ids[0], null, flagged.now)), "unknown_introspection");
+  assert.equal(engine.completeIntrospection(ids.at(-1), null, flagged.now).reason, "introspection_failed");
+});
+
+test("the fetch schedule: due fetches, conditional requests, backoff", () => {
+  const config = {
+    ...file.config,
+    revocation: { ...file.config.revocation, refresh_interval_secs: 10, max_staleness_secs: 120 },
+  };
+  const engine = new Engine(config);
+  const t = valid.now;
+  const due = engine.dueFetches(t);
+  assert.deepEqual(due.map((f) => f.kind), ["keys:0", "snapshot"], "no delta before a snapshot");
+  assert.deepEqual([due[0].upstream, due[0].method, due[0].path], ["idp", "GET", "/jwks"]);
+  assert.deepEqual(engine.dueFetches(t), [], "in flight");
+  assert.deepEqual(engine.fetchCompleted("keys:0", { status: 200, body: file.jwks[0] }, t), {
+    outcome: "updated",
+    value: 1,
+  });
+  const updated = engine.fetchCompleted("snapshot", { status: 200, etag: '"v1"', body: snapshot }, t);
+  assert.deepEqual(updated, { outcome: "updated", value: 5 });
+
+  const next = engine.dueFetches(t + 10);
+  assert.deepEqual(next.map((f) => f.kind).sort(), ["delta", "snapshot"]);
+  const snap = next.find((f) => f.kind === "snapshot");
+  assert.deepEqual(snap.headers, [["if-none-match", '"v1"']]);
+  assert.deepEqual(engine.fetchCompleted("snapshot", { status: 304 }, t + 10), { outcome: "not_modified" });
+  const failed = engine.fetchCompleted("delta", null, t + 10);
+  assert.equal(failed.outcome, "failed");
+  assert.match(failed.error, /unreachable/);
+  assert.deepEqual(engine.dueFetches(t + 11), [], "backoff");
+  assert.deepEqual(engine.dueFetches(t + 12).map((f) => f.kind), ["delta"]);
+  assert.deepEqual(engine.fetchCompleted("delta", { status: 200, body: delta }, t + 12), {
+    outcome: "updated",
+    value: 6,
+  });
+  const status = engine.status(t + 12);
+  assert.equal(status.snapshot_generation, 6);
+  assert.equal(status.snapshot_stale, false);
+});
+
+test("headers as a Headers object, pairs or a plain object decide the same", () => {
+  const engine = loaded();
+  const auth = valid.request.headers[0][1];
+  const base = { method: "GET", url: "https://api.example/orders?x=1#frag", now: valid.now };
+  const forms = [new Headers({ Authorization: auth }), [["Authorization", auth]], { authorization: auth }];
+  for (const headers of forms) {
+    const d = engine.decide({ ...base, headers });
+    assert.equal(d.decision, "allow");
+    assert.deepEqual(d.set_headers, valid.expect.set_headers);
+  }
+});
+
+test("arbitrary request input never throws (a denial instead)", () => {
+  const engine = loaded();
+  let seed = 7;
+  const rand = (n) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
+  const pieces = ["Bearer ", "bearer", " ", ".", "..", "eyJ", "%", "\u0000", "\u00ff", "\ud800", "é", "=", ",", "a", "/"];
+  const junk = () => Array.from({ length: rand(40) }, () => pieces[rand(pieces.length)]).join("");
+  const token = valid.request.headers[0][1].slice(7);
+  for (let i = 0; i < 3000; i++) {
+    const headers = [];
+    for (let h = rand(4); h > 0; h--) {
+      const name = ["authorization", "cookie", "x-auth-subject", junk()][rand(4)];
+      const value = rand(3) === 0 ? `Bearer ${token.slice(0, rand(token.length))}${junk()}` : junk();
+      headers.push([name, value]);
+    }
+    const url = ["/", "http://h", "", junk(), `/orders?${junk()}`, `https://x/${junk()}`][rand(6)];
+    const method = ["GET", "POST", junk()][rand(3)];
+    const d = engine.decide({ method, url, headers, now: valid.now });
+    assert.ok(["allow", "deny", "introspect"].includes(d.decision));
+    if (d.decision === "deny") assert.ok(d.status >= 400 && d.reason);
+    if (d.decision === "introspect") engine.completeIntrospection(d.id, { status: 200, body: junk() }, valid.now);
+  }
+});

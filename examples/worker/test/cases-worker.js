@@ -1,0 +1,12 @@
+// A test worker for workerd: POST the decision-cases file, get every case's result back.
+import wasm from "../pkg/revguard_bg.wasm";
+import { initRevguard } from "../revguard.js";
+import { runAll } from "./run-cases.js";
+
+export default {
+  async fetch(request) {
+    initRevguard(wasm);
+    const file = await request.json();
+    return Response.json(runAll(file));
+  },
+};

@@ -1,0 +1,388 @@
+// Shared test parts, all real and on loopback: the OAuth server (oidc-provider), the
+// revocation origin (snapshots built and signed by the real `revguard` CLI), an echoing
+// backend, and the worker itself in workerd (Miniflare).
+import { execFileSync } from "node:child_process";
+import { generateKeyPairSync, randomUUID } from "node:crypto";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Miniflare } from "miniflare";
+import Provider from "oidc-provider";
+
+export const workerRoot = fileURLToPath(new URL("..", import.meta.url));
+export const repoRoot = fileURLToPath(new URL("../../..", import.meta.url));
+
+export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The `revguard` CLI: $REVGUARD_BIN, else the debug build in the cargo target directory. */
+export function revguardBin() {
+  const bin =
+    process.env.REVGUARD_BIN ?? join(process.env.CARGO_TARGET_DIR ?? join(repoRoot, "target"), "debug", "revguard");
+  if (!existsSync(bin)) throw new Error(`no revguard CLI at ${bin}: run cargo build --bin revguard`);
+  return bin;
+}
+
+/** A loopback HTTP server on a free port, whose handler can be swapped, and which can be
+ * stopped (connections refused) and started again on the same port. */
+class Loopback {
+  constructor(handler) {
+    this.handler = handler;
+    this.port = 0;
+  }
+
+  async start() {
+    this.server = createServer((req, res) => this.handler(req, res));
+    await new Promise((resolve) => this.server.listen(this.port, "127.0.0.1", resolve));
+    this.port = this.server.address().port;
+    return this;
+  }
+
+  get url() {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  async stop() {
+    this.server.closeAllConnections();
+    await new Promise((resolve) => this.server.close(resolve));
+  }
+}
+
+/** Reads a request body. */
+function body(req) {
+  return new Promise((resolve) => {
+    const chunks = [];
+    req.on("data", (c) => chunks.push(c));
+    req.on("end", () => resolve(Buffer.concat(chunks)));
+  });
+}
+
+/** The backend: answers every request with what it received, as JSON. */
+export async function startBackend() {
+  return new Loopback(async (req, res) => {
+    const received = (await body(req)).toString();
+    res.setHeader("content-type", "application/json");
+    res.end(JSON.stringify({ method: req.method, url: req.url, headers: req.headers, body: received }));
+  }).start();
+}
+
+/** The revocation origin: keys from `revguard keygen`, snapshots and deltas from `revguard
+ * snapshot build` / `snapshot delta`, served as static files with ETags and conditional GET.
+ * `hang` makes it accept requests and never answer. */
+export class Origin {
+  constructor() {
+    this.dir = mkdtempSync(join(tmpdir(), "revguard-origin-"));
+    this.bin = revguardBin();
+    execFileSync(this.bin, ["keygen", "--out", join(this.dir, "origin")], { stdio: "pipe" });
+    this.publicKey = readFileSync(join(this.dir, "origin.pub"), "utf8").trim();
+    this.generation = 0;
+    this.base = []; // the list the current full snapshot was built from
+    this.revoked = []; // every revocation so far
+    this.files = new Map(); // path -> {bytes, etag}
+    this.requests = 0;
+    this.hang = false;
+    this.loopback = new Loopback((req, res) => this.serve(req, res));
+  }
+
+  serve(req, res) {
+    this.requests++;
+    if (this.hang) return; // never answered
+    const file = this.files.get(new URL(req.url, "http://origin").pathname);
+    if (!file) {
+      res.statusCode = 404;
+      return res.end();
+    }
+    res.setHeader("etag", file.etag);
+    if (req.headers["if-none-match"] === file.etag) {
+      res.statusCode = 304;
+      return res.end();
+    }
+    res.setHeader("content-type", "application/octet-stream");
+    res.end(file.bytes);
+  }
+
+  async start() {
+    await this.loopback.start();
+    return this;
+  }
+
+  get url() {
+    return this.loopback.url;
+  }
+
+  stop() {
+    return this.loopback.stop();
+  }
+
+  #list(name, entries) {
+    const path = join(this.dir, name);
+    writeFileSync(path, entries.map((e) => JSON.stringify(e) + "\n").join(""));
+    return path;
+  }
+
+  #publish(path, file) {
+    this.files.set(path, { bytes: readFileSync(file), etag: `"g${this.generation}"` });
+  }
+
+  /** Builds and signs a full snapshot of every revocation so far (the delta is dropped). */
+  publishSnapshot({ maxAge = 300 } = {}) {
+    this.generation++;
+    this.base = [...this.revoked];
+    const out = join(this.dir, "current.snap");
+    execFileSync(this.bin, [
+      "snapshot", "build", "--revocations", this.#list("base.jsonl", this.base),
+      "--generation", String(this.generation), "--key", join(this.dir, "origin.key"),
+      "--out", out, "--max-age", String(maxAge),
+    ], { stdio: "pipe" });
+    this.#publish("/current.snap", out);
+    this.files.delete("/current.delta");
+  }
+
+  /** Adds `entries` (e.g. {jti}) and publishes them as a signed delta on the current snapshot. */
+  revokeByDelta(...entries) {
+    this.revoked.push(...entries);
+    this.generation++;
+    const out = join(this.dir, "current.delta");
+    execFileSync(this.bin, [
+      "snapshot", "delta", "--base", join(this.dir, "current.snap"),
+      "--from", this.#list("base.jsonl", this.base), "--to", this.#list("now.jsonl", this.revoked),
+      "--generation", String(this.generation), "--key", join(this.dir, "origin.key"), "--out", out,
+    ], { stdio: "pipe" });
+    this.#publish("/current.delta", out);
+  }
+
+  /** Adds `entries` and publishes a new full snapshot. */
+  revokeBySnapshot(...entries) {
+    this.revoked.push(...entries);
+    this.publishSnapshot();
+  }
+
+  cleanup() {
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+function signingKey() {
+  const { privateKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
+  return { ...privateKey.export({ format: "jwk" }), kid: randomUUID(), alg: "ES256", use: "sig" };
+}
+
+const APP = { id: "app", secret: "app-secret-0123456789abcdef0123456789" };
+const GUARD = { id: "revguard", secret: "revguard-secret-0123456789abcdef0123" };
+
+/** The OAuth server: panva's oidc-provider with client credentials, RFC 9068 JWT access
+ * tokens (resource `urn:api`) and opaque ones (no resource), introspection and revocation.
+ * `mode`: "up", or "hang" (introspection requests are accepted and never answered). Counts
+ * the introspection calls it receives. */
+export class Idp {
+  constructor() {
+    this.keys = [signingKey()];
+    this.introspections = 0;
+    this.mode = "up";
+    this.loopback = new Loopback((req, res) => this.serve(req, res));
+  }
+
+  async start() {
+    await this.loopback.start();
+    this.provider = this.#provider();
+    return this;
+  }
+
+  get url() {
+    return this.loopback.url;
+  }
+
+  stop() {
+    return this.loopback.stop();
+  }
+
+  serve(req, res) {
+    if (req.url.startsWith("/token/introspection")) {
+      this.introspections++;
+      if (this.mode === "hang") return;
+    }
+    this.provider.callback()(req, res);
+  }
+
+  #provider() {
+    const provider = new Provider(this.url, {
+      clients: [APP, GUARD].map((c) => ({
+        client_id: c.id,
+        client_secret: c.secret,
+        grant_types: ["client_credentials"],
+        redirect_uris: [],
+        response_types: [],
+        scope: "orders:read",
+      })),
+      jwks: { keys: this.keys },
+      clientDefaults: { id_token_signed_response_alg: "ES256" },
+      scopes: ["orders:read"],
+      features: {
+        devInteractions: { enabled: false },
+        clientCredentials: { enabled: true },
+        introspection: { enabled: true },
+        revocation: { enabled: true },
+        resourceIndicators: {
+          enabled: true,
+          defaultResource: () => undefined,
+          useGrantedResource: () => true,
+          getResourceServerInfo: () => ({
+            scope: "orders:read",
+            audience: "api",
+            accessTokenTTL: 3600,
+            accessTokenFormat: "jwt",
+            jwt: { sign: { alg: "ES256" } },
+          }),
+        },
+      },
+    });
+    provider.on("server_error", (_ctx, error) => console.error("oidc-provider:", error));
+    return provider;
+  }
+
+  /** A new signing key first (the provider signs with it), the old ones still published;
+   * `retire` drops every old key. Takes effect without restarting the server. */
+  rotate({ retire = false } = {}) {
+    this.keys = retire ? this.keys.slice(0, 1) : [signingKey(), ...this.keys];
+    this.provider = this.#provider();
+  }
+
+  async #token(params) {
+    const response = await fetch(`${this.url}/token`, {
+      method: "POST",
+      headers: { authorization: basic(APP), "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ grant_type: "client_credentials", scope: "orders:read", ...params }),
+    });
+    const json = await response.json();
+    if (!response.ok) throw new Error(`token endpoint: ${JSON.stringify(json)}`);
+    return json.access_token;
+  }
+
+  /** An RFC 9068 JWT access token (`typ: at+jwt`, ES256, `aud: api`). */
+  issueJwt() {
+    return this.#token({ resource: "urn:api" });
+  }
+
+  /** An opaque access token (only introspection can tell what it is). */
+  issueOpaque() {
+    return this.#token({});
+  }
+
+  /** RFC 7009 revocation by the owning client. */
+  async revoke(token) {
+    const response = await fetch(`${this.url}/token/revocation`, {
+      method: "POST",
+      headers: { authorization: basic(APP), "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ token, token_type_hint: "access_token" }),
+    });
+    if (!response.ok) throw new Error(`revocation endpoint: ${response.status}`);
+  }
+
+  /** The revguard configuration pieces that point at this server. */
+  get guardClient() {
+    return { client_id: GUARD.id, client_secret: GUARD.secret };
+  }
+}
+
+function basic({ id, secret }) {
+  return "Basic " + Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString("base64");
+}
+
+/** The claims of a JWT (test side only; the worker verifies). */
+export function claimsOf(jwt) {
+  return JSON.parse(Buffer.from(jwt.split(".")[1], "base64url").toString());
+}
+
+/** A revguard configuration for `idp` and `origin`, with `overrides` merged per section
+ * (`top`: top-level fields such as routes). */
+export function guardConfig(idp, origin, overrides = {}) {
+  const config = {
+    issuers: [{
+      issuer: idp.url,
+      audiences: ["api"],
+      algorithms: ["ES256"],
+      required_type: "at+jwt",
+      jwks_upstream: {
+        upstream: "idp", path: "/jwks", refresh_interval_secs: 300, unknown_kid_cooldown_secs: 1,
+        timeout_ms: 1000, ...overrides.jwks_upstream,
+      },
+    }],
+    opaque_tokens: "introspect",
+    forward_claims: [
+      { claim: "sub", header: "x-auth-subject" },
+      { claim: "scope", header: "x-auth-scope" },
+      { claim: "client_id", header: "x-auth-client" },
+    ],
+    revocation: {
+      upstream: "origin", path: "/current.snap", delta_path: "/current.delta",
+      refresh_interval_secs: 1, max_staleness_secs: 60, timeout_ms: 500,
+      public_keys: [origin.publicKey], ...overrides.revocation,
+    },
+    introspection: {
+      upstream: "idp", path: "/token/introspection", ...idp.guardClient,
+      timeout_ms: 500, cache_ttl_secs: 2, ...overrides.introspection,
+    },
+    failure_modes: { ...overrides.failure_modes },
+    ...overrides.top,
+  };
+  return config;
+}
+
+/** The Cloudflare entry (worker.js) in workerd, configured through its environment. */
+export async function startWorker({ config, idp, origin, backend }) {
+  const mf = new Miniflare({
+    modules: true,
+    scriptPath: "worker.js",
+    modulesRoot: workerRoot,
+    rootPath: workerRoot,
+    modulesRules: [
+      { type: "ESModule", include: ["**/*.js"] },
+      { type: "CompiledWasm", include: ["**/*.wasm"] },
+    ],
+    compatibilityDate: "2025-01-01",
+    cf: false,
+    bindings: {
+      REVGUARD_CONFIG: JSON.stringify(config),
+      REVGUARD_UPSTREAMS: JSON.stringify({ idp: idp.url, origin: origin.url }),
+      REVGUARD_BACKEND: backend.url,
+    },
+  });
+  await mf.ready;
+  return {
+    mf,
+    /** GET `path` (or `init.method`, `init.body`) with `token` (if any) and extra headers;
+     * resolves {status, json, www, ms}. */
+    async get(path, token, headers = {}, init = {}) {
+      const started = performance.now();
+      const response = await mf.dispatchFetch(`http://api.test${path}`, {
+        ...init,
+        headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...headers },
+      });
+      const text = await response.text();
+      let json = null;
+      try {
+        json = JSON.parse(text);
+      } catch {}
+      return {
+        status: response.status,
+        json,
+        www: response.headers.get("www-authenticate"),
+        ms: performance.now() - started,
+      };
+    },
+    dispose: () => mf.dispose(),
+  };
+}
+
+/** Repeats `probe` every `everyMs` until `done(result)` or `timeoutMs`; returns the last
+ * result and the time taken. */
+export async function until(probe, done, { everyMs = 25, timeoutMs = 10000 } = {}) {
+  const started = performance.now();
+  for (;;) {
+    const result = await probe();
+    const ms = performance.now() - started;
+    if (done(result) || ms > timeoutMs) return { result, ms };
+    await sleep(everyMs);
+  }
+}

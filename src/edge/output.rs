@@ -1,0 +1,105 @@
+//! What the edge build hands back to JS, as JSON text the JS API parses into plain objects:
+//! decisions in the normalized shape of `tests/decision_cases.rs` (plus the log fields), the
+//! fetches due, and fetch results. One JSON string per call is cheaper than building objects
+//! through many boundary calls.
+
+use serde_json::{json, Value};
+
+use crate::decision::Decision;
+use crate::engine::{FetchKind, FetchRequest, FetchResult};
+use crate::http::HttpRequest;
+
+/// A decision. `introspect` carries the waiting request's `id`, a `key` shared by every
+/// request with the same token (one call in flight per key), and the call to send.
+pub fn decision(decision: &Decision, introspection_id: Option<u32>) -> Value {
+    match decision {
+        Decision::Allow(a) => json!({
+            "decision": "allow",
+            "remove_headers": a.remove_headers,
+            "set_headers": a.set_headers,
+            "fail_open": a.fail_open.map(|r| r.code()),
+            "log": a.log,
+        }),
+        Decision::Deny(d) => json!({
+            "decision": "deny",
+            "status": d.status,
+            "reason": d.reason.code(),
+            "www_authenticate": d.www_authenticate,
+            "body": d.body(),
+            "log": d.log,
+        }),
+        Decision::Introspect(i) => json!({
+            "decision": "introspect",
+            "id": introspection_id,
+            "key": hex(i.pending.token_key()),
+            "request": http_request(&i.request),
+            "log": i.pending.log(),
+        }),
+    }
+}
+
+/// An outgoing call with the pseudo-headers turned into fields, for `fetch()`.
+fn http_request(request: &HttpRequest) -> Value {
+    let headers: Vec<&(String, String)> = request
+        .headers
+        .iter()
+        .filter(|(name, _)| !name.starts_with(':'))
+        .collect();
+    json!({
+        "upstream": request.upstream,
+        "method": request.header(":method").unwrap_or("GET"),
+        "path": request.header(":path").unwrap_or("/"),
+        "authority": request.header(":authority"),
+        "headers": headers,
+        "body": String::from_utf8_lossy(&request.body),
+        "timeout_ms": request.timeout_ms,
+    })
+}
+
+pub fn fetches(due: &[FetchRequest]) -> Value {
+    Value::Array(
+        due.iter()
+            .map(|f| {
+                let mut value = http_request(&f.request);
+                if let Some(object) = value.as_object_mut() {
+                    object.insert("kind".into(), Value::String(kind_name(f.kind)));
+                }
+                value
+            })
+            .collect(),
+    )
+}
+
+/// `keys:N`, `snapshot` or `delta`: what `fetchCompleted` takes back.
+pub fn kind_name(kind: FetchKind) -> String {
+    match kind {
+        FetchKind::Keys(i) => format!("keys:{i}"),
+        FetchKind::Snapshot => "snapshot".into(),
+        FetchKind::Delta => "delta".into(),
+    }
+}
+
+pub fn parse_kind(name: &str) -> Option<FetchKind> {
+    match name {
+        "snapshot" => Some(FetchKind::Snapshot),
+        "delta" => Some(FetchKind::Delta),
+        _ => name
+            .strip_prefix("keys:")
+            .and_then(|i| i.parse::<usize>().ok())
+            .map(FetchKind::Keys),
+    }
+}
+
+/// `{outcome: "updated", value}` (a generation, or a key count), `{outcome: "not_modified"}`,
+/// or `{outcome: "failed", error}` (the engine keeps its last good data and backs off).
+pub fn fetch_result<E: std::fmt::Display>(result: &Result<FetchResult, E>) -> Value {
+    match result {
+        Ok(FetchResult::Updated(n)) => json!({"outcome": "updated", "value": n}),
+        Ok(FetchResult::NotModified) => json!({"outcome": "not_modified"}),
+        Err(e) => json!({"outcome": "failed", "error": e.to_string()}),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
