@@ -30,7 +30,7 @@ pub use error::HostError;
 pub use http::{ClientResponse, ForwardedRequest, HttpRequest, HttpResponse, Outcome};
 pub use maps::HeaderMap;
 pub use metrics::MetricValue;
-pub use proxy::{Proxy, Startup, StreamId};
+pub use proxy::{Compiled, Proxy, Startup, StreamId};
 pub use state::{LocalReply, LogEntry, LogSource};
 pub use types::{LogLevel, Status};
 pub use upstream::{

@@ -46,15 +46,29 @@ pub struct Startup {
     pub start_per_vm: Duration,
 }
 
+/// A module compiled and checked once, from which any number of proxies can start (tests that
+/// need a fresh proxy per case skip recompiling).
+#[derive(Clone)]
+pub struct Compiled {
+    engine: Engine,
+    pre: InstancePre<HostState>,
+    provided: Vec<String>,
+    fuel: bool,
+    compile: Duration,
+}
+
 impl Proxy {
-    /// Compiles `wasm`, refuses it if it imports anything this host does not provide or lacks the
-    /// proxy-wasm exports, then starts `config.workers` VMs (each runs start and configure).
+    /// Compiles `wasm` and starts a proxy: [`Proxy::compile`] then [`Proxy::start`].
     pub fn new(wasm: &[u8], config: ProxyConfig) -> Result<Proxy, HostError> {
-        if config.workers == 0 {
-            return Err(HostError::Config("at least one worker is needed".into()));
-        }
+        let compiled = Proxy::compile(wasm, config.fuel)?;
+        Proxy::start(&compiled, config)
+    }
+
+    /// Compiles `wasm` (with fuel counting or not) and refuses it if it imports anything this
+    /// host does not provide or lacks the proxy-wasm exports.
+    pub fn compile(wasm: &[u8], fuel: bool) -> Result<Compiled, HostError> {
         let mut engine_config = Config::new();
-        engine_config.consume_fuel(config.fuel);
+        engine_config.consume_fuel(fuel);
         let engine =
             Engine::new(&engine_config).map_err(|e| HostError::Engine(format!("{e:#}")))?;
         let compiling = Instant::now();
@@ -73,22 +87,46 @@ impl Proxy {
             .linker
             .instantiate_pre(&module)
             .map_err(|e| HostError::Engine(format!("{e:#}")))?;
+        Ok(Compiled {
+            engine,
+            pre,
+            provided: registry.provided(),
+            fuel,
+            compile,
+        })
+    }
+
+    /// Starts `config.workers` VMs of `compiled` (each runs start and configure).
+    pub fn start(compiled: &Compiled, config: ProxyConfig) -> Result<Proxy, HostError> {
+        if config.workers == 0 {
+            return Err(HostError::Config("at least one worker is needed".into()));
+        }
+        if config.fuel != compiled.fuel {
+            return Err(HostError::Config(
+                "config.fuel differs from the fuel setting the module was compiled with".into(),
+            ));
+        }
         let workers = config.workers;
         let shared = Arc::new(Shared::new(config));
         let mut vms = Vec::with_capacity(workers);
         let starting = Instant::now();
         for worker in 0..workers {
-            vms.push(Vm::start(&engine, &pre, worker, shared.clone())?);
+            vms.push(Vm::start(
+                &compiled.engine,
+                &compiled.pre,
+                worker,
+                shared.clone(),
+            )?);
         }
         let start_per_vm = starting.elapsed() / u32::try_from(workers).unwrap_or(u32::MAX);
         Ok(Proxy {
-            engine,
-            pre,
+            engine: compiled.engine.clone(),
+            pre: compiled.pre.clone(),
             shared,
             vms,
-            provided: registry.provided(),
+            provided: compiled.provided.clone(),
             startup: Startup {
-                compile,
+                compile: compiled.compile,
                 start_per_vm,
             },
         })

@@ -13,11 +13,14 @@ use serde_json::json;
 
 use super::rg::Issuer;
 
+/// The headers of the last request a server saw.
+type SeenHeaders = Arc<Mutex<Vec<(String, String)>>>;
+
 /// Serves `handler` (path -> status, body) on a fresh loopback port; also returns the headers of the
 /// last request seen, so the backend can show what the gateway forwarded.
 fn http_server(
     handler: impl Fn(&str) -> (u16, Vec<u8>) + Send + 'static,
-) -> (SocketAddr, Arc<Mutex<Vec<(String, String)>>>) {
+) -> (SocketAddr, SeenHeaders) {
     let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
     let addr = server.server_addr().to_ip().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));

@@ -170,13 +170,13 @@ pub fn run(args: Args) -> Result<(), String> {
     let mut first_denial: Vec<Option<(f64, String)>> = vec![None; args.workers];
     let deadline = Duration::from_secs(args.interval * 3 + 5);
     while first_denial.iter().any(Option::is_none) && revoked_at.elapsed() < deadline {
-        for worker in 0..args.workers {
-            if first_denial[worker].is_some() {
+        for (worker, denial) in first_denial.iter_mut().enumerate() {
+            if denial.is_some() {
                 continue;
             }
             let (status, body) = send(&mut proxy, worker, &alice)?;
             if status != 200 {
-                first_denial[worker] = Some((
+                *denial = Some((
                     revoked_at.elapsed().as_secs_f64(),
                     format!("{status} {body}"),
                 ));
