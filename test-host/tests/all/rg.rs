@@ -3,7 +3,10 @@
 //! an introspection endpoint, and a small client.
 
 use jwt_simple::prelude::*;
-use revguard::snapshot::{build_snapshot, BuildOptions, Revocation, RevocationTarget, SigningKey};
+use revguard::snapshot::{
+    build_delta, build_snapshot, BuildOptions, DeltaOptions, Revocation, RevocationTarget,
+    SigningKey,
+};
 use revguard_test_host::{
     CalloutRequest, HttpRequest, HttpResponse, Outcome, Proxy, ProxyConfig, ScriptedUpstream,
     Upstream, UpstreamReply, UpstreamResponse,
@@ -127,6 +130,10 @@ struct OriginState {
     delay: Duration,
     /// Serve a full snapshot this many times with an old generation (rollback attempt).
     stale_copy: Option<Vec<u8>>,
+    /// Revocations in the current full snapshot (the rest go into the next delta).
+    in_snapshot: usize,
+    /// Reset this many snapshot fetches (a dropped response).
+    drop_snapshots: usize,
 }
 
 /// The origin: snapshot at `/snapshot`, delta at `/delta`, keys at `/jwks`, with ETags.
@@ -158,6 +165,8 @@ impl Origin {
             mode: OriginMode::Up,
             delay: Duration::ZERO,
             stale_copy: None,
+            in_snapshot: 0,
+            drop_snapshots: 0,
         }));
         let served = state.clone();
         let upstream = ScriptedUpstream::with_fallback(move |req| serve(&served, req));
@@ -197,8 +206,29 @@ impl Origin {
             s.stale_copy = Some(previous);
         }
         s.snapshot_generation = s.generation;
+        s.in_snapshot = s.entries.len();
         s.delta = None;
         s.generation
+    }
+
+    /// Publishes a delta over the current snapshot with every revocation added since it.
+    pub fn publish_delta(&self, now: u64) -> u64 {
+        let mut s = lock(&self.state);
+        s.generation += 1;
+        let added = s.entries[s.in_snapshot..].to_vec();
+        let options = DeltaOptions {
+            generation: s.generation,
+            built_at: now,
+            max_age_secs: 300,
+        };
+        let delta = build_delta(&s.snapshot, &added, &options, &s.key).unwrap();
+        s.delta = Some((delta, s.generation));
+        s.generation
+    }
+
+    /// Resets the next `n` snapshot fetches (the response is lost on the way).
+    pub fn drop_snapshots(&self, n: usize) {
+        lock(&self.state).drop_snapshots = n;
     }
 
     pub fn set_mode(&self, mode: OriginMode) {
@@ -246,7 +276,11 @@ fn etag_of(bytes: &[u8]) -> String {
 }
 
 fn serve(state: &Mutex<OriginState>, req: &CalloutRequest) -> UpstreamReply {
-    let s = lock(state);
+    let mut s = lock(state);
+    if s.drop_snapshots > 0 && req.headers.get_str(":path") == Some("/snapshot") {
+        s.drop_snapshots -= 1;
+        return UpstreamReply::reset();
+    }
     let reply = match s.mode {
         OriginMode::Down => return UpstreamReply::connect_failure(),
         OriginMode::Hang => return UpstreamReply::Hang,

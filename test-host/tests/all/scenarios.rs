@@ -273,13 +273,16 @@ fn four_workers_origin_sees_one_fetch_per_interval_and_propagation_is_bounded() 
         "{fetched} snapshot fetches in 60 s at a 10 s interval"
     );
     assert_eq!(origin.count("/jwks"), 1);
-    let token = issuer.token("k1", "hank", "h-1", None, T0);
-    for (label, delay) in [
-        ("steady", Duration::ZERO),
-        ("origin delay 800 ms", Duration::from_millis(800)),
-    ] {
+    // (label, origin delay, seconds the origin is down after publishing, snapshot responses lost)
+    let cases = [
+        ("steady", Duration::ZERO, 0, 0),
+        ("origin delay 800 ms", Duration::from_millis(800), 0, 0),
+        ("origin down 15 s", Duration::ZERO, 15, 0),
+        ("dropped snapshot", Duration::ZERO, 0, 1),
+    ];
+    for (n, (label, delay, down_secs, dropped)) in cases.into_iter().enumerate() {
         origin.set_delay(delay);
-        let sub = format!("hank-{}", label.len());
+        let sub = format!("hank-{n}");
         let token = issuer.token("k1", &sub, "h-2", None, T0);
         assert_eq!(send(&mut proxy, 0, &token).verdict(), "allow");
         origin.revoke(RevocationTarget::Subject {
@@ -287,9 +290,16 @@ fn four_workers_origin_sees_one_fetch_per_interval_and_propagation_is_bounded() 
             not_before: T0 + 1,
         });
         origin.publish_snapshot(T0 + 61);
+        origin.drop_snapshots(dropped);
+        if down_secs > 0 {
+            origin.set_mode(OriginMode::Down);
+        }
         let mut denied_at = [None; 4];
-        for second in 1..=30u64 {
+        for second in 1..=60u64 {
             proxy.advance(Duration::from_secs(1)).unwrap();
+            if second == down_secs {
+                origin.set_mode(OriginMode::Up);
+            }
             for (worker, slot) in denied_at.iter_mut().enumerate() {
                 if slot.is_none() && send(&mut proxy, worker, &token).verdict() == "revoked_subject"
                 {
@@ -301,12 +311,43 @@ fn four_workers_origin_sees_one_fetch_per_interval_and_propagation_is_bounded() 
             }
         }
         println!("propagation ({label}): first denial per worker after {denied_at:?} s");
+        // Refresh interval (10 s) + one fetch; a lost response or an outage adds the retry
+        // backoff (at most the interval) after the fault ends.
+        let bound = if down_secs > 0 || dropped > 0 {
+            down_secs + 22
+        } else {
+            12
+        };
         assert!(
-            denied_at.iter().all(|d| d.is_some_and(|s| s <= 12)),
+            denied_at.iter().all(|d| d.is_some_and(|s| s <= bound)),
             "{label}: {denied_at:?}"
         );
     }
-    let _ = token;
+}
+
+#[test]
+fn a_delta_revokes_exactly_on_every_worker_without_a_new_snapshot() {
+    let (mut proxy, issuer, origin, idp) = envoy(2, json!({}));
+    let token = issuer.token("k1", "ida", "ida-1", None, T0);
+    assert_eq!(send(&mut proxy, 1, &token).verdict(), "allow");
+    let snapshots = origin.count("/snapshot");
+    origin.revoke(RevocationTarget::Jti("ida-1".into()));
+    origin.publish_delta(T0 + 2);
+    proxy.advance(Duration::from_secs(12)).unwrap();
+    for worker in 0..2 {
+        // An exact delta entry denies without asking the IdP.
+        assert_eq!(send(&mut proxy, worker, &token).verdict(), "revoked");
+    }
+    assert_eq!(idp.calls(), 0);
+    assert!(origin.count("/delta") >= 1);
+    assert!(
+        origin.count("/snapshot") - snapshots <= 2,
+        "conditional snapshot fetches only"
+    );
+    assert_eq!(
+        proxy.guest_metric("revguard.snapshot.generation"),
+        Some(MetricValue::Gauge(2))
+    );
 }
 
 #[test]
