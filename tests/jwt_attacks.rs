@@ -551,7 +551,10 @@ fn rsa_key_rotation() {
 #[test]
 fn tokens_from_other_jose_libraries_are_accepted() {
     for file in ["pyjwt.json", "jose.json"] {
-        let path = format!("{}/tests/fixtures/foreign/{file}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/tests/fixtures/foreign/{file}",
+            env!("CARGO_MANIFEST_DIR")
+        );
         let minted: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
         let library = minted["library"].as_str().unwrap();
         let doc = serde_json::to_vec(&minted["jwks"]).unwrap();
@@ -569,7 +572,9 @@ fn tokens_from_other_jose_libraries_are_accepted() {
             sig[3] ^= 0x01;
             let flipped = format!("{h}.{p}.{}", b64(&sig));
             assert_eq!(
-                verify(&flipped, &keys, &policy(), now).unwrap_err().reason(),
+                verify(&flipped, &keys, &policy(), now)
+                    .unwrap_err()
+                    .reason(),
                 Reason::BadSignature,
                 "{library} {}",
                 t["alg"]

@@ -316,6 +316,10 @@ pub enum HostProfile {
     Kong {
         #[serde(default = "defaults::kong_shm_zone")]
         shm_zone: String,
+        /// Send callouts with `:scheme: https`: ngx_wasm_module opens TLS to the upstream only then
+        /// (Envoy takes TLS from the cluster and needs no such setting).
+        #[serde(default)]
+        tls: bool,
     },
 }
 

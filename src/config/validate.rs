@@ -276,7 +276,7 @@ impl Validator {
                 "must be between 1 and 1000000",
             );
         }
-        if let HostProfile::Kong { shm_zone } = &config.host {
+        if let HostProfile::Kong { shm_zone, .. } = &config.host {
             self.non_empty("host.kong.shm_zone", shm_zone);
         }
     }

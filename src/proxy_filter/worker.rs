@@ -105,18 +105,23 @@ pub struct Worker {
     introspection_calls: HashMap<u32, [u8; 32]>,
     /// Host call token -> the fetch it answers.
     fetch_calls: HashMap<u32, FetchKind>,
+    /// Kong with `tls`: callouts carry `:scheme: https`.
+    callout_tls: bool,
 }
 
 fn now_secs() -> u64 {
     host::now_millis() / 1000
 }
 
-fn dispatch(request: &HttpRequest) -> Result<u32, String> {
-    let headers: Vec<(&str, &str)> = request
+fn dispatch(request: &HttpRequest, tls: bool) -> Result<u32, String> {
+    let mut headers: Vec<(&str, &str)> = request
         .headers
         .iter()
         .map(|(n, v)| (n.as_str(), v.as_str()))
         .collect();
+    if tls {
+        headers.push((":scheme", "https"));
+    }
     let body = (!request.body.is_empty()).then_some(request.body.as_slice());
     hostcalls::dispatch_http_call(
         &request.upstream,
@@ -135,10 +140,11 @@ impl Worker {
 
     /// Installs a new configuration (fresh engine; shared data namespaced per host profile).
     pub fn configure(&mut self, engine: Engine) {
-        let prefix = match &engine.policy().config.host {
-            HostProfile::Envoy => "revguard/".to_string(),
-            HostProfile::Kong { shm_zone } => format!("{shm_zone}/"),
+        let (prefix, tls) = match &engine.policy().config.host {
+            HostProfile::Envoy => ("revguard/".to_string(), false),
+            HostProfile::Kong { shm_zone, tls } => (format!("{shm_zone}/"), *tls),
         };
+        self.callout_tls = tls;
         self.coordinator = Some(Coordinator::new(engine.policy(), &prefix));
         self.engine = Some(engine);
         self.callouts.clear();
@@ -238,7 +244,7 @@ impl Worker {
                     callout.waiters.push(waiter);
                     return Step::Pause;
                 }
-                match dispatch(&introspect.request) {
+                match dispatch(&introspect.request, self.callout_tls) {
                     Ok(token) => {
                         self.metrics.count("revguard.introspection.call");
                         self.introspection_calls.insert(token, key);
@@ -400,7 +406,7 @@ impl Worker {
                         .push(("if-none-match".to_string(), etag.to_string()));
                 }
             }
-            match dispatch(&request) {
+            match dispatch(&request, self.callout_tls) {
                 Ok(token) => {
                     self.fetch_calls.insert(token, fetch.kind);
                 }
@@ -453,7 +459,7 @@ impl Worker {
             let Some(callout) = self.callouts.get_mut(&key) else {
                 continue;
             };
-            match dispatch(&callout.call) {
+            match dispatch(&callout.call, self.callout_tls) {
                 Ok(token) => {
                     callout.owner = root;
                     callout.owner_alive = true;

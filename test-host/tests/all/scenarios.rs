@@ -358,7 +358,7 @@ fn scenario_9_kong_host_port_upstreams_and_evicted_shared_data() {
     let plugin = config(
         KONG,
         &origin.public_key(),
-        json!({"host": {"kong": {"shm_zone": "rg"}}}),
+        json!({"host": {"kong": {"shm_zone": "rg", "tls": true}}}),
     );
     let mut kong = ProxyConfig::kong();
     // Too small for the snapshot: publishing fails and entries are evicted.
@@ -372,11 +372,12 @@ fn scenario_9_kong_host_port_upstreams_and_evicted_shared_data() {
     for worker in 0..3 {
         assert_eq!(send(&mut proxy, worker, &token).verdict(), "allow");
     }
+    // host:port upstreams, and `tls` asks ngx_wasm_module for TLS with `:scheme: https`.
     assert!(origin
         .upstream
         .requests()
         .iter()
-        .all(|r| r.upstream == "127.0.0.1:9001"));
+        .all(|r| r.upstream == "127.0.0.1:9001" && r.headers.get_str(":scheme") == Some("https")));
     origin.revoke(RevocationTarget::Subject {
         sub: "ivy".into(),
         not_before: T0 + 1,
