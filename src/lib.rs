@@ -15,6 +15,11 @@
 ))]
 mod proxy_filter;
 
+/// The component (wasmtime, Spin, wasmCloud): the WIT world in `wit/`, built with
+/// `cargo build --release --lib --target wasm32-wasip2 --no-default-features --features component`.
+#[cfg(all(target_os = "wasi", target_env = "p2", feature = "component"))]
+mod component;
+
 pub mod config;
 pub mod decision;
 pub mod engine;

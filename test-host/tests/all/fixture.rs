@@ -23,13 +23,25 @@ pub fn wasm(name: &str) -> Vec<u8> {
 /// Builds `manifest` (with `extra` cargo arguments) for wasm32-wasip1 in release into
 /// `target_dir`, once per test run, and returns `<artifact>.wasm`.
 pub fn build_wasm(manifest: &Path, extra: &[&str], target_dir: &Path, artifact: &str) -> Vec<u8> {
+    build_wasm_for("wasm32-wasip1", manifest, extra, target_dir, artifact)
+}
+
+/// [`build_wasm`] for another wasm target (wasm32-wasip2 links a component).
+pub fn build_wasm_for(
+    target: &str,
+    manifest: &Path,
+    extra: &[&str],
+    target_dir: &Path,
+    artifact: &str,
+) -> Vec<u8> {
+    let key = format!("{target}/{artifact}");
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(bytes) = built.get(artifact) {
+    if let Some(bytes) = built.get(&key) {
         return bytes.clone();
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let status = Command::new(cargo)
-        .args(["build", "--quiet", "--release", "--target", "wasm32-wasip1"])
+        .args(["build", "--quiet", "--release", "--target", target])
         .args(extra)
         .arg("--manifest-path")
         .arg(manifest)
@@ -37,12 +49,13 @@ pub fn build_wasm(manifest: &Path, extra: &[&str], target_dir: &Path, artifact: 
         .env_remove("RUSTFLAGS")
         .status()
         .expect("cargo runs");
-    assert!(status.success(), "building {artifact}.wasm failed");
+    assert!(status.success(), "building {key}.wasm failed");
     let file = target_dir
-        .join("wasm32-wasip1/release")
+        .join(target)
+        .join("release")
         .join(format!("{artifact}.wasm"));
     let bytes = std::fs::read(&file).expect("the wasm file exists");
-    built.insert(artifact.to_string(), bytes.clone());
+    built.insert(key, bytes.clone());
     bytes
 }
 

@@ -1,6 +1,7 @@
 //! ABI tests of the test host against real proxy-wasm modules built from `tests/fixtures/`.
 
 mod callouts;
+mod component;
 mod fixture;
 mod headers;
 mod kong;
