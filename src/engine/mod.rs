@@ -10,7 +10,7 @@ use std::rc::Rc;
 
 use serde::Serialize;
 
-pub use fetch::{FetchKind, FetchRequest, FetchResult};
+pub use fetch::{FetchError, FetchKind, FetchRequest, FetchResult};
 
 use crate::config::{ConfigErrors, Policy};
 use crate::introspection::IntrospectionCache;

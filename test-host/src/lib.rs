@@ -5,9 +5,12 @@
 //! context, tick timer and HTTP streams; shared data, queues, metrics and logs are proxy-wide. Time comes
 //! from a [`Clock`] that is simulated (events fire deterministically as tests advance it) or real.
 //! `proxy_http_call` goes to [`Upstream`]s: scripted in-process ones or a real HTTP/1.1 client on loopback.
+//!
+//! [`component::PolicyComponent`] runs the revguard policy component (the WIT world in `wit/`).
 
 mod abi;
 mod clock;
+pub mod component;
 mod config;
 mod error;
 mod http;

@@ -1,12 +1,13 @@
-//! Builds a cargo project for wasm32-wasip1 (release) and returns the `.wasm` bytes: the revguard
-//! filter and the fixture filters, for tests and the command-line tool alike.
+//! Builds a cargo project for a wasm target (release) and returns the `.wasm` bytes: the revguard
+//! filter, its component build and the fixture filters, for tests and the command-line tool alike.
 
 use std::path::Path;
 use std::process::Command;
 
-/// Runs `cargo build --release --target wasm32-wasip1 <extra> --manifest-path <manifest>` with
-/// `target_dir` and returns `<target_dir>/wasm32-wasip1/release/<artifact>.wasm`.
+/// Runs `cargo build --release --target <target> <extra> --manifest-path <manifest>` with
+/// `target_dir` and returns `<target_dir>/<target>/release/<artifact>.wasm`.
 pub fn build_wasm(
+    target: &str,
     manifest: &Path,
     extra: &[&str],
     target_dir: &Path,
@@ -14,7 +15,7 @@ pub fn build_wasm(
 ) -> Result<Vec<u8>, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let status = Command::new(cargo)
-        .args(["build", "--quiet", "--release", "--target", "wasm32-wasip1"])
+        .args(["build", "--quiet", "--release", "--target", target])
         .args(extra)
         .arg("--manifest-path")
         .arg(manifest)
@@ -26,7 +27,8 @@ pub fn build_wasm(
         return Err(format!("building {artifact}.wasm failed ({status})"));
     }
     let file = target_dir
-        .join("wasm32-wasip1/release")
+        .join(target)
+        .join("release")
         .join(format!("{artifact}.wasm"));
     std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))
 }

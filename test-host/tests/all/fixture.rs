@@ -21,13 +21,25 @@ pub fn wasm(name: &str) -> Vec<u8> {
 
 /// Builds `manifest` once per test run (cargo caches across runs) and returns `<artifact>.wasm`.
 pub fn build_wasm(manifest: &Path, extra: &[&str], target_dir: &Path, artifact: &str) -> Vec<u8> {
+    build_wasm_for("wasm32-wasip1", manifest, extra, target_dir, artifact)
+}
+
+/// [`build_wasm`] for another wasm target (wasm32-wasip2 links a component).
+pub fn build_wasm_for(
+    target: &str,
+    manifest: &Path,
+    extra: &[&str],
+    target_dir: &Path,
+    artifact: &str,
+) -> Vec<u8> {
+    let key = format!("{target}/{artifact}");
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(bytes) = built.get(artifact) {
+    if let Some(bytes) = built.get(&key) {
         return bytes.clone();
     }
-    let bytes = revguard_test_host::build_wasm(manifest, extra, target_dir, artifact)
+    let bytes = revguard_test_host::build_wasm(target, manifest, extra, target_dir, artifact)
         .unwrap_or_else(|e| panic!("{e}"));
-    built.insert(artifact.to_string(), bytes.clone());
+    built.insert(key, bytes.clone());
     bytes
 }
 

@@ -2,6 +2,7 @@
 
 mod callouts;
 mod decision_cases;
+mod component;
 mod fixture;
 mod headers;
 mod kong;

@@ -15,6 +15,7 @@ pub fn revguard(explicit: Option<&Path>) -> Result<Vec<u8>, String> {
     let root = test_host_dir();
     eprintln!("building the revguard filter (cargo build --release --target wasm32-wasip1) ...");
     revguard_test_host::build_wasm(
+        "wasm32-wasip1",
         &root.join("../Cargo.toml"),
         &["-p", "revguard", "--lib"],
         &root.join("target/revguard-wasm"),
@@ -26,6 +27,7 @@ pub fn revguard(explicit: Option<&Path>) -> Result<Vec<u8>, String> {
 pub fn fixture(name: &str) -> Result<Vec<u8>, String> {
     let root = test_host_dir();
     revguard_test_host::build_wasm(
+        "wasm32-wasip1",
         &root.join("tests/fixtures").join(name).join("Cargo.toml"),
         &[],
         &root.join("target/fixtures"),
