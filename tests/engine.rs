@@ -406,6 +406,29 @@ fn unknown_kid_triggers_at_most_one_refetch_per_cooldown() {
 }
 
 #[test]
+fn keys_loaded_from_elsewhere_are_not_fetched_again_before_the_interval() {
+    // A restarted worker loads the key set another worker fetched (shared data): fetching it
+    // again at once would cost the issuer one request per restart.
+    let kit = Kit::new();
+    let keys_due = |engine: &mut revguard::Engine, at| {
+        engine
+            .due_fetches(at)
+            .iter()
+            .any(|f| f.kind == FetchKind::Keys(0))
+    };
+    let fresh = || revguard::Engine::from_config_json(&kit.config(json!({}))).unwrap();
+    assert!(keys_due(&mut fresh(), T0), "never loaded: due at once");
+    let mut engine = fresh();
+    engine.load_keys(0, &kit.jwks(), T0 - 100).unwrap();
+    engine.keys_fetched_elsewhere(0, T0 - 100);
+    assert!(!keys_due(&mut engine, T0));
+    assert!(
+        keys_due(&mut engine, T0 - 100 + 300),
+        "due one interval later"
+    );
+}
+
+#[test]
 fn removing_a_key_stops_its_tokens_even_when_cached() {
     let kit = Kit::new();
     let mut engine = kit.engine(json!({}));

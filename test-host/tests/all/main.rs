@@ -2,6 +2,7 @@
 
 mod callouts;
 mod campaign;
+mod campaign_faults;
 mod campaign_never_trap;
 mod decision_cases;
 mod fixture;
