@@ -3,6 +3,7 @@
 mod callouts;
 mod campaign;
 mod campaign_faults;
+mod campaign_load;
 mod campaign_never_trap;
 mod decision_cases;
 mod fixture;
