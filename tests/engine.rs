@@ -158,6 +158,35 @@ fn filter_hit_confirmed_active_is_allowed_and_cached() {
 }
 
 #[test]
+fn a_cached_active_answer_does_not_outlive_a_new_revocation_generation() {
+    // A filter hit the IdP called active (from the filter's view a false positive) is cached;
+    // then the token is revoked: exact in a delta, then in the next full snapshot's filter.
+    // The cached "active" must not let it through again after the delta's exact denial.
+    let kit = Kit::new();
+    let mut engine = kit.engine(json!({"introspection": introspection_config()}));
+    let token = kit.token("fay", json!({}));
+    let id = jti(&format!("jti-fay-{T0}"));
+    let first = kit.snapshot(2, std::slice::from_ref(&id));
+    engine.load_snapshot(&first).unwrap();
+    let d = decide(&mut engine, Some(&token), "/", &[], T0 + 1);
+    let d = answer(&mut engine, d, r#"{"active": true}"#, &token, T0 + 1);
+    assert_eq!(outcome(&d), "allow");
+    engine
+        .load_delta(&kit.delta(&first, 3, T0 + 2, std::slice::from_ref(&id)))
+        .unwrap();
+    assert_eq!(
+        outcome(&decide(&mut engine, Some(&token), "/", &[], T0 + 3)),
+        "revoked"
+    );
+    engine.load_snapshot(&kit.snapshot(4, &[id])).unwrap();
+    assert_eq!(
+        outcome(&decide(&mut engine, Some(&token), "/", &[], T0 + 4)),
+        "introspect",
+        "asked again, not allowed from the cache"
+    );
+}
+
+#[test]
 fn filter_hit_confirmed_inactive_is_denied_until_exp() {
     let kit = Kit::new();
     let mut engine = kit.engine(json!({"introspection": introspection_config()}));
