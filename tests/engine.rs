@@ -158,6 +158,35 @@ fn filter_hit_confirmed_active_is_allowed_and_cached() {
 }
 
 #[test]
+fn a_cached_active_answer_does_not_outlive_a_new_revocation_generation() {
+    // A filter hit the IdP called active (from the filter's view a false positive) is cached;
+    // then the token is revoked: exact in a delta, then in the next full snapshot's filter.
+    // The cached "active" must not let it through again after the delta's exact denial.
+    let kit = Kit::new();
+    let mut engine = kit.engine(json!({"introspection": introspection_config()}));
+    let token = kit.token("fay", json!({}));
+    let id = jti(&format!("jti-fay-{T0}"));
+    let first = kit.snapshot(2, std::slice::from_ref(&id));
+    engine.load_snapshot(&first).unwrap();
+    let d = decide(&mut engine, Some(&token), "/", &[], T0 + 1);
+    let d = answer(&mut engine, d, r#"{"active": true}"#, &token, T0 + 1);
+    assert_eq!(outcome(&d), "allow");
+    engine
+        .load_delta(&kit.delta(&first, 3, T0 + 2, std::slice::from_ref(&id)))
+        .unwrap();
+    assert_eq!(
+        outcome(&decide(&mut engine, Some(&token), "/", &[], T0 + 3)),
+        "revoked"
+    );
+    engine.load_snapshot(&kit.snapshot(4, &[id])).unwrap();
+    assert_eq!(
+        outcome(&decide(&mut engine, Some(&token), "/", &[], T0 + 4)),
+        "introspect",
+        "asked again, not allowed from the cache"
+    );
+}
+
+#[test]
 fn filter_hit_confirmed_inactive_is_denied_until_exp() {
     let kit = Kit::new();
     let mut engine = kit.engine(json!({"introspection": introspection_config()}));
@@ -402,6 +431,29 @@ fn unknown_kid_triggers_at_most_one_refetch_per_cooldown() {
     assert!(
         (1..=2).contains(&fetches),
         "{fetches} refetches in 60 s with a 30 s cooldown"
+    );
+}
+
+#[test]
+fn keys_loaded_from_elsewhere_are_not_fetched_again_before_the_interval() {
+    // A restarted worker loads the key set another worker fetched (shared data): fetching it
+    // again at once would cost the issuer one request per restart.
+    let kit = Kit::new();
+    let keys_due = |engine: &mut revguard::Engine, at| {
+        engine
+            .due_fetches(at)
+            .iter()
+            .any(|f| f.kind == FetchKind::Keys(0))
+    };
+    let fresh = || revguard::Engine::from_config_json(&kit.config(json!({}))).unwrap();
+    assert!(keys_due(&mut fresh(), T0), "never loaded: due at once");
+    let mut engine = fresh();
+    engine.load_keys(0, &kit.jwks(), T0 - 100).unwrap();
+    engine.keys_fetched_elsewhere(0, T0 - 100);
+    assert!(!keys_due(&mut engine, T0));
+    assert!(
+        keys_due(&mut engine, T0 - 100 + 300),
+        "due one interval later"
     );
 }
 

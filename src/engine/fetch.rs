@@ -218,6 +218,16 @@ impl Engine {
         }
     }
 
+    /// Records that issuer `issuer`'s key set, loaded with [`Engine::load_keys`], was fetched
+    /// at `fetched_at` by someone else (another worker, through shared data): its next fetch
+    /// falls due one refresh interval after that, so a restarted worker does not fetch again.
+    pub fn keys_fetched_elsewhere(&mut self, issuer: usize, fetched_at: u64) {
+        let interval = self.refresh_interval(FetchKind::Keys(issuer));
+        if let Some(slot) = self.fetches.keys.get_mut(issuer) {
+            slot.next_due = slot.next_due.max(fetched_at.saturating_add(interval));
+        }
+    }
+
     fn refresh_interval(&self, kind: FetchKind) -> u64 {
         let config = &self.policy.config;
         match kind {

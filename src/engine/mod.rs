@@ -155,6 +155,7 @@ impl Engine {
             .snapshot_keys
             .as_ref()
             .ok_or(LoadError::RevocationNotConfigured)?;
+        let before = self.snapshot_generation();
         match &mut self.revocation {
             Some(state) => {
                 state
@@ -166,6 +167,7 @@ impl Engine {
                     Some(RevocationState::from_snapshot(bytes, keys).map_err(LoadError::Snapshot)?);
             }
         }
+        self.new_generation_loaded(before);
         Ok(self.snapshot_generation().unwrap_or(0))
     }
 
@@ -177,10 +179,21 @@ impl Engine {
             .as_ref()
             .ok_or(LoadError::RevocationNotConfigured)?;
         let state = self.revocation.as_mut().ok_or(LoadError::NoBaseSnapshot)?;
+        let before = Some(state.generation());
         state
             .apply_delta(bytes, keys)
             .map_err(LoadError::Snapshot)?;
-        Ok(state.generation())
+        self.new_generation_loaded(before);
+        Ok(self.snapshot_generation().unwrap_or(0))
+    }
+
+    /// Active introspection answers were given before the revocations of a new generation:
+    /// a token it revokes is a filter hit again, and a cached "active" must not let it through
+    /// for the rest of the TTL, past the propagation bound.
+    fn new_generation_loaded(&mut self, before: Option<u64>) {
+        if self.snapshot_generation() != before {
+            self.introspected.forget_active();
+        }
     }
 
     pub fn snapshot_generation(&self) -> Option<u64> {

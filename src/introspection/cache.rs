@@ -106,6 +106,14 @@ impl IntrospectionCache {
         }
     }
 
+    /// Drops every active answer; inactive ones stay (a revoked token does not come back).
+    /// Called when new revocation data is loaded: an answer obtained before a revocation was
+    /// published must not outlive it by up to the TTL.
+    pub fn forget_active(&mut self) {
+        self.entries
+            .retain(|_, entry| !matches!(entry.verdict, Cached::Active(_)));
+    }
+
     /// How many entries are held, expired ones not yet dropped included.
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -444,5 +452,17 @@ mod tests {
                 .iter()
                 .any(|(qk, s)| qk == k && *s == entry.serial));
         }
+    }
+
+    #[test]
+    fn forget_active_keeps_inactive_answers() {
+        let mut cache = IntrospectionCache::new(10);
+        cache.put(key(1), active(None), Some(5000), 60, 1000);
+        cache.put(key(2), IntrospectionAnswer::default(), Some(5000), 60, 1000);
+        cache.forget_active();
+        assert_eq!(cache.get(&key(1), 1001), None);
+        assert_eq!(cache.get(&key(2), 1001), Some(Cached::Inactive));
+        cache.put(key(3), active(None), Some(5000), 60, 1002);
+        assert!(matches!(cache.get(&key(3), 1003), Some(Cached::Active(_))));
     }
 }

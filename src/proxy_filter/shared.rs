@@ -328,9 +328,12 @@ impl Coordinator {
             return;
         };
         let loaded = match kind {
-            FetchKind::Keys(i) => engine
-                .load_keys(i, published.body, published.fetched_at.min(now))
-                .map(|_| ()),
+            FetchKind::Keys(i) => {
+                let fetched_at = published.fetched_at.min(now);
+                engine.load_keys(i, published.body, fetched_at).map(|_| {
+                    engine.keys_fetched_elsewhere(i, fetched_at);
+                })
+            }
             FetchKind::Snapshot => engine.load_snapshot(published.body).map(|_| ()),
             FetchKind::Delta => engine.load_delta(published.body).map(|_| ()),
         };

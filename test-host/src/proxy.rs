@@ -171,6 +171,20 @@ impl Proxy {
             .ok_or(HostError::UnknownWorker(worker))
     }
 
+    /// Replaces `worker`'s VM with a fresh instance (instantiate, `_start`, `proxy_on_vm_start`,
+    /// `proxy_on_configure`), as a proxy does when a worker restarts: shared data, queues,
+    /// metrics and logs survive; the old VM's streams, pending calls and memory do not.
+    pub fn restart_worker(&mut self, worker: usize) -> Result<(), HostError> {
+        self.vm(worker)?;
+        let fresh = Vm::start(&self.engine, &self.pre, worker, self.shared.clone())?;
+        let slot = self
+            .vms
+            .get_mut(worker)
+            .ok_or(HostError::UnknownWorker(worker))?;
+        *slot = fresh;
+        Ok(())
+    }
+
     /// Sends a request through `worker`'s filter (context creation, request headers, body, trailers).
     pub fn send_request(
         &mut self,

@@ -1,6 +1,10 @@
 //! ABI tests of the test host against real proxy-wasm modules built from `tests/fixtures/`.
 
 mod callouts;
+mod campaign;
+mod campaign_faults;
+mod campaign_load;
+mod campaign_never_trap;
 mod decision_cases;
 mod component;
 mod fixture;

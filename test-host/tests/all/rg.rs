@@ -8,8 +8,8 @@ use revguard::snapshot::{
     SigningKey,
 };
 use revguard_test_host::{
-    CalloutRequest, HttpRequest, HttpResponse, Outcome, Proxy, ProxyConfig, ScriptedUpstream,
-    Upstream, UpstreamReply, UpstreamResponse,
+    CalloutRequest, Compiled, HttpRequest, HttpResponse, Outcome, Proxy, ProxyConfig,
+    ScriptedUpstream, Upstream, UpstreamReply, UpstreamResponse,
 };
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -31,6 +31,19 @@ pub fn wasm() -> Vec<u8> {
         &root.join("target/revguard-wasm"),
         "revguard",
     )
+}
+
+/// [`wasm`] compiled once per run and fuel setting: compiling takes seconds, starting a proxy
+/// from it milliseconds.
+pub fn compiled(fuel: bool) -> Compiled {
+    static CACHE: Mutex<Vec<(bool, Compiled)>> = Mutex::new(Vec::new());
+    let mut cache = lock(&CACHE);
+    if let Some((_, c)) = cache.iter().find(|(f, _)| *f == fuel) {
+        return c.clone();
+    }
+    let c = Proxy::compile(&wasm(), fuel).expect("revguard compiles");
+    cache.push((fuel, c.clone()));
+    c
 }
 
 /// Where [`wasm`] leaves the module (for tests that run the command-line tool).
@@ -114,6 +127,8 @@ pub enum OriginMode {
     Hang,
     /// 200 with bytes that are not a snapshot.
     Garbage,
+    /// 200 with the first half of the right body (a cut-off transfer).
+    Truncated,
 }
 
 struct OriginState {
@@ -127,6 +142,8 @@ struct OriginState {
     delta: Option<(Vec<u8>, u64)>,
     jwks: Value,
     mode: OriginMode,
+    /// Modes for single paths, over `mode` (for example only `/jwks` down).
+    path_modes: HashMap<String, OriginMode>,
     delay: Duration,
     /// Serve a full snapshot this many times with an old generation (rollback attempt).
     stale_copy: Option<Vec<u8>>,
@@ -163,6 +180,7 @@ impl Origin {
             delta: None,
             jwks,
             mode: OriginMode::Up,
+            path_modes: HashMap::new(),
             delay: Duration::ZERO,
             stale_copy: None,
             in_snapshot: 0,
@@ -235,6 +253,15 @@ impl Origin {
         lock(&self.state).mode = mode;
     }
 
+    /// How `path` alone answers (`None`: as the rest of the origin).
+    pub fn set_path_mode(&self, path: &str, mode: Option<OriginMode>) {
+        let mut s = lock(&self.state);
+        match mode {
+            Some(mode) => s.path_modes.insert(path.to_string(), mode),
+            None => s.path_modes.remove(path),
+        };
+    }
+
     pub fn set_delay(&self, delay: Duration) {
         lock(&self.state).delay = delay;
     }
@@ -281,11 +308,21 @@ fn serve(state: &Mutex<OriginState>, req: &CalloutRequest) -> UpstreamReply {
         s.drop_snapshots -= 1;
         return UpstreamReply::reset();
     }
-    let reply = match s.mode {
+    let path = req.headers.get_str(":path").unwrap_or("");
+    let mode = s.path_modes.get(path).copied().unwrap_or(s.mode);
+    let reply = match mode {
         OriginMode::Down => return UpstreamReply::connect_failure(),
         OriginMode::Hang => return UpstreamReply::Hang,
         OriginMode::Garbage => {
             UpstreamReply::response(UpstreamResponse::new(200, &[], b"\x00garbage\xff"))
+        }
+        OriginMode::Truncated => {
+            let body = match path {
+                "/snapshot" => s.snapshot.clone(),
+                "/delta" => s.delta.as_ref().map(|(d, _)| d.clone()).unwrap_or_default(),
+                _ => s.jwks.to_string().into_bytes(),
+            };
+            UpstreamReply::response(UpstreamResponse::new(200, &[], &body[..body.len() / 2]))
         }
         OriginMode::Up => {
             let body = match req.headers.get_str(":path") {
@@ -380,7 +417,7 @@ impl Idp {
     }
 }
 
-fn form_value(body: &[u8], name: &str) -> Option<String> {
+pub fn form_value(body: &[u8], name: &str) -> Option<String> {
     let text = std::str::from_utf8(body).ok()?;
     text.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=')?;
@@ -440,7 +477,8 @@ pub fn start(
     let proxy_config = proxy_config
         .upstream(names.origin, origin.upstream.clone() as Arc<dyn Upstream>)
         .upstream(names.idp, idp.upstream.clone() as Arc<dyn Upstream>);
-    let mut proxy = Proxy::new(&wasm(), proxy_config).expect("revguard loads");
+    let mut proxy =
+        Proxy::start(&compiled(proxy_config.fuel), proxy_config).expect("revguard loads");
     proxy.advance(Duration::from_secs(3)).unwrap();
     proxy
 }
