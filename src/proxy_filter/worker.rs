@@ -139,13 +139,17 @@ impl Worker {
     }
 
     /// Installs a new configuration (fresh engine; shared data namespaced per host profile).
-    pub fn configure(&mut self, engine: Engine) {
+    pub fn configure(&mut self, mut engine: Engine) {
         let (prefix, tls) = match &engine.policy().config.host {
             HostProfile::Envoy => ("revguard/".to_string(), false),
             HostProfile::Kong { shm_zone, tls } => (format!("{shm_zone}/"), *tls),
         };
         self.callout_tls = tls;
-        self.coordinator = Some(Coordinator::new(engine.policy(), &prefix));
+        let mut coordinator = Coordinator::new(engine.policy(), &prefix);
+        // A VM started (or restarted) after the others loads what they published now, rather
+        // than failing closed on every request until its first tick.
+        coordinator.sync(&mut engine, now_secs(), &mut self.metrics);
+        self.coordinator = Some(coordinator);
         self.engine = Some(engine);
         self.callouts.clear();
         self.introspection_calls.clear();
