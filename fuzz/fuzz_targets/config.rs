@@ -1,7 +1,5 @@
 #![no_main]
-//! Configuration documents are untrusted: validation must never panic.
-use libfuzzer_sys::fuzz_target;
+#[path = "../bodies/config.rs"]
+mod body;
 
-fuzz_target!(|data: &[u8]| {
-    let _ = revguard::Policy::from_json(data);
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| body::run(data));
