@@ -15,14 +15,14 @@
 ))]
 mod proxy_filter;
 
-/// The edge-worker build (workerd, Deno): a wasm-bindgen JS API over the same core, built by
-/// `examples/worker/build` (`--target wasm32-unknown-unknown --no-default-features --features edge`).
-#[cfg(all(target_arch = "wasm32", target_os = "unknown", feature = "edge"))]
-pub mod edge;
 /// The component (wasmtime, Spin, wasmCloud): the WIT world in `wit/`, built with
 /// `cargo build --release --lib --target wasm32-wasip2 --no-default-features --features component`.
 #[cfg(all(target_os = "wasi", target_env = "p2", feature = "component"))]
 mod component;
+/// The edge-worker build (workerd, Deno): a wasm-bindgen JS API over the same core, built by
+/// `examples/worker/build` (`--target wasm32-unknown-unknown --no-default-features --features edge`).
+#[cfg(all(target_arch = "wasm32", target_os = "unknown", feature = "edge"))]
+pub mod edge;
 
 pub mod config;
 pub mod decision;

@@ -234,7 +234,7 @@ impl Tokens {
 }
 
 fn bearer(rng: &mut Rng, token: &[u8]) -> Vec<u8> {
-    let scheme: &[u8] = *rng.pick(&[
+    let scheme: &[u8] = rng.pick::<&[u8]>(&[
         b"Bearer ".as_slice(),
         b"bearer ",
         b"BEARER\t",
@@ -250,7 +250,8 @@ fn bearer(rng: &mut Rng, token: &[u8]) -> Vec<u8> {
 fn adversarial_request(rng: &mut Rng, tokens: &Tokens) -> HttpRequest {
     let mut h = HeaderMap::new();
     if !rng.chance(3) {
-        let method: &[u8] = *rng.pick(&[b"GET".as_slice(), b"POST", b"DELETE", b"", b"G\xffT"]);
+        let method: &[u8] =
+            rng.pick::<&[u8]>(&[b"GET".as_slice(), b"POST", b"DELETE", b"", b"G\xffT"]);
         h.add(b":method", method);
     }
     if !rng.chance(3) {
@@ -303,7 +304,8 @@ fn adversarial_request(rng: &mut Rng, tokens: &Tokens) -> HttpRequest {
             5 if rng.chance(25) => {
                 let n = rng.below(1 << 20);
                 let value = vec![b'x'; n];
-                let name: &[u8] = *rng.pick(&[b"authorization".as_slice(), b"x-big", b"cookie"]);
+                let name: &[u8] =
+                    rng.pick::<&[u8]>(&[b"authorization".as_slice(), b"x-big", b"cookie"]);
                 h.add(name, &value);
             }
             6 => h.add(b"", b""),
