@@ -130,6 +130,15 @@ fn keygen_build_delta_inspect() {
     assert_eq!(report["signature_valid"], true);
     let unsigned = json(&ok(&["snapshot", "inspect", p(&s.snap)]));
     assert_eq!(unsigned["signature_valid"], serde_json::Value::Null);
+    // Key text is base64url and may begin with '-' (one key in 64): a value, not an option.
+    let other_key = json(&ok(&[
+        "snapshot",
+        "inspect",
+        p(&s.snap),
+        "--pubkey",
+        "-cQ_q4xSvLVdOds5AUkuzogfz9XG_rpvP3qQ0t2gUPI",
+    ]));
+    assert_eq!(other_key["signature_valid"], false);
 
     let delta = s.dir.join("delta.bin");
     ok(&[

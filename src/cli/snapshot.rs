@@ -91,7 +91,8 @@ pub struct InspectArgs {
     /// The snapshot or delta file (detected by its magic bytes).
     file: PathBuf,
     /// A public key to check the signature with: a .pub file or the key text. Repeatable.
-    #[arg(long, value_name = "FILE_OR_KEY")]
+    /// (Key text is base64url: it may begin with `-`.)
+    #[arg(long, value_name = "FILE_OR_KEY", allow_hyphen_values = true)]
     pubkey: Vec<String>,
 }
 
