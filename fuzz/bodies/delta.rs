@@ -1,12 +1,18 @@
 //! Hostile delta bytes applied to a valid snapshot: never a panic, and a refused delta
-//! leaves the state unchanged.
+//! leaves the state unchanged. The first byte picks whether the input is taken as is or
+//! re-signed with the fuzz key, so the fuzzer also reaches the delta parser.
+
+#[path = "resign.rs"]
+mod resign;
 
 use revguard::snapshot::{
     build_snapshot, inspect, BuildOptions, RevocationState, SigningKey, SnapshotKeys, TokenIds,
+    DELTA_CONTEXT, DELTA_MAGIC,
 };
 
 pub fn run(data: &[u8]) {
-    let Ok(key) = SigningKey::from_seed([0x66; 32]) else {
+    let data = &resign::maybe_signed(data, DELTA_MAGIC, DELTA_CONTEXT);
+    let Ok(key) = SigningKey::from_seed(resign::SEED) else {
         return;
     };
     let Ok(keys) = SnapshotKeys::parse(&[key.public_key_text()]) else {

@@ -2,10 +2,16 @@
 //! byte picks whether the input is taken as is or re-signed with the fuzz key, so the
 //! fuzzer also reaches the content parser behind the signature check.
 
-use revguard::snapshot::{inspect, RevocationState, SigningKey, SnapshotKeys, TokenIds};
+#[path = "resign.rs"]
+mod resign;
+
+use revguard::snapshot::{
+    inspect, RevocationState, SigningKey, SnapshotKeys, TokenIds, SNAPSHOT_CONTEXT, SNAPSHOT_MAGIC,
+};
 
 pub fn run(data: &[u8]) {
-    let Ok(key) = SigningKey::from_seed([0x66; 32]) else {
+    let data = &resign::maybe_signed(data, SNAPSHOT_MAGIC, SNAPSHOT_CONTEXT);
+    let Ok(key) = SigningKey::from_seed(resign::SEED) else {
         return;
     };
     let Ok(keys) = SnapshotKeys::parse(&[key.public_key_text()]) else {
