@@ -2,6 +2,10 @@
 //! through the same target bodies the fuzzer runs, on the stable toolchain: a crash the fuzzer
 //! found, once its input is kept there, stays a regression test in `cargo test`.
 
+// Each fuzz target is its own binary, so the snapshot and delta bodies each include
+// `fuzz/bodies/resign.rs`; here both bodies live in one crate.
+#![allow(clippy::duplicate_mod)]
+
 use std::path::Path;
 
 macro_rules! corpus_tests {

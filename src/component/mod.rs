@@ -5,7 +5,7 @@
 
 mod convert;
 
-use std::cell::RefCell;
+use std::cell::{RefCell, RefMut};
 
 use crate::decision::{DecisionLog as CoreLog, Denial, PendingIntrospection as CorePending};
 use crate::engine::Engine as CoreEngine;
@@ -46,8 +46,11 @@ pub struct PendingResource {
 const BUSY_DENIAL: CoreReason = CoreReason::StaleRevocationData;
 
 impl EngineResource {
-    fn busy_load_error() -> LoadError {
-        LoadError::Snapshot("the engine is busy with another call".to_string())
+    /// The engine for a load call, or the load error a busy engine answers.
+    fn engine_for_load(&self) -> Result<RefMut<'_, CoreEngine>, LoadError> {
+        self.engine
+            .try_borrow_mut()
+            .map_err(|_| LoadError::Snapshot("the engine is busy with another call".to_string()))
     }
 
     fn busy_decision() -> Decision {
@@ -78,10 +81,7 @@ impl GuestEngine for EngineResource {
     }
 
     fn load_keys(&self, issuer: u32, jwks: Vec<u8>, now: u64) -> Result<u32, LoadError> {
-        let mut engine = self
-            .engine
-            .try_borrow_mut()
-            .map_err(|_| Self::busy_load_error())?;
+        let mut engine = self.engine_for_load()?;
         let index = usize::try_from(issuer).map_err(|_| LoadError::NoSuchIssuer(issuer))?;
         engine
             .load_keys(index, &jwks, now)
@@ -90,20 +90,14 @@ impl GuestEngine for EngineResource {
     }
 
     fn load_snapshot(&self, snapshot: Vec<u8>) -> Result<u64, LoadError> {
-        let mut engine = self
-            .engine
-            .try_borrow_mut()
-            .map_err(|_| Self::busy_load_error())?;
+        let mut engine = self.engine_for_load()?;
         engine
             .load_snapshot(&snapshot)
             .map_err(|e| convert::load_error(&e))
     }
 
     fn load_delta(&self, delta: Vec<u8>) -> Result<u64, LoadError> {
-        let mut engine = self
-            .engine
-            .try_borrow_mut()
-            .map_err(|_| Self::busy_load_error())?;
+        let mut engine = self.engine_for_load()?;
         engine
             .load_delta(&delta)
             .map_err(|e| convert::load_error(&e))
@@ -153,10 +147,7 @@ impl GuestEngine for EngineResource {
         outcome: HttpOutcome,
         now: u64,
     ) -> Result<FetchResult, FetchError> {
-        let mut engine = self
-            .engine
-            .try_borrow_mut()
-            .map_err(|_| FetchError::Rejected(Self::busy_load_error()))?;
+        let mut engine = self.engine_for_load().map_err(FetchError::Rejected)?;
         let kind = convert::core_fetch_kind(kind)
             .map_err(|issuer| FetchError::Rejected(LoadError::NoSuchIssuer(issuer)))?;
         engine

@@ -91,13 +91,9 @@ impl Bed {
         let (stream, outcome) = self.proxy.run_request(worker, request, MAX_WAIT).unwrap();
         let waited = Duration::from_nanos(self.proxy.config().clock.now_nanos() - before);
         self.longest_wait = self.longest_wait.max(waited);
-        let verdict = match &outcome {
-            Outcome::Continued(_) => "allow".to_string(),
-            Outcome::LocalReply(r) => serde_json::from_slice::<serde_json::Value>(&r.body)
-                .ok()
-                .and_then(|v| v["error"].as_str().map(str::to_string))
-                .unwrap_or_else(|| format!("status {}", r.status)),
-            Outcome::Paused | Outcome::Reset => {
+        let verdict = match verdict(&outcome) {
+            Some(v) if v != "reset" => v,
+            _ => {
                 self.hung += 1;
                 "hung".to_string()
             }

@@ -13,7 +13,7 @@ use crate::campaign::{full, human_nanos, percentile, scale, table, Rng};
 use crate::rg::*;
 use revguard::snapshot::RevocationTarget;
 use revguard_test_host::{
-    CalloutRequest, HttpRequest, HttpResponse, Outcome, Proxy, ProxyConfig, StreamId, Upstream,
+    CalloutRequest, HttpRequest, HttpResponse, Proxy, ProxyConfig, StreamId, Upstream,
     UpstreamReply, UpstreamResponse,
 };
 use serde_json::{json, Value};
@@ -140,20 +140,6 @@ fn plugin(policy: Policy, origin_key: &str) -> String {
 /// delay), one tick for the other workers to load the published data, one introspection call.
 fn bound_ms() -> u64 {
     REFRESH_SECS * 1000 + 1000 + ORIGIN_DELAY_MS + 1000 + IDP_LATENCY_MS
-}
-
-fn verdict(outcome: &Outcome) -> Option<String> {
-    match outcome {
-        Outcome::Continued(_) => Some("allow".into()),
-        Outcome::LocalReply(r) => Some(
-            serde_json::from_slice::<Value>(&r.body)
-                .ok()
-                .and_then(|v| v["error"].as_str().map(str::to_string))
-                .unwrap_or_else(|| format!("status {}", r.status)),
-        ),
-        Outcome::Paused => None,
-        Outcome::Reset => Some("reset".into()),
-    }
 }
 
 /// Counts one answer; for a revoked token, notes the first denial per worker and any acceptance

@@ -534,6 +534,22 @@ pub fn send_request(proxy: &mut Proxy, worker: usize, request: HttpRequest) -> A
     answer
 }
 
+/// A finished request's verdict: `"allow"`, the denial's error code (else `"status N"`), or
+/// `"reset"`; `None` while it is still paused.
+pub fn verdict(outcome: &Outcome) -> Option<String> {
+    match outcome {
+        Outcome::Continued(_) => Some("allow".into()),
+        Outcome::LocalReply(r) => Some(
+            serde_json::from_slice::<Value>(&r.body)
+                .ok()
+                .and_then(|v| v["error"].as_str().map(str::to_string))
+                .unwrap_or_else(|| format!("status {}", r.status)),
+        ),
+        Outcome::Paused => None,
+        Outcome::Reset => Some("reset".into()),
+    }
+}
+
 impl Answer {
     /// `"allow"` or the denial's error code, for compact assertions.
     pub fn verdict(&self) -> String {
