@@ -22,6 +22,9 @@ pub struct Allow {
     pub remove_headers: Vec<String>,
     /// Then set these (verified identity for the upstream).
     pub set_headers: Vec<(String, String)>,
+    /// Send the request upstream with this target (`:path`) instead: the normalised path that
+    /// the rules matched, query unchanged. `None`: the client's target is already normal.
+    pub path: Option<String>,
     /// Set when a failure was let through by a fail-open setting.
     pub fail_open: Option<Reason>,
     pub log: DecisionLog,
@@ -78,6 +81,9 @@ pub struct PendingIntrospection {
     pub(crate) trigger: Option<IdKind>,
     #[serde(skip)]
     pub(crate) route: Option<usize>,
+    /// The allow's `path`, once the answer allows.
+    #[serde(skip)]
+    pub(crate) forward_path: Option<String>,
     pub(crate) log: DecisionLog,
 }
 

@@ -22,10 +22,16 @@ pub fn extract<'a>(
     let mut found: Option<&'a str> = None;
     for source in sources {
         let candidates: Vec<Result<&'a str, &'static str>> = match source {
-            TokenSource::Header(name) => req
-                .header_values(name)
-                .filter_map(bearer_from_header)
-                .collect(),
+            TokenSource::Header(name) => {
+                // Two Authorization headers (e.g. Basic and Bearer) reach the backend together;
+                // which one it reads is its choice, not ours: refuse.
+                let mut values = req.header_values(name);
+                let first = values.next();
+                if values.next().is_some() {
+                    return Extracted::Invalid("more than one credential header");
+                }
+                first.and_then(bearer_from_header).into_iter().collect()
+            }
             TokenSource::Cookie(name) => req
                 .header_values("cookie")
                 .flat_map(|v| cookie_values(v, name))
@@ -162,6 +168,14 @@ mod tests {
             run("/", &[("authorization", b"Basic Zm9vOmJhcg==")], &s),
             Extracted::Missing
         );
+        let basic_and_bearer: &[(&str, &[u8])] = &[
+            ("authorization", b"Basic Zm9vOmJhcg=="),
+            ("Authorization", b"Bearer a.b.c"),
+        ];
+        assert!(matches!(
+            run("/", basic_and_bearer, &s),
+            Extracted::Invalid(_)
+        ));
         assert!(matches!(
             run("/", &[("authorization", b"Bearer a b")], &s),
             Extracted::Invalid(_)

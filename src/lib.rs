@@ -33,6 +33,7 @@ pub mod introspection;
 pub mod json;
 pub mod jwks;
 pub mod jwt;
+pub mod path;
 pub mod reason;
 pub mod request;
 pub mod routes;

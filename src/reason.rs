@@ -11,8 +11,11 @@ use serde::Serialize;
 pub enum Reason {
     // The request itself.
     MissingToken,
-    /// Several credentials, or a header that is not a well-formed bearer credential.
+    /// Several credentials, a header that is not a well-formed bearer credential, or a method
+    /// that is not an upper-case token.
     InvalidRequest,
+    /// A path that a backend could read differently from the rule that matched it (crate::path).
+    InvalidPath,
     MalformedToken,
     // The token's header and key.
     DisallowedAlgorithm,
@@ -69,6 +72,7 @@ impl Reason {
     pub const ALL: &'static [Reason] = &[
         Reason::MissingToken,
         Reason::InvalidRequest,
+        Reason::InvalidPath,
         Reason::MalformedToken,
         Reason::DisallowedAlgorithm,
         Reason::ForbiddenHeader,
@@ -100,6 +104,7 @@ impl Reason {
         match self {
             Reason::MissingToken => "missing_token",
             Reason::InvalidRequest => "invalid_request",
+            Reason::InvalidPath => "invalid_path",
             Reason::MalformedToken => "malformed_token",
             Reason::DisallowedAlgorithm => "disallowed_algorithm",
             Reason::ForbiddenHeader => "forbidden_header",
@@ -144,7 +149,7 @@ impl Reason {
         match self {
             _ if self.is_infrastructure() => 503,
             Reason::InsufficientScope | Reason::WrongTenant => 403,
-            Reason::InvalidRequest => 400,
+            Reason::InvalidRequest | Reason::InvalidPath => 400,
             // RFC 9470 answers step-up with 401 and a challenge.
             _ => 401,
         }
@@ -154,7 +159,8 @@ impl Reason {
     /// (RFC 6750 section 3.1: no error code then) or the failure is ours.
     pub fn bearer_error(self) -> Option<BearerError> {
         match self {
-            Reason::MissingToken => None,
+            // No credential was judged: the request was refused before.
+            Reason::MissingToken | Reason::InvalidPath => None,
             _ if self.is_infrastructure() => None,
             Reason::InsufficientScope | Reason::WrongTenant => Some(BearerError::InsufficientScope),
             Reason::AuthTooOld => Some(BearerError::InsufficientUserAuthentication),
@@ -167,7 +173,10 @@ impl Reason {
     pub fn description(self) -> &'static str {
         match self {
             Reason::MissingToken => "no bearer token",
-            Reason::InvalidRequest => "the request carries more than one or a malformed credential",
+            Reason::InvalidRequest => {
+                "the request carries more than one or a malformed credential, or a non-canonical method"
+            }
+            Reason::InvalidPath => "the request path is malformed or ambiguous",
             Reason::MalformedToken => "the token is not a well-formed JWT",
             Reason::DisallowedAlgorithm => "the token's algorithm is not allowed",
             Reason::ForbiddenHeader => "the token header carries a forbidden parameter",

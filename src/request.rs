@@ -19,6 +19,16 @@ impl<'a> RequestView<'a> {
             .map(|(_, v)| *v)
     }
 
+    /// Every value of header `name` under every spelling a backend folds into it: letter case,
+    /// and `_` for `-` (CGI/WSGI variables, and Envoy passes underscores by default). `name` is
+    /// lowercase with `-`, as configuration validation guarantees.
+    pub fn header_values_folded(&self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| same_header(n, name))
+            .map(|(_, v)| *v)
+    }
+
     /// The path without the query string.
     pub fn path_only(&self) -> &'a str {
         self.path.split_once('?').map_or(self.path, |(p, _)| p)
@@ -28,4 +38,13 @@ impl<'a> RequestView<'a> {
     pub fn query(&self) -> Option<&'a str> {
         self.path.split_once('?').map(|(_, q)| q)
     }
+}
+
+/// `a` and `b` name the same header for some backend: equal ignoring ASCII case and `_`/`-`.
+pub fn same_header(a: &str, b: &str) -> bool {
+    let fold = |c: u8| match c {
+        b'_' => b'-',
+        c => c.to_ascii_lowercase(),
+    };
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| fold(x) == fold(y))
 }

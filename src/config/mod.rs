@@ -5,4 +5,5 @@ mod types;
 mod validate;
 
 pub use types::*;
+pub(crate) use validate::is_tchar;
 pub use validate::{ConfigError, ConfigErrors, IssuerPolicy, Policy};

@@ -23,6 +23,9 @@ pub struct Config {
     /// What to do with a bearer token that is not a JWT.
     #[serde(default)]
     pub opaque_tokens: OpaqueTokens,
+    /// How request paths are normalised before rules match them (docs/PATHS.md).
+    #[serde(default)]
+    pub path_normalization: PathConfig,
     /// Route rules, first match wins; requests matching none use `default_route`.
     #[serde(default)]
     pub routes: Vec<RouteRule>,
@@ -120,7 +123,59 @@ pub enum OpaqueTokens {
     Introspect,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+/// Path normalisation choices for what backends disagree on. Defaults refuse (400).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathConfig {
+    /// What the upstream receives when the normalised path differs from the client's. Default:
+    /// `normalized` (Envoy, edge, component); `reject` with the Kong profile, whose upstream URI
+    /// a filter cannot rewrite reliably (docs/PATHS.md).
+    #[serde(default)]
+    pub forward: Option<ForwardPath>,
+    /// Encoded `/` and `\` (`%2F`, `%5C`).
+    #[serde(default)]
+    pub escaped_slashes: EscapedSlashes,
+    /// `;` parameters in path segments (`/a;jsessionid=1/b`).
+    #[serde(default)]
+    pub path_parameters: PathParameters,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ForwardPath {
+    /// The normalised path (query unchanged): the backend serves exactly what was authorised.
+    #[default]
+    Normalized,
+    /// The path as the client sent it.
+    Original,
+    /// 400 `invalid_path` unless the client sent the path already normalised.
+    Reject,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EscapedSlashes {
+    /// 400 `invalid_path`.
+    #[default]
+    Reject,
+    /// Part of the segment (for APIs with encoded ids); never matches a `no_auth` rule.
+    Keep,
+    /// Decoded to `/` before matching (and forwarded decoded with `forward: normalized`).
+    Decode,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PathParameters {
+    /// 400 `invalid_path`.
+    #[default]
+    Reject,
+    /// Rules match each segment without its parameters (as Tomcat, Jetty and Spring route);
+    /// they are forwarded. A parameter on an empty or dot segment is still refused.
+    StripForMatching,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteRule {
     /// A name for logs and metrics.
@@ -135,6 +190,11 @@ pub struct RouteRule {
     /// Methods this rule applies to; empty means all.
     #[serde(default)]
     pub methods: Vec<String>,
+    /// Compare the path with letter case (like Envoy's route match). A path that matches a
+    /// case-sensitive rule only when case is ignored is refused unless the rule is `no_auth`:
+    /// a case-insensitive backend would serve it as the rule's path.
+    #[serde(default = "defaults::yes")]
+    pub case_sensitive: bool,
     /// `true` lets requests through without any token check (health checks, public assets).
     #[serde(default)]
     pub no_auth: bool,
@@ -323,8 +383,43 @@ pub enum HostProfile {
     },
 }
 
+impl Default for RouteRule {
+    fn default() -> Self {
+        RouteRule {
+            name: None,
+            path_prefix: None,
+            path: None,
+            methods: Vec::new(),
+            case_sensitive: true,
+            no_auth: false,
+            required_scopes: Vec::new(),
+            required_roles: Vec::new(),
+            required_tenant: None,
+            max_auth_age_secs: None,
+            introspection: IntrospectionPolicy::default(),
+            on_introspection_failure: None,
+        }
+    }
+}
+
+impl RouteRule {
+    /// The rule asks more of a token than its signature and claims: a fail-open path that has
+    /// no verified identity must deny it rather than skip the requirements.
+    pub fn has_requirements(&self) -> bool {
+        !self.required_scopes.is_empty()
+            || !self.required_roles.is_empty()
+            || self.required_tenant.is_some()
+            || self.max_auth_age_secs.is_some()
+            || self.introspection == IntrospectionPolicy::Always
+    }
+}
+
 pub(crate) mod defaults {
     use super::*;
+
+    pub fn yes() -> bool {
+        true
+    }
 
     pub fn clock_skew_secs() -> u64 {
         60

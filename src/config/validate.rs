@@ -74,7 +74,19 @@ impl Policy {
         Policy::from_config(config)
     }
 
-    pub fn from_config(config: Config) -> Result<Policy, ConfigErrors> {
+    pub fn from_config(mut config: Config) -> Result<Policy, ConfigErrors> {
+        // Kong's upstream URI comes from Kong's router (`$upstream_uri`), not from the `:path`
+        // a filter sets (ngx_wasm_module's ngx_proxy_wasm_maps_set_path changes `r->uri` only):
+        // there a non-normal path is refused rather than forwarded as the client wrote it.
+        // Envoy re-selects the route after a wasm filter changes request headers on ABI 0.2.1
+        // (source/extensions/common/wasm/context.cc, onHeadersModified -> clearRouteCache).
+        let forward = &mut config.path_normalization.forward;
+        if forward.is_none() {
+            *forward = Some(match config.host {
+                HostProfile::Envoy => ForwardPath::Normalized,
+                HostProfile::Kong { .. } => ForwardPath::Reject,
+            });
+        }
         let mut v = Validator::default();
         let issuers = v.issuers(&config);
         v.globals(&config);
@@ -317,8 +329,20 @@ impl Validator {
         } else {
             match (&route.path, &route.path_prefix) {
                 (Some(p), None) | (None, Some(p)) => {
+                    let field = if route.path.is_some() {
+                        "path"
+                    } else {
+                        "path_prefix"
+                    };
                     if !p.starts_with('/') {
-                        self.err(format!("{at}.path"), "must start with '/'");
+                        self.err(format!("{at}.{field}"), "must start with '/'");
+                    } else if !is_normal_path(p) {
+                        self.err(
+                            format!("{at}.{field}"),
+                            "must be a normalised path (docs/PATHS.md): no '.', '..' or empty \
+                             segments, no ';', '?', '#' or '\\', escapes only for what is not \
+                             unreserved, in upper case",
+                        );
                     }
                 }
                 _ => self.err(at, "give exactly one of path and path_prefix"),
@@ -349,10 +373,10 @@ impl Validator {
             );
         }
         if let Some(TenantRequirement::MatchesHeader(h)) = &route.required_tenant {
-            if h.is_empty() || !h.bytes().all(|b| is_tchar(b) && !b.is_ascii_uppercase()) {
+            if !is_canonical_header(h) {
                 self.err(
                     format!("{at}.required_tenant.matches_header"),
-                    "must be a lowercase header name",
+                    HEADER_NAME_RULE,
                 );
             }
         }
@@ -363,8 +387,8 @@ impl Validator {
             let at = format!("forward_claims[{i}]");
             self.non_empty(&format!("{at}.claim"), &f.claim);
             let h = f.header.as_str();
-            if h.is_empty() || !h.bytes().all(|b| is_tchar(b) && !b.is_ascii_uppercase()) {
-                self.err(format!("{at}.header"), "must be a lowercase header name");
+            if !is_canonical_header(h) {
+                self.err(format!("{at}.header"), HEADER_NAME_RULE);
             } else if RESERVED_HEADERS.contains(&h) {
                 self.err(format!("{at}.header"), format!("{h} cannot carry identity"));
             }
@@ -477,7 +501,27 @@ const RESERVED_HEADERS: &[&str] = &[
     "set-cookie",
 ];
 
-fn is_tchar(b: u8) -> bool {
+const HEADER_NAME_RULE: &str =
+    "must be a lowercase header name with '-', not '_' (backends fold '_' into '-')";
+
+/// Identity and tenant headers are named in one spelling; every other spelling a backend folds
+/// into it is treated as the same header (crate::request::same_header).
+fn is_canonical_header(h: &str) -> bool {
+    !h.is_empty()
+        && h.bytes()
+            .all(|b| is_tchar(b) && !b.is_ascii_uppercase() && b != b'_')
+}
+
+/// A rule path is matched against normalised request paths, so it must be one itself.
+fn is_normal_path(p: &str) -> bool {
+    let strict = PathConfig {
+        forward: Some(ForwardPath::Reject),
+        ..PathConfig::default()
+    };
+    crate::path::normalize(p, &strict).is_ok_and(|n| n.matched == p) && !p.contains('?')
+}
+
+pub(crate) fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 

@@ -13,6 +13,7 @@ use crate::extract::{extract, Extracted};
 use crate::http::HttpOutcome;
 use crate::introspection::{build_request, parse_response, Cached, IntrospectionAnswer};
 use crate::jwt::{self, Claims, TokenError};
+use crate::path;
 use crate::reason::Reason;
 use crate::request::RequestView;
 use crate::routes;
@@ -34,10 +35,34 @@ impl Engine {
     pub fn decide(&mut self, req: &RequestView, now: u64) -> Decision {
         let policy = Rc::clone(&self.policy);
         let config = &policy.config;
-        let route_index = routes::select_index(config, req.method, req.path_only());
-        let route = route_index
-            .and_then(|i| config.routes.get(i))
-            .unwrap_or(&config.default_route);
+        let default_route = &config.default_route;
+        if !routes::is_canonical_method(req.method) {
+            return self.deny(
+                Reason::InvalidRequest,
+                default_route,
+                DecisionLog::default(),
+            );
+        }
+        let Ok(target) = path::normalize(req.path, &config.path_normalization) else {
+            return self.deny(Reason::InvalidPath, default_route, DecisionLog::default());
+        };
+        let Ok(route_index) = routes::select_index(config, req.method, &target) else {
+            return self.deny(Reason::InvalidPath, default_route, DecisionLog::default());
+        };
+        let decision = self.decide_on_route(req, route_index, now);
+        self.for_upstream(decision, req, target.forward)
+    }
+
+    /// The decision for a request whose method and path passed, under rule `route_index`.
+    fn decide_on_route(
+        &mut self,
+        req: &RequestView,
+        route_index: Option<usize>,
+        now: u64,
+    ) -> Decision {
+        let policy = Rc::clone(&self.policy);
+        let config = &policy.config;
+        let route = routes::rule(config, route_index);
         let mut log = DecisionLog {
             route: route.name.clone(),
             ..DecisionLog::default()
@@ -117,6 +142,18 @@ impl Engine {
     /// `Failed` for a timeout or reset. `req` is the same request (for route requirements).
     pub fn complete_introspection(
         &mut self,
+        mut pending: PendingIntrospection,
+        outcome: HttpOutcome,
+        req: &RequestView,
+        now: u64,
+    ) -> Decision {
+        let forward_path = pending.forward_path.take();
+        let decision = self.introspection_answered(pending, outcome, req, now);
+        self.for_upstream(decision, req, forward_path)
+    }
+
+    fn introspection_answered(
+        &mut self,
         pending: PendingIntrospection,
         outcome: HttpOutcome,
         req: &RequestView,
@@ -124,10 +161,7 @@ impl Engine {
     ) -> Decision {
         let policy = Rc::clone(&self.policy);
         let config = &policy.config;
-        let route = pending
-            .route
-            .and_then(|i| config.routes.get(i))
-            .unwrap_or(&config.default_route);
+        let route = routes::rule(config, pending.route);
         let mut log = pending.log;
         let parsed = match (outcome, &policy.introspection) {
             (HttpOutcome::Response { status, body, .. }, Some(settings)) => {
@@ -295,10 +329,7 @@ impl Engine {
         now: u64,
     ) -> Decision {
         let policy = Rc::clone(&self.policy);
-        let config = &policy.config;
-        let rule = route
-            .and_then(|i| config.routes.get(i))
-            .unwrap_or(&config.default_route);
+        let rule = routes::rule(&policy.config, route);
         let Some(settings) = policy.introspection.as_ref() else {
             return self.deny(inactive_reason(trigger), rule, log);
         };
@@ -321,6 +352,7 @@ impl Engine {
                     claims,
                     trigger,
                     route,
+                    forward_path: None,
                     log,
                 },
             }),

@@ -8,7 +8,7 @@ use crate::config::{RouteRule, TenantRequirement};
 use crate::decision::{Allow, Decision, DecisionLog, Denial};
 use crate::jwt::Claims;
 use crate::reason::Reason;
-use crate::request::RequestView;
+use crate::request::{same_header, RequestView};
 
 /// Longest identity header value forwarded; longer claims are not forwarded.
 const MAX_FORWARDED_VALUE: usize = 4096;
@@ -65,7 +65,7 @@ impl Engine {
                 (TenantRequirement::Present, Some(_)) => true,
                 (TenantRequirement::Equals(want), Some(t)) => t == want,
                 (TenantRequirement::MatchesHeader(h), Some(t)) => {
-                    let mut values = req.header_values(h);
+                    let mut values = req.header_values_folded(h);
                     matches!((values.next(), values.next()), (Some(v), None) if v == t.as_bytes())
                 }
             };
@@ -82,6 +82,34 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// What every decision carries to the upstream besides the verdict: an allow gets the
+    /// normalised target and loses every other spelling of the identity headers the client
+    /// sent (`x_auth_scope` for `x-auth-scope`); an introspection keeps the target for later.
+    pub(super) fn for_upstream(
+        &self,
+        mut decision: Decision,
+        req: &RequestView,
+        forward_path: Option<String>,
+    ) -> Decision {
+        match &mut decision {
+            Decision::Allow(allow) => {
+                allow.path = forward_path;
+                for (name, _) in req.headers {
+                    let forged = allow
+                        .remove_headers
+                        .iter()
+                        .any(|h| same_header(name, h) && !name.eq_ignore_ascii_case(h));
+                    if forged && !allow.remove_headers.iter().any(|h| h == name) {
+                        allow.remove_headers.push((*name).to_string());
+                    }
+                }
+            }
+            Decision::Introspect(introspect) => introspect.pending.forward_path = forward_path,
+            Decision::Deny(_) => {}
+        }
+        decision
     }
 
     /// An allow: identity headers removed from the request, then set from `claims` if given.
@@ -112,6 +140,7 @@ impl Engine {
         Allow {
             remove_headers,
             set_headers,
+            path: None,
             fail_open,
             log,
         }
