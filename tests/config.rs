@@ -2,7 +2,7 @@
 
 mod support;
 
-use revguard::config::{FailMode, StaleMode};
+use revguard::config::{EscapedSlashes, FailMode, ForwardPath, PathParameters, StaleMode};
 use revguard::Policy;
 use serde_json::json;
 use support::Kit;
@@ -45,6 +45,61 @@ fn defaults_fail_closed() {
     assert_eq!(c.failure_modes.revocation_stale, StaleMode::Deny);
     assert_eq!(c.failure_modes.introspection_failure, FailMode::Deny);
     assert!(!c.default_route.no_auth);
+    let paths = &c.path_normalization;
+    assert_eq!(paths.forward, Some(ForwardPath::Normalized));
+    assert_eq!(paths.escaped_slashes, EscapedSlashes::Reject);
+    assert_eq!(paths.path_parameters, PathParameters::Reject);
+}
+
+#[test]
+fn kong_refuses_non_normal_paths_unless_told_otherwise() {
+    let mut doc = minimal();
+    doc["host"] = json!({"kong": {}});
+    doc["issuers"][0]["jwks_upstream"]["upstream"] = json!("idp:443");
+    let policy = Policy::from_json(doc.to_string().as_bytes()).unwrap();
+    assert_eq!(
+        policy.config.path_normalization.forward,
+        Some(ForwardPath::Reject)
+    );
+    doc["path_normalization"] = json!({"forward": "normalized"});
+    let policy = Policy::from_json(doc.to_string().as_bytes()).unwrap();
+    assert_eq!(
+        policy.config.path_normalization.forward,
+        Some(ForwardPath::Normalized)
+    );
+}
+
+#[test]
+fn rule_paths_and_identity_headers_have_one_spelling() {
+    for (path, ok) in [
+        ("/admin/", true),
+        ("/caf%C3%A9/", true),
+        ("/admin//x", false),
+        ("/admin/../x", false),
+        ("/./admin", false),
+        ("/%61dmin", false),
+        ("/admin;x", false),
+        ("/admin?x", false),
+        ("/admin\\x", false),
+        ("/caf%c3%a9", false),
+    ] {
+        let mut doc = minimal();
+        doc["routes"] = json!([{"path_prefix": path}]);
+        let errs = errors(doc);
+        assert_eq!(errs.is_empty(), ok, "{path}: {errs:?}");
+        if !ok {
+            assert!(
+                errs[0].starts_with("routes[0].path_prefix: must be a normalised path"),
+                "{errs:?}"
+            );
+        }
+    }
+    let mut doc = minimal();
+    doc["forward_claims"] = json!([{"claim": "sub", "header": "x_auth_sub"}]);
+    doc["routes"] = json!([{"path": "/t", "required_tenant": {"matches_header": "x_tenant"}}]);
+    let errs = errors(doc);
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(errs.iter().all(|e| e.contains("not '_'")), "{errs:?}");
 }
 
 #[test]

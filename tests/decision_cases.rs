@@ -14,8 +14,11 @@ use revguard::{Engine, RequestView};
 use serde_json::{json, Value};
 use support::*;
 
+/// Writes a case file from scratch (new keys, tokens and recorded answers).
+type Generator = fn() -> Value;
+
 /// Each file: its own configuration, keys and revocation data, and cases with expected answers.
-const CASE_FILES: &[(&str, fn() -> Value)] = &[
+const CASE_FILES: &[(&str, Generator)] = &[
     ("decisions.json", generate),
     ("requests.json", generate_requests),
 ];
@@ -119,7 +122,7 @@ fn b64(v: &Value) -> Vec<u8> {
 }
 
 fn generate() -> Value {
-    use ct_codecs::{Base64, Encoder};
+    use ct_codecs::Encoder;
     use jwt_simple::prelude::*;
 
     let kit = Kit::new();

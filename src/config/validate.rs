@@ -75,8 +75,9 @@ impl Policy {
     }
 
     pub fn from_config(mut config: Config) -> Result<Policy, ConfigErrors> {
-        // Kong's upstream URI comes from Kong's router (`$upstream_uri`), not from the `:path`
-        // a filter sets (ngx_wasm_module's ngx_proxy_wasm_maps_set_path changes `r->uri` only):
+        // Kong's upstream URI comes from Kong's router (kong/templates/nginx_kong.lua:
+        // `proxy_pass ...$upstream_uri`), not from the `:path` a filter sets (ngx_wasm_module's
+        // ngx_proxy_wasm_maps_set_path in ngx_proxy_wasm_maps.c changes `r->uri` only):
         // there a non-normal path is refused rather than forwarded as the client wrote it.
         // Envoy re-selects the route after a wasm filter changes request headers on ABI 0.2.1
         // (source/extensions/common/wasm/context.cc, onHeadersModified -> clearRouteCache).
