@@ -562,6 +562,23 @@ fn route_requirements() {
 }
 
 #[test]
+fn a_future_auth_time_is_too_old_for_max_auth_age() {
+    let kit = Kit::new();
+    let routes = json!([{"path_prefix": "/sensitive", "max_auth_age_secs": 300}]);
+    let mut engine = kit.engine(json!({"routes": routes}));
+    // Default skew is 60 s: an auth_time up to now + 60 passes, later ones do not.
+    for (auth_time, expected) in [
+        (T0 + 10 + 60, "allow"),
+        (T0 + 10 + 61, "auth_too_old"),
+        (T0 + 86_400 * 365, "auth_too_old"),
+    ] {
+        let token = kit.token("ola", json!({"auth_time": auth_time}));
+        let d = decide(&mut engine, Some(&token), "/sensitive", &[], T0 + 10);
+        assert_eq!(outcome(&d), expected, "auth_time {auth_time}");
+    }
+}
+
+#[test]
 fn opaque_tokens_are_introspected_when_configured() {
     let kit = Kit::new();
     let mut engine =

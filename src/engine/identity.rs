@@ -74,8 +74,12 @@ impl Engine {
             }
         }
         if let Some(max_age) = route.max_auth_age_secs {
+            // An authentication later than now (beyond the skew) is no proof of a recent one:
+            // a token minted with a future `auth_time` would otherwise pass step-up forever.
+            let skew = config.clock_skew_secs;
             let fresh = claims.auth_time.is_some_and(|t| {
-                now.saturating_sub(t) <= max_age.saturating_add(config.clock_skew_secs)
+                t <= now.saturating_add(skew)
+                    && now.saturating_sub(t) <= max_age.saturating_add(skew)
             });
             if !fresh {
                 return Err(Reason::AuthTooOld);
