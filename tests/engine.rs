@@ -495,6 +495,73 @@ fn keys_unavailable_fails_closed_by_default() {
 }
 
 #[test]
+fn keys_unavailable_allow_still_denies_routes_with_requirements() {
+    let kit = Kit::new();
+    let token = kit.token("lou", json!({"scope": "admin"}));
+    let routes = json!([
+        {"path_prefix": "/admin", "required_scopes": ["admin"]},
+        {"path_prefix": "/ops", "required_roles": ["ops"]},
+        {"path_prefix": "/t", "required_tenant": "present"},
+        {"path_prefix": "/step-up", "max_auth_age_secs": 300},
+        {"path_prefix": "/confirmed", "introspection": "always"}
+    ]);
+    let mut engine = revguard::Engine::from_config_json(&kit.config(json!({
+        "routes": routes, "introspection": introspection_config(),
+        "failure_modes": {"keys_unavailable": "allow"}
+    })))
+    .unwrap();
+    engine.load_snapshot(&kit.snapshot(1, &[])).unwrap();
+    // No keys: the token cannot be verified, so none of its claims can open these routes.
+    for path in ["/admin", "/ops", "/t/1", "/step-up", "/confirmed"] {
+        let Decision::Deny(d) = decide(&mut engine, Some(&token), path, &[], T0) else {
+            panic!("{path} allowed")
+        };
+        assert_eq!(
+            (d.status, d.reason.code()),
+            (503, "keys_unavailable"),
+            "{path}"
+        );
+    }
+    // A route with no requirements is let through without identity, as configured.
+    let Decision::Allow(a) = decide(&mut engine, Some(&token), "/public", &[], T0) else {
+        panic!()
+    };
+    assert_eq!(a.fail_open, Some(revguard::Reason::KeysUnavailable));
+    assert!(a.set_headers.is_empty());
+}
+
+#[test]
+fn opaque_token_let_through_by_introspection_failure_allow_is_denied_on_routes_with_requirements() {
+    let kit = Kit::new();
+    let routes = json!([{"path_prefix": "/admin", "required_scopes": ["admin"]}]);
+    let mut engine = kit.engine(json!({
+        "introspection": introspection_config(), "opaque_tokens": "introspect",
+        "routes": routes, "failure_modes": {"introspection_failure": "allow"}
+    }));
+    let auth = "Bearer opaque-xyz";
+    let headers: Vec<(&str, &[u8])> = vec![("authorization", auth.as_bytes())];
+    for (path, expected) in [("/admin/users", "introspection_failed"), ("/", "allow")] {
+        let req = RequestView {
+            method: "GET",
+            path,
+            headers: &headers,
+        };
+        let Decision::Introspect(i) = engine.decide(&req, T0) else {
+            panic!()
+        };
+        let d = engine.complete_introspection(i.pending, HttpOutcome::Failed, &req, T0 + 1);
+        assert_eq!(outcome(&d), expected, "{path}");
+        match d {
+            Decision::Deny(deny) => assert_eq!(deny.status, 503),
+            Decision::Allow(a) => {
+                assert_eq!(a.fail_open, Some(revguard::Reason::IntrospectionFailed))
+            }
+            Decision::Introspect(_) => panic!(),
+        }
+    }
+}
+
+#[test]
 fn route_requirements() {
     let kit = Kit::new();
     let routes = json!([

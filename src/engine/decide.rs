@@ -103,7 +103,7 @@ impl Engine {
                     log.token_hash = Some(short_hash(&token_digest(token)));
                     return match denial {
                         Ok(reason) => self.deny(reason, route, log),
-                        Err(fail_open) => Decision::Allow(self.allow_fail_open(fail_open, log)),
+                        Err(fail_open) => self.fail_open(fail_open, route, log),
                     };
                 }
             },
@@ -182,9 +182,7 @@ impl Engine {
                     log,
                     now,
                 ),
-                (FailMode::Allow, None) => {
-                    Decision::Allow(self.allow_fail_open(Reason::IntrospectionFailed, log))
-                }
+                (FailMode::Allow, None) => self.fail_open(Reason::IntrospectionFailed, route, log),
                 (FailMode::Deny, _) => self.deny(Reason::IntrospectionFailed, route, log),
             };
         };
