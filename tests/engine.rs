@@ -477,6 +477,79 @@ fn removing_a_key_stops_its_tokens_even_when_cached() {
 }
 
 #[test]
+fn a_cached_token_stops_when_its_fetched_keys_go_stale() {
+    let kit = Kit::new();
+    let issuers = json!([{
+        "issuer": ISSUER, "audiences": [AUDIENCE], "algorithms": ["ES256"],
+        "jwks_upstream": {"upstream": "idp", "path": "/jwks", "max_staleness_secs": 600}
+    }]);
+    let token = kit.token("max", json!({}));
+    for mode in ["deny", "allow"] {
+        let mut engine =
+            kit.engine(json!({"issuers": issuers, "failure_modes": {"keys_unavailable": mode}}));
+        let d = decide(&mut engine, Some(&token), "/", &[], T0 + 1);
+        assert_eq!(outcome(&d), "allow");
+        let d = decide(&mut engine, Some(&token), "/", &[], T0 + 600);
+        assert!(
+            d.log().cached,
+            "still within the staleness bound: from the cache"
+        );
+        // Keys fetched at T0 are past their 600 s: the cached verification goes with them.
+        let d = decide(&mut engine, Some(&token), "/", &[], T0 + 601);
+        match (mode, d) {
+            ("deny", Decision::Deny(d)) => {
+                assert_eq!((d.status, d.reason.code()), (503, "keys_unavailable"))
+            }
+            ("allow", Decision::Allow(a)) => {
+                assert_eq!(a.fail_open, Some(revguard::Reason::KeysUnavailable));
+                assert!(a.set_headers.is_empty(), "no identity from the stale cache");
+            }
+            (_, d) => panic!("{mode}: {}", outcome(&d)),
+        }
+        // Fresh keys again: the token verifies again.
+        engine.load_keys(0, &kit.jwks(), T0 + 602).unwrap();
+        assert_eq!(
+            outcome(&decide(&mut engine, Some(&token), "/", &[], T0 + 603)),
+            "allow"
+        );
+    }
+}
+
+#[test]
+fn a_cached_token_stops_when_its_kid_is_rekeyed() {
+    let kit = Kit::new();
+    let mut engine = kit.engine(json!({}));
+    let old = kit.token("ned", json!({}));
+    assert_eq!(
+        outcome(&decide(&mut engine, Some(&old), "/", &[], T0 + 1)),
+        "allow"
+    );
+    // The same key set fetched again keeps the cached verification.
+    engine.load_keys(0, &kit.jwks(), T0 + 2).unwrap();
+    let d = decide(&mut engine, Some(&old), "/", &[], T0 + 3);
+    assert_eq!(outcome(&d), "allow");
+    assert!(d.log().cached);
+    // "k1" re-published with new material: tokens signed by the old "k1" are refused, cached
+    // or not.
+    let rekeyed = jwt_simple::prelude::ES256KeyPair::generate().with_key_id("k1");
+    engine.load_keys(0, &jwks_of(&[&rekeyed]), T0 + 4).unwrap();
+    let fresh_old = kit.token_with(&kit.idp, "ned", T0 + 1, json!({}));
+    assert_eq!(
+        outcome(&decide(&mut engine, Some(&fresh_old), "/", &[], T0 + 5)),
+        "bad_signature"
+    );
+    assert_eq!(
+        outcome(&decide(&mut engine, Some(&old), "/", &[], T0 + 5)),
+        "bad_signature"
+    );
+    let new = kit.token_with(&rekeyed, "ned", T0 + 4, json!({}));
+    assert_eq!(
+        outcome(&decide(&mut engine, Some(&new), "/", &[], T0 + 5)),
+        "allow"
+    );
+}
+
+#[test]
 fn keys_unavailable_fails_closed_by_default() {
     let kit = Kit::new();
     let token = kit.token("lee", json!({}));

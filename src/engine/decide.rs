@@ -6,7 +6,7 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
-use super::{Engine, Verified};
+use super::{Engine, KeySource, Verified};
 use crate::config::{FailMode, IntrospectionPolicy, OpaqueTokens, RouteRule, StaleMode};
 use crate::decision::{Decision, DecisionLog, Introspect, PendingIntrospection};
 use crate::extract::{extract, Extracted};
@@ -87,10 +87,17 @@ impl Engine {
             };
         }
 
-        let verified = match self.verified.get(token, now) {
+        // A hit whose key set went stale is not used: full verification then applies the
+        // keys-unavailable failure mode to it, as to a token never seen.
+        let cached = self
+            .verified
+            .get(token, now)
+            .filter(|v| self.still_usable(v, now))
+            .map(Rc::clone);
+        let verified = match cached {
             Some(v) => {
                 log.cached = true;
-                Rc::clone(v)
+                v
             }
             None => match self.verify(token, now, &mut log) {
                 Ok(v) => {
@@ -236,7 +243,9 @@ impl Engine {
         let mut result = Err(TokenError::UnknownKey {
             kid: inspected.header.kid.clone(),
         });
-        for keys in key_sets {
+        let mut key_set = KeySource::Inline;
+        for (source, keys) in key_sets {
+            key_set = source;
             result = jwt::verify(token, keys, &issuer_policy.verify, now);
             if !matches!(result, Err(TokenError::UnknownKey { .. })) {
                 break;
@@ -244,6 +253,8 @@ impl Engine {
         }
         match result {
             Ok(claims) => Ok(Verified {
+                issuer,
+                key_set,
                 kid: inspected.header.kid,
                 log_hash: short_hash(&token_digest(claims.jti.as_deref().unwrap_or(token))),
                 claims: Rc::new(claims),
