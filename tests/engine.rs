@@ -727,7 +727,7 @@ fn opaque_tokens_are_introspected_when_configured() {
     let d = answer(
         &mut engine,
         d,
-        r#"{"active": true, "sub": "nia", "exp": 1767229200}"#,
+        r#"{"active": true, "sub": "nia", "exp": 1767229200, "iss": "https://idp.test", "aud": "api"}"#,
         "opaque-abc123",
         T0,
     );
@@ -747,6 +747,125 @@ fn opaque_tokens_are_introspected_when_configured() {
             T0 + 5
         )),
         "allow"
+    );
+}
+
+#[test]
+fn opaque_token_answers_are_checked_for_issuer_audience_type_and_time() {
+    let kit = Kit::new();
+    let routes = json!([{"path_prefix": "/admin", "required_scopes": ["admin"]}]);
+    let mut engine = kit.engine(json!({
+        "introspection": introspection_config(), "opaque_tokens": "introspect", "routes": routes
+    }));
+    let now = T0 + 100;
+    // Each answer grants the admin scope; only an access token for us may use it.
+    // (members merged into a valid answer, expected first outcome, expected repeat outcome)
+    let cases = [
+        (json!({}), "allow", "allow"),
+        (json!({"aud": ["other", AUDIENCE]}), "allow", "allow"),
+        (json!({"token_type": "Bearer"}), "allow", "allow"),
+        (json!({"token_type": "bearer"}), "allow", "allow"),
+        (json!({"token_type": "access_token"}), "allow", "allow"),
+        (
+            json!({"iss": "https://evil.test"}),
+            "wrong_issuer",
+            "wrong_issuer",
+        ),
+        (
+            json!({"iss": "https://idp.test/"}),
+            "wrong_issuer",
+            "wrong_issuer",
+        ),
+        (json!({"iss": null}), "wrong_issuer", "wrong_issuer"),
+        (json!({"aud": "other"}), "wrong_audience", "wrong_audience"),
+        (json!({"aud": []}), "wrong_audience", "wrong_audience"),
+        (json!({"aud": null}), "wrong_audience", "wrong_audience"),
+        (
+            json!({"token_type": "refresh_token"}),
+            "wrong_type",
+            "wrong_type",
+        ),
+        (json!({"token_type": "DPoP"}), "wrong_type", "wrong_type"),
+        (json!({"token_type": "N_A"}), "wrong_type", "wrong_type"),
+        // oidc-provider 9.x on a refresh token: no token_type, no aud.
+        (
+            json!({"aud": null, "client_id": "app"}),
+            "wrong_audience",
+            "wrong_audience",
+        ),
+        // Default skew 60 s, as for JWTs.
+        (json!({"exp": now - 61}), "expired", "expired"),
+        // Within the skew: allowed, and asked again rather than cached past its exp.
+        (json!({"exp": now - 30}), "allow", "introspect"),
+        (json!({"nbf": now + 61}), "not_yet_valid", "not_yet_valid"),
+        (json!({"nbf": now + 30}), "allow", "allow"),
+    ];
+    for (i, (changes, first, repeat)) in cases.into_iter().enumerate() {
+        let token = format!("opaque-{i}");
+        let mut body = json!({
+            "active": true, "sub": "olga", "scope": "admin", "iss": ISSUER, "aud": AUDIENCE,
+            "exp": now + 600
+        });
+        for (k, v) in changes.as_object().unwrap() {
+            if v.is_null() {
+                body.as_object_mut().unwrap().remove(k);
+            } else {
+                body[k] = v.clone();
+            }
+        }
+        let d = decide(&mut engine, Some(&token), "/admin", &[], now);
+        let d = answer(&mut engine, d, &body.to_string(), &token, now);
+        assert_eq!(outcome(&d), first, "{body}");
+        if let Decision::Deny(deny) = &d {
+            assert_eq!(deny.status, 401, "{body}");
+        }
+        // The repeat is answered from the cache: a refusal stays a refusal, never "active".
+        let d = decide(&mut engine, Some(&token), "/admin", &[], now);
+        assert_eq!(outcome(&d), repeat, "repeat of {body}");
+    }
+    // A refusal outlives a new revocation generation, which drops cached active answers.
+    engine.load_snapshot(&kit.snapshot(2, &[])).unwrap();
+    assert_eq!(
+        outcome(&decide(
+            &mut engine,
+            Some("opaque-8"),
+            "/admin",
+            &[],
+            now + 2
+        )),
+        "wrong_audience"
+    );
+}
+
+#[test]
+fn opaque_token_not_yet_valid_is_asked_again_once_it_may_be() {
+    let kit = Kit::new();
+    let mut engine =
+        kit.engine(json!({"introspection": introspection_config(), "opaque_tokens": "introspect"}));
+    let body = json!({"active": true, "iss": ISSUER, "aud": AUDIENCE, "nbf": T0 + 100});
+    let d = decide(&mut engine, Some("opaque-later"), "/", &[], T0);
+    let d = answer(&mut engine, d, &body.to_string(), "opaque-later", T0);
+    assert_eq!(outcome(&d), "not_yet_valid");
+    assert_eq!(
+        outcome(&decide(
+            &mut engine,
+            Some("opaque-later"),
+            "/",
+            &[],
+            T0 + 39
+        )),
+        "not_yet_valid"
+    );
+    // From nbf - skew on, the refusal no longer holds.
+    assert_eq!(
+        outcome(&decide(
+            &mut engine,
+            Some("opaque-later"),
+            "/",
+            &[],
+            T0 + 40
+        )),
+        "introspect"
     );
 }
 
