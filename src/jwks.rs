@@ -264,6 +264,11 @@ struct Key {
     index: usize,
     kid: Option<String>,
     verifiers: Vec<Verifier>,
+    /// SHA-256 over the algorithms and the key material: equal fingerprints verify the same
+    /// tokens. Lets a new key set be compared with the old one per `kid` (a key re-published
+    /// under its `kid` with new material is a replacement, not the same key). For `oct` keys
+    /// it is a hash of the secret, never logged.
+    fingerprint: [u8; 32],
 }
 
 impl Key {
@@ -341,7 +346,10 @@ impl KeySet {
             let kid = optional_str(jwk, index, "kid")?.map(str::to_owned);
             match parse_key(jwk, index, allowed)? {
                 Parsed::Skip(reason) => skipped.push(SkippedKey { index, kid, reason }),
-                Parsed::Use(verifiers) => {
+                Parsed::Use {
+                    verifiers,
+                    material,
+                } => {
                     if let Some(first) = kid
                         .as_deref()
                         .and_then(|kid| keys.iter().find(|k| k.kid.as_deref() == Some(kid)))
@@ -351,10 +359,12 @@ impl KeySet {
                             first_index: first.index,
                         });
                     }
+                    let fingerprint = fingerprint(&verifiers, &material);
                     keys.push(Key {
                         index,
                         kid,
                         verifiers,
+                        fingerprint,
                     });
                 }
             }
@@ -384,6 +394,17 @@ impl KeySet {
     /// Keys present in the document but not usable, with the reason.
     pub fn skipped(&self) -> &[SkippedKey] {
         &self.skipped
+    }
+
+    /// True when every key of `older` is still here under the same `kid`, with the same
+    /// material and algorithms: whatever `older` verified, this set verifies the same way.
+    /// False when a key was removed or replaced (same `kid`, new material).
+    pub fn keeps_every_key_of(&self, older: &KeySet) -> bool {
+        older.keys.iter().all(|old| {
+            self.keys
+                .iter()
+                .any(|new| new.kid == old.kid && new.fingerprint == old.fingerprint)
+        })
     }
 
     /// The verifier for a token's `kid` and `alg`. Without a `kid`, only an unambiguous match is
@@ -416,8 +437,25 @@ impl KeySet {
 }
 
 enum Parsed {
-    Use(Vec<Verifier>),
+    /// `material`: the key's canonical bytes (RSA `n` and `e` without leading zeros, the EC
+    /// point, the Ed25519 `x`, the HMAC secret), for its fingerprint.
+    Use {
+        verifiers: Vec<Verifier>,
+        material: Vec<u8>,
+    },
     Skip(&'static str),
+}
+
+/// A key's fingerprint: its algorithms (which also fix its family) and its material.
+fn fingerprint(verifiers: &[Verifier], material: &[u8]) -> [u8; 32] {
+    let mut h = hmac_sha256::Hash::new();
+    for verifier in verifiers {
+        h.update(verifier.alg.name().as_bytes());
+        h.update(b",");
+    }
+    h.update(b"\0");
+    h.update(material);
+    h.finalize()
 }
 
 fn invalid(index: usize, field: &'static str, problem: &'static str) -> JwksError {
@@ -601,7 +639,16 @@ fn rsa_verifiers(
             inner,
         });
     }
-    Ok(Parsed::Use(verifiers))
+    // Length-prefixed `n`, then `e`: no two different keys give the same bytes.
+    let n_len = u32::try_from(n.len()).unwrap_or(u32::MAX);
+    let mut material = Vec::with_capacity(4 + n.len() + e.len());
+    material.extend_from_slice(&n_len.to_be_bytes());
+    material.extend_from_slice(n);
+    material.extend_from_slice(e);
+    Ok(Parsed::Use {
+        verifiers,
+        material,
+    })
 }
 
 fn trim_leading_zeros(x: &[u8]) -> &[u8] {
@@ -636,18 +683,24 @@ fn ec_verifier(
             inner: Inner::ES256(ES256PublicKey::from_bytes(&point).map_err(not_on_curve)?),
         }
     };
-    Ok(Parsed::Use(vec![verifier]))
+    Ok(Parsed::Use {
+        verifiers: vec![verifier],
+        material: point,
+    })
 }
 
 fn ed25519_verifier(jwk: &Map<String, Value>, index: usize) -> Result<Parsed, JwksError> {
     let x = base64url_exact(jwk, index, "x", 32)?;
     let pk = Ed25519PublicKey::from_bytes(&x)
         .map_err(|_| invalid(index, "x", "not a valid Ed25519 public key"))?;
-    Ok(Parsed::Use(vec![Verifier {
-        alg: Algorithm::EdDSA,
-        signature_len: 64,
-        inner: Inner::EdDSA(pk),
-    }]))
+    Ok(Parsed::Use {
+        verifiers: vec![Verifier {
+            alg: Algorithm::EdDSA,
+            signature_len: 64,
+            inner: Inner::EdDSA(pk),
+        }],
+        material: x,
+    })
 }
 
 fn hmac_verifiers(
@@ -695,7 +748,10 @@ fn hmac_verifiers(
             "HMAC key is too short for every allowed algorithm",
         ));
     }
-    Ok(Parsed::Use(verifiers))
+    Ok(Parsed::Use {
+        verifiers,
+        material: k,
+    })
 }
 
 #[cfg(test)]
@@ -1008,6 +1064,40 @@ mod tests {
             set.kids().collect::<Vec<_>>(),
             vec![Some("es"), Some("es2"), None]
         );
+    }
+
+    #[test]
+    fn key_sets_compare_by_kid_and_material() {
+        let a = Signer::generate("ES256", "a");
+        let b = Signer::generate("EdDSA", "b");
+        let a2 = Signer::generate("ES256", "a");
+        let set = |jwks_doc: &[Value]| KeySet::from_jwks(&jwks(jwks_doc), Algorithm::ALL).unwrap();
+        let old = set(&[a.public_jwk(), b.public_jwk()]);
+        // The same keys, in another order and with extra members: kept.
+        let mut a_again = a.public_jwk();
+        a_again["x5t"] = json!("ignored");
+        assert!(set(&[b.public_jwk(), a_again]).keeps_every_key_of(&old));
+        // A key added: kept. A key removed: not.
+        let c = Signer::generate("ES256", "c");
+        assert!(set(&[a.public_jwk(), b.public_jwk(), c.public_jwk()]).keeps_every_key_of(&old));
+        assert!(!set(&[a.public_jwk()]).keeps_every_key_of(&old));
+        // Same kid, new material: replaced.
+        assert!(!set(&[a2.public_jwk(), b.public_jwk()]).keeps_every_key_of(&old));
+        // Same material, other kid: the old kid is gone.
+        let mut renamed = a.public_jwk();
+        renamed["kid"] = json!("z");
+        assert!(!set(&[renamed, b.public_jwk()]).keeps_every_key_of(&old));
+        // Same material, fewer algorithms: what it verifies changed.
+        let rsa = Signer::generate("RS256", "r");
+        let any_rsa = set(&[rsa.public_jwk_without_alg()]);
+        assert!(!set(&[rsa.public_jwk()]).keeps_every_key_of(&any_rsa));
+        assert!(set(&[rsa.public_jwk_without_alg()]).keeps_every_key_of(&any_rsa));
+        // HMAC secrets compare too.
+        let h = Signer::generate("HS256", "h");
+        let h2 = Signer::generate("HS256", "h");
+        let hs = set(&[h.public_jwk()]);
+        assert!(set(&[h.public_jwk()]).keeps_every_key_of(&hs));
+        assert!(!set(&[h2.public_jwk()]).keeps_every_key_of(&hs));
     }
 
     #[test]

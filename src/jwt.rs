@@ -30,6 +30,33 @@ const JWT_SIMPLE_MAX_NOW: u64 = 4_294_967_295 - MAX_CLOCK_SKEW_SECS;
 /// Header parameters that would let the token pick its own key or extensions.
 const FORBIDDEN_HEADERS: [&str; 5] = ["jwk", "jku", "x5u", "x5c", "crit"];
 
+/// Explicit types of JWTs that are not access tokens (RFC 8725 section 3.11: a JWT of one kind
+/// must not be accepted as another). Issuers sign these with the same keys as their access
+/// tokens, so without `required_type` a logout token or a DPoP proof would otherwise verify as
+/// a bearer token. Compared like `typ`: case-insensitively, `application/` optional.
+pub const NON_ACCESS_TYPES: [&str; 11] = [
+    // OpenID Connect Back-Channel Logout 1.0, section 2.4.
+    "logout+jwt",
+    // RFC 8417 Security Event Tokens (SSF, CAEP, RISC).
+    "secevent+jwt",
+    // RFC 9449 DPoP proofs.
+    "dpop+jwt",
+    // RFC 9701 JWT introspection responses.
+    "token-introspection+jwt",
+    // SD-JWT key binding JWTs.
+    "kb+jwt",
+    // RFC 9101 request objects.
+    "oauth-authz-req+jwt",
+    // OpenID Federation 1.0 entity statements and signed key sets.
+    "entity-statement+jwt",
+    "jwk-set+jwt",
+    // OAuth 2.0 attestation-based client authentication (draft).
+    "oauth-client-attestation+jwt",
+    "oauth-client-attestation-pop+jwt",
+    // OpenID for Verifiable Credential Issuance key proofs.
+    "openid4vci-proof+jwt",
+];
+
 /// Claims with their own field in [`Claims`]; every other claim goes to `extra`.
 const STANDARD_CLAIMS: [&str; 11] = [
     "iss",
@@ -60,7 +87,8 @@ pub struct VerifyPolicy {
     /// Claims that must be present and not null.
     pub required_claims: Vec<String>,
     /// Required `typ` (e.g. `at+jwt`), compared case-insensitively, `application/` optional.
-    /// When `None`, a `typ` is still only accepted if it is `JWT` or ends in `+jwt`.
+    /// When `None`, a `typ` is still only accepted if it is `JWT` or ends in `+jwt`, and is not
+    /// one of the [`NON_ACCESS_TYPES`].
     pub required_type: Option<String>,
     pub max_token_bytes: usize,
 }
@@ -365,8 +393,11 @@ fn type_accepted(typ: Option<&str>, required: Option<&str>) -> bool {
         (None, None) => true,
         (Some(typ), None) => {
             let suffix = typ.len().checked_sub(4).and_then(|start| typ.get(start..));
-            typ.eq_ignore_ascii_case("jwt")
-                || suffix.is_some_and(|s| s.eq_ignore_ascii_case("+jwt"))
+            let jwt = typ.eq_ignore_ascii_case("jwt")
+                || suffix.is_some_and(|s| s.eq_ignore_ascii_case("+jwt"));
+            jwt && !NON_ACCESS_TYPES
+                .iter()
+                .any(|other| typ.eq_ignore_ascii_case(other))
         }
     }
 }
@@ -703,7 +734,11 @@ mod tests {
         assert!(!type_accepted(None, Some("at+jwt")));
         assert!(type_accepted(None, None));
         assert!(type_accepted(Some("jwt"), None));
-        assert!(type_accepted(Some("application/dpop+jwt"), None));
+        assert!(type_accepted(Some("application/at+jwt"), None));
+        assert!(!type_accepted(Some("application/dpop+jwt"), None));
+        assert!(!type_accepted(Some("Logout+JWT"), None));
+        // An explicit requirement is the operator's choice.
+        assert!(type_accepted(Some("dpop+jwt"), Some("dpop+jwt")));
         assert!(!type_accepted(Some("JOSE"), None));
         assert!(!type_accepted(Some("é"), None));
 

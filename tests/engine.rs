@@ -477,6 +477,79 @@ fn removing_a_key_stops_its_tokens_even_when_cached() {
 }
 
 #[test]
+fn a_cached_token_stops_when_its_fetched_keys_go_stale() {
+    let kit = Kit::new();
+    let issuers = json!([{
+        "issuer": ISSUER, "audiences": [AUDIENCE], "algorithms": ["ES256"],
+        "jwks_upstream": {"upstream": "idp", "path": "/jwks", "max_staleness_secs": 600}
+    }]);
+    let token = kit.token("max", json!({}));
+    for mode in ["deny", "allow"] {
+        let mut engine =
+            kit.engine(json!({"issuers": issuers, "failure_modes": {"keys_unavailable": mode}}));
+        let d = decide(&mut engine, Some(&token), "/", &[], T0 + 1);
+        assert_eq!(outcome(&d), "allow");
+        let d = decide(&mut engine, Some(&token), "/", &[], T0 + 600);
+        assert!(
+            d.log().cached,
+            "still within the staleness bound: from the cache"
+        );
+        // Keys fetched at T0 are past their 600 s: the cached verification goes with them.
+        let d = decide(&mut engine, Some(&token), "/", &[], T0 + 601);
+        match (mode, d) {
+            ("deny", Decision::Deny(d)) => {
+                assert_eq!((d.status, d.reason.code()), (503, "keys_unavailable"))
+            }
+            ("allow", Decision::Allow(a)) => {
+                assert_eq!(a.fail_open, Some(revguard::Reason::KeysUnavailable));
+                assert!(a.set_headers.is_empty(), "no identity from the stale cache");
+            }
+            (_, d) => panic!("{mode}: {}", outcome(&d)),
+        }
+        // Fresh keys again: the token verifies again.
+        engine.load_keys(0, &kit.jwks(), T0 + 602).unwrap();
+        assert_eq!(
+            outcome(&decide(&mut engine, Some(&token), "/", &[], T0 + 603)),
+            "allow"
+        );
+    }
+}
+
+#[test]
+fn a_cached_token_stops_when_its_kid_is_rekeyed() {
+    let kit = Kit::new();
+    let mut engine = kit.engine(json!({}));
+    let old = kit.token("ned", json!({}));
+    assert_eq!(
+        outcome(&decide(&mut engine, Some(&old), "/", &[], T0 + 1)),
+        "allow"
+    );
+    // The same key set fetched again keeps the cached verification.
+    engine.load_keys(0, &kit.jwks(), T0 + 2).unwrap();
+    let d = decide(&mut engine, Some(&old), "/", &[], T0 + 3);
+    assert_eq!(outcome(&d), "allow");
+    assert!(d.log().cached);
+    // "k1" re-published with new material: tokens signed by the old "k1" are refused, cached
+    // or not.
+    let rekeyed = jwt_simple::prelude::ES256KeyPair::generate().with_key_id("k1");
+    engine.load_keys(0, &jwks_of(&[&rekeyed]), T0 + 4).unwrap();
+    let fresh_old = kit.token_with(&kit.idp, "ned", T0 + 1, json!({}));
+    assert_eq!(
+        outcome(&decide(&mut engine, Some(&fresh_old), "/", &[], T0 + 5)),
+        "bad_signature"
+    );
+    assert_eq!(
+        outcome(&decide(&mut engine, Some(&old), "/", &[], T0 + 5)),
+        "bad_signature"
+    );
+    let new = kit.token_with(&rekeyed, "ned", T0 + 4, json!({}));
+    assert_eq!(
+        outcome(&decide(&mut engine, Some(&new), "/", &[], T0 + 5)),
+        "allow"
+    );
+}
+
+#[test]
 fn keys_unavailable_fails_closed_by_default() {
     let kit = Kit::new();
     let token = kit.token("lee", json!({}));
@@ -492,6 +565,73 @@ fn keys_unavailable_fails_closed_by_default() {
         outcome(&decide(&mut engine, Some(&token), "/", &[], T0 + 10)),
         "allow"
     );
+}
+
+#[test]
+fn keys_unavailable_allow_still_denies_routes_with_requirements() {
+    let kit = Kit::new();
+    let token = kit.token("lou", json!({"scope": "admin"}));
+    let routes = json!([
+        {"path_prefix": "/admin", "required_scopes": ["admin"]},
+        {"path_prefix": "/ops", "required_roles": ["ops"]},
+        {"path_prefix": "/t", "required_tenant": "present"},
+        {"path_prefix": "/step-up", "max_auth_age_secs": 300},
+        {"path_prefix": "/confirmed", "introspection": "always"}
+    ]);
+    let mut engine = revguard::Engine::from_config_json(&kit.config(json!({
+        "routes": routes, "introspection": introspection_config(),
+        "failure_modes": {"keys_unavailable": "allow"}
+    })))
+    .unwrap();
+    engine.load_snapshot(&kit.snapshot(1, &[])).unwrap();
+    // No keys: the token cannot be verified, so none of its claims can open these routes.
+    for path in ["/admin", "/ops", "/t/1", "/step-up", "/confirmed"] {
+        let Decision::Deny(d) = decide(&mut engine, Some(&token), path, &[], T0) else {
+            panic!("{path} allowed")
+        };
+        assert_eq!(
+            (d.status, d.reason.code()),
+            (503, "keys_unavailable"),
+            "{path}"
+        );
+    }
+    // A route with no requirements is let through without identity, as configured.
+    let Decision::Allow(a) = decide(&mut engine, Some(&token), "/public", &[], T0) else {
+        panic!()
+    };
+    assert_eq!(a.fail_open, Some(revguard::Reason::KeysUnavailable));
+    assert!(a.set_headers.is_empty());
+}
+
+#[test]
+fn opaque_token_let_through_by_introspection_failure_allow_is_denied_on_routes_with_requirements() {
+    let kit = Kit::new();
+    let routes = json!([{"path_prefix": "/admin", "required_scopes": ["admin"]}]);
+    let mut engine = kit.engine(json!({
+        "introspection": introspection_config(), "opaque_tokens": "introspect",
+        "routes": routes, "failure_modes": {"introspection_failure": "allow"}
+    }));
+    let auth = "Bearer opaque-xyz";
+    let headers: Vec<(&str, &[u8])> = vec![("authorization", auth.as_bytes())];
+    for (path, expected) in [("/admin/users", "introspection_failed"), ("/", "allow")] {
+        let req = RequestView {
+            method: "GET",
+            path,
+            headers: &headers,
+        };
+        let Decision::Introspect(i) = engine.decide(&req, T0) else {
+            panic!()
+        };
+        let d = engine.complete_introspection(i.pending, HttpOutcome::Failed, &req, T0 + 1);
+        assert_eq!(outcome(&d), expected, "{path}");
+        match d {
+            Decision::Deny(deny) => assert_eq!(deny.status, 503),
+            Decision::Allow(a) => {
+                assert_eq!(a.fail_open, Some(revguard::Reason::IntrospectionFailed))
+            }
+            Decision::Introspect(_) => panic!(),
+        }
+    }
 }
 
 #[test]
@@ -562,6 +702,23 @@ fn route_requirements() {
 }
 
 #[test]
+fn a_future_auth_time_is_too_old_for_max_auth_age() {
+    let kit = Kit::new();
+    let routes = json!([{"path_prefix": "/sensitive", "max_auth_age_secs": 300}]);
+    let mut engine = kit.engine(json!({"routes": routes}));
+    // Default skew is 60 s: an auth_time up to now + 60 passes, later ones do not.
+    for (auth_time, expected) in [
+        (T0 + 10 + 60, "allow"),
+        (T0 + 10 + 61, "auth_too_old"),
+        (T0 + 86_400 * 365, "auth_too_old"),
+    ] {
+        let token = kit.token("ola", json!({"auth_time": auth_time}));
+        let d = decide(&mut engine, Some(&token), "/sensitive", &[], T0 + 10);
+        assert_eq!(outcome(&d), expected, "auth_time {auth_time}");
+    }
+}
+
+#[test]
 fn opaque_tokens_are_introspected_when_configured() {
     let kit = Kit::new();
     let mut engine =
@@ -570,7 +727,7 @@ fn opaque_tokens_are_introspected_when_configured() {
     let d = answer(
         &mut engine,
         d,
-        r#"{"active": true, "sub": "nia", "exp": 1767229200}"#,
+        r#"{"active": true, "sub": "nia", "exp": 1767229200, "iss": "https://idp.test", "aud": "api"}"#,
         "opaque-abc123",
         T0,
     );
@@ -590,6 +747,125 @@ fn opaque_tokens_are_introspected_when_configured() {
             T0 + 5
         )),
         "allow"
+    );
+}
+
+#[test]
+fn opaque_token_answers_are_checked_for_issuer_audience_type_and_time() {
+    let kit = Kit::new();
+    let routes = json!([{"path_prefix": "/admin", "required_scopes": ["admin"]}]);
+    let mut engine = kit.engine(json!({
+        "introspection": introspection_config(), "opaque_tokens": "introspect", "routes": routes
+    }));
+    let now = T0 + 100;
+    // Each answer grants the admin scope; only an access token for us may use it.
+    // (members merged into a valid answer, expected first outcome, expected repeat outcome)
+    let cases = [
+        (json!({}), "allow", "allow"),
+        (json!({"aud": ["other", AUDIENCE]}), "allow", "allow"),
+        (json!({"token_type": "Bearer"}), "allow", "allow"),
+        (json!({"token_type": "bearer"}), "allow", "allow"),
+        (json!({"token_type": "access_token"}), "allow", "allow"),
+        (
+            json!({"iss": "https://evil.test"}),
+            "wrong_issuer",
+            "wrong_issuer",
+        ),
+        (
+            json!({"iss": "https://idp.test/"}),
+            "wrong_issuer",
+            "wrong_issuer",
+        ),
+        (json!({"iss": null}), "wrong_issuer", "wrong_issuer"),
+        (json!({"aud": "other"}), "wrong_audience", "wrong_audience"),
+        (json!({"aud": []}), "wrong_audience", "wrong_audience"),
+        (json!({"aud": null}), "wrong_audience", "wrong_audience"),
+        (
+            json!({"token_type": "refresh_token"}),
+            "wrong_type",
+            "wrong_type",
+        ),
+        (json!({"token_type": "DPoP"}), "wrong_type", "wrong_type"),
+        (json!({"token_type": "N_A"}), "wrong_type", "wrong_type"),
+        // oidc-provider 9.x on a refresh token: no token_type, no aud.
+        (
+            json!({"aud": null, "client_id": "app"}),
+            "wrong_audience",
+            "wrong_audience",
+        ),
+        // Default skew 60 s, as for JWTs.
+        (json!({"exp": now - 61}), "expired", "expired"),
+        // Within the skew: allowed, and asked again rather than cached past its exp.
+        (json!({"exp": now - 30}), "allow", "introspect"),
+        (json!({"nbf": now + 61}), "not_yet_valid", "not_yet_valid"),
+        (json!({"nbf": now + 30}), "allow", "allow"),
+    ];
+    for (i, (changes, first, repeat)) in cases.into_iter().enumerate() {
+        let token = format!("opaque-{i}");
+        let mut body = json!({
+            "active": true, "sub": "olga", "scope": "admin", "iss": ISSUER, "aud": AUDIENCE,
+            "exp": now + 600
+        });
+        for (k, v) in changes.as_object().unwrap() {
+            if v.is_null() {
+                body.as_object_mut().unwrap().remove(k);
+            } else {
+                body[k] = v.clone();
+            }
+        }
+        let d = decide(&mut engine, Some(&token), "/admin", &[], now);
+        let d = answer(&mut engine, d, &body.to_string(), &token, now);
+        assert_eq!(outcome(&d), first, "{body}");
+        if let Decision::Deny(deny) = &d {
+            assert_eq!(deny.status, 401, "{body}");
+        }
+        // The repeat is answered from the cache: a refusal stays a refusal, never "active".
+        let d = decide(&mut engine, Some(&token), "/admin", &[], now);
+        assert_eq!(outcome(&d), repeat, "repeat of {body}");
+    }
+    // A refusal outlives a new revocation generation, which drops cached active answers.
+    engine.load_snapshot(&kit.snapshot(2, &[])).unwrap();
+    assert_eq!(
+        outcome(&decide(
+            &mut engine,
+            Some("opaque-8"),
+            "/admin",
+            &[],
+            now + 2
+        )),
+        "wrong_audience"
+    );
+}
+
+#[test]
+fn opaque_token_not_yet_valid_is_asked_again_once_it_may_be() {
+    let kit = Kit::new();
+    let mut engine =
+        kit.engine(json!({"introspection": introspection_config(), "opaque_tokens": "introspect"}));
+    let body = json!({"active": true, "iss": ISSUER, "aud": AUDIENCE, "nbf": T0 + 100});
+    let d = decide(&mut engine, Some("opaque-later"), "/", &[], T0);
+    let d = answer(&mut engine, d, &body.to_string(), "opaque-later", T0);
+    assert_eq!(outcome(&d), "not_yet_valid");
+    assert_eq!(
+        outcome(&decide(
+            &mut engine,
+            Some("opaque-later"),
+            "/",
+            &[],
+            T0 + 39
+        )),
+        "not_yet_valid"
+    );
+    // From nbf - skew on, the refusal no longer holds.
+    assert_eq!(
+        outcome(&decide(
+            &mut engine,
+            Some("opaque-later"),
+            "/",
+            &[],
+            T0 + 40
+        )),
+        "introspect"
     );
 }
 

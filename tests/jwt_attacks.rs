@@ -511,6 +511,40 @@ fn issuer_audience_and_type() {
 }
 
 #[test]
+fn non_access_token_types_are_refused_without_required_type() {
+    // RFC 8725 section 3.11: a logout token, a security event or a DPoP proof signed with the
+    // issuer's key is not an access token, even when no `required_type` is configured.
+    let signer = Signer::generate("ES256", "k");
+    let set = keys(&[&signer]);
+    for typ in [
+        "logout+jwt",
+        "application/logout+jwt",
+        "Logout+JWT",
+        "secevent+jwt",
+        "APPLICATION/SECEVENT+JWT",
+        "dpop+jwt",
+        "application/dpop+jwt",
+        "token-introspection+jwt",
+        "Application/Token-Introspection+Jwt",
+        "kb+jwt",
+        "application/kb+jwt",
+    ] {
+        let token = signer.sign_typed(&payload(), Some(typ));
+        let err = verify(&token, &set, &policy(), NOW).unwrap_err();
+        assert_eq!(
+            (err.clone(), err.reason()),
+            (TokenError::WrongType, Reason::WrongType),
+            "{typ}"
+        );
+    }
+    // Access token types still pass.
+    for typ in ["JWT", "at+jwt", "application/at+jwt"] {
+        let token = signer.sign_typed(&payload(), Some(typ));
+        assert!(verify(&token, &set, &policy(), NOW).is_ok(), "{typ}");
+    }
+}
+
+#[test]
 fn rsa_key_rotation() {
     let old = Signer::generate("RS256", "2024-rsa");
     let new = Signer::generate_other("PS256", "2025-rsa");

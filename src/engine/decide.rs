@@ -6,7 +6,7 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
-use super::{Engine, Verified};
+use super::{Engine, KeySource, Verified};
 use crate::config::{FailMode, IntrospectionPolicy, OpaqueTokens, RouteRule, StaleMode};
 use crate::decision::{Decision, DecisionLog, Introspect, PendingIntrospection};
 use crate::extract::{extract, Extracted};
@@ -87,10 +87,17 @@ impl Engine {
             };
         }
 
-        let verified = match self.verified.get(token, now) {
+        // A hit whose key set went stale is not used: full verification then applies the
+        // keys-unavailable failure mode to it, as to a token never seen.
+        let cached = self
+            .verified
+            .get(token, now)
+            .filter(|v| self.still_usable(v, now))
+            .map(Rc::clone);
+        let verified = match cached {
             Some(v) => {
                 log.cached = true;
-                Rc::clone(v)
+                v
             }
             None => match self.verify(token, now, &mut log) {
                 Ok(v) => {
@@ -103,7 +110,7 @@ impl Engine {
                     log.token_hash = Some(short_hash(&token_digest(token)));
                     return match denial {
                         Ok(reason) => self.deny(reason, route, log),
-                        Err(fail_open) => Decision::Allow(self.allow_fail_open(fail_open, log)),
+                        Err(fail_open) => self.fail_open(fail_open, route, log),
                     };
                 }
             },
@@ -182,29 +189,117 @@ impl Engine {
                     log,
                     now,
                 ),
-                (FailMode::Allow, None) => {
-                    Decision::Allow(self.allow_fail_open(Reason::IntrospectionFailed, log))
-                }
+                (FailMode::Allow, None) => self.fail_open(Reason::IntrospectionFailed, route, log),
                 (FailMode::Deny, _) => self.deny(Reason::IntrospectionFailed, route, log),
             };
         };
         log.introspected = true;
-        let ttl = policy
-            .introspection
-            .as_ref()
-            .map_or(0, |s| s.cache_ttl_secs);
-        let token_exp = pending.claims.as_ref().map(|c| c.exp);
+        // A JWT keeps its own verified claims; the answer only confirms it is still active.
+        let Some(claims) = pending.claims else {
+            return self.opaque_answered(pending.token_key, answer, route, req, log, now);
+        };
+        let ttl = self.introspection_ttl();
         self.introspected
-            .put(pending.token_key, answer.clone(), token_exp, ttl, now);
+            .put(pending.token_key, answer, Some(claims.exp), ttl, now);
         match self.introspected.get(&pending.token_key, now) {
-            Some(Cached::Active(_)) => {
-                let claims = pending
-                    .claims
-                    .unwrap_or_else(|| Rc::new(claims_from_answer(&answer, now, ttl)));
-                self.finish(&claims, route, req, None, log, now)
-            }
+            Some(Cached::Active(_)) => self.finish(&claims, route, req, None, log, now),
             _ => self.deny(inactive_reason(pending.trigger), route, log),
         }
+    }
+
+    /// The answer about an opaque token: its only identity. Checked (`opaque_claims`) before
+    /// it is cached, so a refused answer is remembered as refused, never as active.
+    fn opaque_answered(
+        &mut self,
+        token_key: [u8; 32],
+        answer: IntrospectionAnswer,
+        route: &RouteRule,
+        req: &RequestView,
+        log: DecisionLog,
+        now: u64,
+    ) -> Decision {
+        let ttl = self.introspection_ttl();
+        if !answer.active {
+            self.introspected.put(token_key, answer, None, ttl, now);
+            return self.deny(Reason::TokenInactive, route, log);
+        }
+        match self.opaque_claims(&answer, now) {
+            Err(reason) => {
+                let until = refusal_until(reason, &answer, self.skew(), ttl, now);
+                self.introspected.put_refused(token_key, reason, until, now);
+                self.deny(reason, route, log)
+            }
+            Ok(claims) => {
+                // The cache judges `exp` and `nbf` without skew: inside the skew window it
+                // would keep this accepted answer as inactive. `nbf` has been judged (time only
+                // moves on), so the cached copy drops it; an answer already past its `exp` is
+                // not cached, and a repeat asks the issuer again until the skew runs out.
+                if answer.exp.is_some_and(|exp| exp <= now) {
+                    self.introspected.forget(&token_key);
+                } else {
+                    let answer = IntrospectionAnswer {
+                        nbf: None,
+                        ..answer
+                    };
+                    self.introspected.put(token_key, answer, None, ttl, now);
+                }
+                self.finish(&claims, route, req, None, log, now)
+            }
+        }
+    }
+
+    /// The identity an active answer gives an opaque token, after the checks RFC 7662
+    /// section 4 leaves to the resource server: the issuer says the token is active, not that
+    /// it was issued for us or is an access token. Every use of an answer for an opaque token,
+    /// fresh or cached, goes through here.
+    fn opaque_claims(&self, answer: &IntrospectionAnswer, now: u64) -> Result<Claims, Reason> {
+        if !answer.active {
+            return Err(Reason::TokenInactive);
+        }
+        // Absent, or an access token. oidc-provider 9.x (lib/actions/introspection.js) answers
+        // the token's `tokenType`, `Bearer` or `DPoP`, for access tokens and omits `token_type`
+        // for refresh tokens, which carry no `aud` either: the required audience refuses those.
+        // Servers that name the kind (`refresh_token`, RFC 7009 hints) are refused here, and so
+        // is `DPoP`: its proof of possession is not checked here (RFC 9449 section 7.1).
+        let access = answer.token_type.as_deref().is_none_or(|t| {
+            t.eq_ignore_ascii_case("bearer") || t.eq_ignore_ascii_case("access_token")
+        });
+        if !access {
+            return Err(Reason::WrongType);
+        }
+        let issuer = answer
+            .iss
+            .as_deref()
+            .and_then(|iss| self.policy.issuer_index(iss))
+            .and_then(|i| self.policy.issuers.get(i))
+            .ok_or(Reason::WrongIssuer)?;
+        let audiences = &issuer.verify.audiences;
+        if !answer.aud.iter().any(|aud| audiences.contains(aud)) {
+            return Err(Reason::WrongAudience);
+        }
+        let skew = self.skew();
+        if answer.exp.is_some_and(|exp| now > exp.saturating_add(skew)) {
+            return Err(Reason::Expired);
+        }
+        if answer.nbf.is_some_and(|nbf| now.saturating_add(skew) < nbf) {
+            return Err(Reason::NotYetValid);
+        }
+        Ok(claims_from_answer(answer, now, self.introspection_ttl()))
+    }
+
+    /// The skew tolerated on an answer's `exp` and `nbf`: the one JWTs get.
+    fn skew(&self) -> u64 {
+        self.policy
+            .config
+            .clock_skew_secs
+            .min(jwt::MAX_CLOCK_SKEW_SECS)
+    }
+
+    fn introspection_ttl(&self) -> u64 {
+        self.policy
+            .introspection
+            .as_ref()
+            .map_or(0, |s| s.cache_ttl_secs)
     }
 
     /// Verifies a token not seen before. `Err(Ok(reason))` denies; `Err(Err(reason))` is an
@@ -238,7 +333,9 @@ impl Engine {
         let mut result = Err(TokenError::UnknownKey {
             kid: inspected.header.kid.clone(),
         });
-        for keys in key_sets {
+        let mut key_set = KeySource::Inline;
+        for (source, keys) in key_sets {
+            key_set = source;
             result = jwt::verify(token, keys, &issuer_policy.verify, now);
             if !matches!(result, Err(TokenError::UnknownKey { .. })) {
                 break;
@@ -246,6 +343,8 @@ impl Engine {
         }
         match result {
             Ok(claims) => Ok(Verified {
+                issuer,
+                key_set,
                 kid: inspected.header.kid,
                 log_hash: short_hash(&token_digest(claims.jti.as_deref().unwrap_or(token))),
                 claims: Rc::new(claims),
@@ -336,14 +435,22 @@ impl Engine {
         match self.introspected.get(&token_key, now) {
             Some(Cached::Active(answer)) => {
                 log.introspected = true;
-                let claims = claims.unwrap_or_else(|| {
-                    Rc::new(claims_from_answer(&answer, now, settings.cache_ttl_secs))
-                });
+                let claims = match claims {
+                    Some(claims) => claims,
+                    None => match self.opaque_claims(&answer, now) {
+                        Ok(claims) => Rc::new(claims),
+                        Err(reason) => return self.deny(reason, rule, log),
+                    },
+                };
                 self.finish(&claims, rule, req, None, log, now)
             }
             Some(Cached::Inactive) => {
                 log.introspected = true;
                 self.deny(inactive_reason(trigger), rule, log)
+            }
+            Some(Cached::Refused(reason)) => {
+                log.introspected = true;
+                self.deny(reason, rule, log)
             }
             None => Decision::Introspect(Introspect {
                 request: build_request(settings, token, Some("access_token")),
@@ -383,7 +490,26 @@ fn inactive_reason(trigger: Option<IdKind>) -> Reason {
     trigger.map_or(Reason::TokenInactive, revoked_reason)
 }
 
-/// The identity an opaque token carries, from its (active) introspection answer.
+/// How long a refusal of an active answer holds: a token not valid yet may be from
+/// `nbf - skew` on (and is asked about again then); any other reason holds as long as the
+/// token (its `exp`), else for the cache TTL.
+fn refusal_until(
+    reason: Reason,
+    answer: &IntrospectionAnswer,
+    skew: u64,
+    ttl: u64,
+    now: u64,
+) -> u64 {
+    let ttl_end = now.saturating_add(ttl);
+    match reason {
+        Reason::NotYetValid => answer
+            .nbf
+            .map_or(ttl_end, |nbf| nbf.saturating_sub(skew).min(ttl_end)),
+        _ => answer.exp.filter(|exp| *exp > now).unwrap_or(ttl_end),
+    }
+}
+
+/// The identity an opaque token carries, from its (active, checked) introspection answer.
 fn claims_from_answer(answer: &IntrospectionAnswer, now: u64, ttl: u64) -> Claims {
     Claims {
         iss: answer.iss.clone().unwrap_or_default(),

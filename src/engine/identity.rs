@@ -74,8 +74,12 @@ impl Engine {
             }
         }
         if let Some(max_age) = route.max_auth_age_secs {
+            // An authentication later than now (beyond the skew) is no proof of a recent one:
+            // a token minted with a future `auth_time` would otherwise pass step-up forever.
+            let skew = config.clock_skew_secs;
             let fresh = claims.auth_time.is_some_and(|t| {
-                now.saturating_sub(t) <= max_age.saturating_add(config.clock_skew_secs)
+                t <= now.saturating_add(skew)
+                    && now.saturating_sub(t) <= max_age.saturating_add(skew)
             });
             if !fresh {
                 return Err(Reason::AuthTooOld);
@@ -146,9 +150,20 @@ impl Engine {
         }
     }
 
-    /// An allow without identity, for infrastructure failures configured to fail open.
-    pub(super) fn allow_fail_open(&self, reason: Reason, log: DecisionLog) -> Allow {
-        self.allow(None, Some(reason), log)
+    /// An infrastructure failure configured to fail open, for a token with no verified
+    /// identity: let through without identity, unless the route asks for scopes, roles, a
+    /// tenant, a recent authentication or introspection. Those cannot be checked without
+    /// claims, and skipping them would open the route to any string in a bearer header.
+    pub(super) fn fail_open(
+        &self,
+        reason: Reason,
+        route: &RouteRule,
+        log: DecisionLog,
+    ) -> Decision {
+        if route.has_requirements() {
+            return self.deny(reason, route, log);
+        }
+        Decision::Allow(self.allow(None, Some(reason), log))
     }
 
     pub(super) fn deny(&self, reason: Reason, route: &RouteRule, log: DecisionLog) -> Decision {

@@ -20,9 +20,24 @@ use crate::snapshot::HashedIds;
 use crate::snapshot::{RevocationState, SnapshotError, SnapshotKeys};
 use crate::token_cache::TokenCache;
 
+/// Which of an issuer's key sets verified a token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KeySource {
+    /// Fetched from `jwks_upstream`: usable only until `max_staleness_secs` after its fetch.
+    Fetched,
+    /// Given in the configuration: usable as long as the engine lives.
+    Inline,
+}
+
 /// A verified token, as kept in the verified-token cache.
 #[derive(Debug)]
 pub(crate) struct Verified {
+    /// The issuer (index in the policy) and the key set that verified the token: a cached
+    /// verification is worth no more than that key set, so a hit is used only while the set
+    /// is usable (`Engine::still_usable`). Removal or replacement of the key itself empties
+    /// the cache (`Engine::load_keys`).
+    pub issuer: usize,
+    pub key_set: KeySource,
     pub kid: Option<String>,
     pub claims: Rc<Claims>,
     /// For log lines: the short hash of the `jti`, else of the token.
@@ -122,8 +137,10 @@ impl Engine {
         &self.policy
     }
 
-    /// Replaces issuer `issuer`'s fetched key set. A set that drops a kid we verified tokens
-    /// with empties the verified-token cache, so a removed key stops working at once.
+    /// Replaces issuer `issuer`'s fetched key set. A set that removes a key, or re-publishes a
+    /// `kid` with other material, empties the verified-token cache, so tokens verified by that
+    /// key stop working at once (a new token signed by it would be refused). The whole cache:
+    /// key changes are rare, and the cost is one re-verification per cached token.
     pub fn load_keys(&mut self, issuer: usize, jwks: &[u8], now: u64) -> Result<usize, LoadError> {
         let Some(policy) = self.policy.issuers.get(issuer) else {
             return Err(LoadError::NoSuchIssuer(issuer));
@@ -131,11 +148,11 @@ impl Engine {
         let keys = KeySet::from_jwks(jwks, &policy.algorithms).map_err(LoadError::Keys)?;
         let count = keys.len();
         if let Some(state) = self.issuers.get_mut(issuer) {
-            let dropped_a_kid = state
+            let removed_or_replaced = state
                 .fetched
                 .as_ref()
-                .is_some_and(|old| old.keys.kids().any(|kid| !keys.kids().any(|k| k == kid)));
-            if dropped_a_kid {
+                .is_some_and(|old| !keys.keeps_every_key_of(&old.keys));
+            if removed_or_replaced {
                 self.verified.clear();
             }
             state.fetched = Some(FetchedKeys {
@@ -229,20 +246,37 @@ impl Engine {
 
     /// The key sets usable for issuer `issuer` now: fetched (unless past its max staleness),
     /// then inline.
-    fn usable_keys(&self, issuer: usize, now: u64) -> Vec<&KeySet> {
+    fn usable_keys(&self, issuer: usize, now: u64) -> Vec<(KeySource, &KeySet)> {
         let mut sets = Vec::with_capacity(2);
-        let policy = self.policy.issuers.get(issuer);
-        let cfg = self.policy.config.issuers.get(issuer);
-        if let (Some(state), Some(cfg)) = (self.issuers.get(issuer), cfg) {
-            if let (Some(fetched), Some(up)) = (&state.fetched, &cfg.jwks_upstream) {
-                if now.saturating_sub(fetched.fetched_at) <= up.max_staleness_secs {
-                    sets.push(&fetched.keys);
-                }
-            }
+        if let Some(fetched) = self.fresh_fetched_keys(issuer, now) {
+            sets.push((KeySource::Fetched, fetched));
         }
+        let policy = self.policy.issuers.get(issuer);
         if let Some(inline) = policy.and_then(|p| p.inline_keys.as_ref()) {
-            sets.push(inline);
+            sets.push((KeySource::Inline, inline));
         }
         sets
+    }
+
+    /// Issuer `issuer`'s fetched keys, unless never fetched or past their max staleness.
+    fn fresh_fetched_keys(&self, issuer: usize, now: u64) -> Option<&KeySet> {
+        let up = self
+            .policy
+            .config
+            .issuers
+            .get(issuer)?
+            .jwks_upstream
+            .as_ref()?;
+        let fetched = self.issuers.get(issuer)?.fetched.as_ref()?;
+        (now.saturating_sub(fetched.fetched_at) <= up.max_staleness_secs).then_some(&fetched.keys)
+    }
+
+    /// Whether the key set that verified a cached token is still one `usable_keys` offers.
+    /// Runs on every cache hit: a few comparisons, no hashing.
+    fn still_usable(&self, verified: &Verified, now: u64) -> bool {
+        match verified.key_set {
+            KeySource::Inline => true,
+            KeySource::Fetched => self.fresh_fetched_keys(verified.issuer, now).is_some(),
+        }
     }
 }

@@ -3,18 +3,24 @@
 //! Introspection is the slow path (a network call per token), so answers are reused, but never
 //! longer than they can be true: an active answer lives at most `ttl` and never past the token's
 //! or the answer's `exp`; an inactive one lives until the token expires (a revoked token does
-//! not come back). When full, expired entries go first, then the oldest.
+//! not come back). An active answer the engine refused (a token for another audience, of
+//! another type...) is kept as that refusal, so a repeat neither calls the issuer again nor
+//! changes its reason. When full, expired entries go first, then the oldest.
 
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
 use super::response::IntrospectionAnswer;
+use crate::reason::Reason;
 
 /// A cached verdict.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Cached {
     Active(Rc<IntrospectionAnswer>),
     Inactive,
+    /// The issuer said active, but the answer failed the resource server's own checks
+    /// (RFC 7662 section 4): denied with this reason.
+    Refused(Reason),
 }
 
 struct Entry {
@@ -80,6 +86,21 @@ impl IntrospectionCache {
         now: u64,
     ) {
         let (verdict, expires_at) = lifetime(answer, token_exp, ttl_secs, now);
+        self.insert(key, verdict, expires_at, now);
+    }
+
+    /// Caches a refusal of an active answer until `until` (the engine knows how long the
+    /// reason holds). Replaces what `key` held before.
+    pub fn put_refused(&mut self, key: [u8; 32], reason: Reason, until: u64, now: u64) {
+        self.insert(key, Cached::Refused(reason), until, now);
+    }
+
+    /// Drops what `key` holds: its next lookup asks the issuer again.
+    pub fn forget(&mut self, key: &[u8; 32]) {
+        self.entries.remove(key);
+    }
+
+    fn insert(&mut self, key: [u8; 32], verdict: Cached, expires_at: u64, now: u64) {
         if expires_at <= now || self.capacity == 0 {
             self.entries.remove(&key);
             return;
@@ -106,7 +127,8 @@ impl IntrospectionCache {
         }
     }
 
-    /// Drops every active answer; inactive ones stay (a revoked token does not come back).
+    /// Drops every active answer; inactive ones and refusals stay (a revoked token does not
+    /// come back, nor does a refused one become acceptable).
     /// Called when new revocation data is loaded: an answer obtained before a revocation was
     /// published must not outlive it by up to the TTL.
     pub fn forget_active(&mut self) {
@@ -351,6 +373,7 @@ mod tests {
                         assert!(answer.nbf.is_some_and(|n| t < n) && t < ttl_end);
                     }
                 }
+                Some(Cached::Refused(reason)) => panic!("put never refuses: {reason:?}"),
                 None => {}
             }
         }
@@ -455,13 +478,35 @@ mod tests {
     }
 
     #[test]
+    fn refusals_live_until_their_deadline_and_replace_answers() {
+        let mut cache = IntrospectionCache::new(4);
+        cache.put(key(1), active(None), None, 60, 1000);
+        cache.put_refused(key(1), Reason::WrongAudience, 1100, 1000);
+        assert_eq!(
+            cache.get(&key(1), 1099),
+            Some(Cached::Refused(Reason::WrongAudience))
+        );
+        assert_eq!(cache.get(&key(1), 1100), None);
+        cache.put_refused(key(2), Reason::WrongType, 1000, 1000);
+        assert_eq!(cache.get(&key(2), 1000), None);
+        cache.forget(&key(1));
+        assert_eq!(cache.get(&key(1), 1001), None);
+        assert!(cache.is_empty());
+    }
+
+    #[test]
     fn forget_active_keeps_inactive_answers() {
         let mut cache = IntrospectionCache::new(10);
         cache.put(key(1), active(None), Some(5000), 60, 1000);
         cache.put(key(2), IntrospectionAnswer::default(), Some(5000), 60, 1000);
+        cache.put_refused(key(4), Reason::WrongIssuer, 5000, 1000);
         cache.forget_active();
         assert_eq!(cache.get(&key(1), 1001), None);
         assert_eq!(cache.get(&key(2), 1001), Some(Cached::Inactive));
+        assert_eq!(
+            cache.get(&key(4), 1001),
+            Some(Cached::Refused(Reason::WrongIssuer))
+        );
         cache.put(key(3), active(None), Some(5000), 60, 1002);
         assert!(matches!(cache.get(&key(3), 1003), Some(Cached::Active(_))));
     }
