@@ -3,6 +3,21 @@
 //! The pure core (no host calls, no clock, no I/O: time is an argument, and decisions are
 //! returned, never performed) plus one thin adapter per host ABI.
 
+// Code that runs in a host must not trap: a panic fails the VM (Envoy: 503 for every request of
+// that worker; Kong: 500 and a recycled instance). Unit tests may unwrap.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
+
 /// The proxy-wasm filter (Envoy, Istio, Kong): `cargo build --release --target wasm32-wasip1`.
 /// Left out of test builds, whose wasm test binaries are WASI commands, not proxy-wasm modules
 /// (`--no-default-features` for integration tests).

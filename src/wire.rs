@@ -6,6 +6,13 @@
 
 use std::fmt;
 
+/// Lower-case hex (key ids, salts, token hashes in logs and inspection output).
+pub fn hex(bytes: &[u8]) -> String {
+    use ct_codecs::Encoder;
+    // The output is exactly twice the input; ct-codecs only fails on a too-small buffer.
+    ct_codecs::Hex::encode_to_string(bytes).unwrap_or_default()
+}
+
 /// Why bytes could not be read.
 #[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq)]

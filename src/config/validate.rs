@@ -181,8 +181,10 @@ impl Validator {
         for (i, issuer) in config.issuers.iter().enumerate() {
             let at = format!("issuers[{i}]");
             self.non_empty(&format!("{at}.issuer"), &issuer.issuer);
-            if config.issuers[..i]
+            if config
+                .issuers
                 .iter()
+                .take(i)
                 .any(|o| o.issuer == issuer.issuer)
             {
                 self.err(format!("{at}.issuer"), "duplicate issuer");
@@ -313,7 +315,7 @@ impl Validator {
             } else if kind == "header" && name.bytes().any(|b| b.is_ascii_uppercase()) {
                 self.err(&at, "header names must be lowercase");
             }
-            if sources[..i].contains(source) {
+            if sources.iter().take(i).any(|s| s == source) {
                 self.err(&at, "duplicate source");
             }
         }
@@ -393,7 +395,7 @@ impl Validator {
             } else if RESERVED_HEADERS.contains(&h) {
                 self.err(format!("{at}.header"), format!("{h} cannot carry identity"));
             }
-            if forwards[..i].iter().any(|o| o.header == f.header) {
+            if forwards.iter().take(i).any(|o| o.header == f.header) {
                 self.err(format!("{at}.header"), "duplicate header");
             }
         }

@@ -473,7 +473,7 @@ fn looks_like_jwt(token: &str) -> bool {
 }
 
 fn short_hash(key: &[u8; 32]) -> String {
-    key.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    crate::wire::hex(key.get(..8).unwrap_or_default())
 }
 
 fn revoked_reason(kind: IdKind) -> Reason {

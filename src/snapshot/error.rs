@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::wire::WireError;
+use crate::wire::{hex, WireError};
 
 /// Why a snapshot or delta was refused, or could not be built.
 #[non_exhaustive]
@@ -103,15 +103,4 @@ impl From<WireError> for SnapshotError {
             WireError::LengthOverflow => SnapshotError::Corrupt("a length field is too large"),
         }
     }
-}
-
-/// Lower-case hex, for key ids and salts in messages and inspection output.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len().saturating_mul(2));
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    s
 }

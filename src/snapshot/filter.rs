@@ -224,7 +224,7 @@ mod tests {
             assert!(positions.iter().all(|bit| is_set(parts.bitmap, *bit)));
         }
         let digest = hmac_sha256::Hash::hash(parts.bitmap);
-        assert_eq!(crate::snapshot::error::hex(&digest), PINNED_BITMAP_SHA256);
+        assert_eq!(crate::wire::hex(&digest), PINNED_BITMAP_SHA256);
         assert!(ids.iter().all(|id| filter.contains(id)));
     }
 

@@ -3,10 +3,11 @@
 use serde::Serialize;
 
 use super::delta::parse_delta_content;
-use super::error::{hex, SnapshotError};
+use super::error::SnapshotError;
 use super::filter::expected_fp_rate;
 use super::format::{parse_snapshot_content, Envelope, FileKind, FORMAT_VERSION};
 use super::keys::{SnapshotKeys, DEFAULT_MAX_BYTES};
+use crate::wire::hex;
 
 /// Entry counts by kind.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
