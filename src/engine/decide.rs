@@ -20,6 +20,14 @@ use crate::routes;
 use crate::snapshot::{IdKind, TokenIds, Verdict};
 use crate::token_cache::token_digest;
 
+/// Why a token not seen before was not verified.
+enum Unverified {
+    /// Deny for this reason.
+    Refused(Reason),
+    /// An infrastructure failure (no usable keys) that the configuration lets through.
+    LetThrough(Reason),
+}
+
 /// Where the revocation step leaves a verified token.
 enum Revocation {
     Clear,
@@ -106,11 +114,11 @@ impl Engine {
                         .insert(token, Rc::clone(&v), v.claims.exp, now);
                     v
                 }
-                Err(denial) => {
+                Err(unverified) => {
                     log.token_hash = Some(short_hash(&token_digest(token)));
-                    return match denial {
-                        Ok(reason) => self.deny(reason, route, log),
-                        Err(fail_open) => self.fail_open(fail_open, route, log),
+                    return match unverified {
+                        Unverified::Refused(reason) => self.deny(reason, route, log),
+                        Unverified::LetThrough(reason) => self.fail_open(reason, route, log),
                     };
                 }
             },
@@ -302,32 +310,31 @@ impl Engine {
             .map_or(0, |s| s.cache_ttl_secs)
     }
 
-    /// Verifies a token not seen before. `Err(Ok(reason))` denies; `Err(Err(reason))` is an
-    /// infrastructure failure that the configuration lets through.
+    /// Verifies a token not seen before.
     fn verify(
         &mut self,
         token: &str,
         now: u64,
         log: &mut DecisionLog,
-    ) -> Result<Verified, Result<Reason, Reason>> {
+    ) -> Result<Verified, Unverified> {
         let policy = Rc::clone(&self.policy);
         let inspected = jwt::inspect(token, policy.config.limits.max_token_bytes)
-            .map_err(|e| Ok(e.reason()))?;
+            .map_err(|e| Unverified::Refused(e.reason()))?;
         log.kid = inspected.header.kid.clone();
         let issuer = inspected
             .unverified_issuer
             .as_deref()
             .and_then(|iss| policy.issuer_index(iss))
-            .ok_or(Ok(Reason::WrongIssuer))?;
+            .ok_or(Unverified::Refused(Reason::WrongIssuer))?;
         let Some(issuer_policy) = policy.issuers.get(issuer) else {
-            return Err(Ok(Reason::WrongIssuer));
+            return Err(Unverified::Refused(Reason::WrongIssuer));
         };
         log.issuer = Some(issuer_policy.verify.issuer.clone());
         let key_sets = self.usable_keys(issuer, now);
         if key_sets.is_empty() {
             return Err(match policy.config.failure_modes.keys_unavailable {
-                FailMode::Deny => Ok(Reason::KeysUnavailable),
-                FailMode::Allow => Err(Reason::KeysUnavailable),
+                FailMode::Deny => Unverified::Refused(Reason::KeysUnavailable),
+                FailMode::Allow => Unverified::LetThrough(Reason::KeysUnavailable),
             });
         }
         let mut result = Err(TokenError::UnknownKey {
@@ -356,7 +363,7 @@ impl Engine {
                         state.unknown_kid_seen = true;
                     }
                 }
-                Err(Ok(e.reason()))
+                Err(Unverified::Refused(e.reason()))
             }
         }
     }
