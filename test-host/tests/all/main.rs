@@ -1,5 +1,6 @@
 //! ABI tests of the test host against real proxy-wasm modules built from `tests/fixtures/`.
 
+mod backends;
 mod callouts;
 mod campaign;
 mod campaign_faults;

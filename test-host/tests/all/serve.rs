@@ -44,7 +44,7 @@ fn http_server(
     (addr, seen)
 }
 
-fn free_port() -> u16 {
+pub(super) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -72,7 +72,8 @@ fn get(addr: &str, path: &str, token: Option<&str>) -> Option<(u16, String)> {
     Some((status, response))
 }
 
-struct Gateway(Child);
+/// The `serve` process, killed on drop.
+pub(super) struct Gateway(pub(super) Child);
 
 impl Drop for Gateway {
     fn drop(&mut self) {
@@ -81,7 +82,7 @@ impl Drop for Gateway {
     }
 }
 
-fn unix_now() -> u64 {
+pub(super) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
