@@ -59,7 +59,14 @@ fn path_matches(rule: &RouteRule, path: &str, case_sensitive: bool) -> bool {
     };
     match (&rule.path, &rule.path_prefix) {
         (Some(exact), _) => eq(path, exact),
-        (None, Some(prefix)) => path.get(..prefix.len()).is_some_and(|p| eq(p, prefix)),
+        // A directory prefix ("/admin/") also covers the directory itself ("/admin"): backends
+        // serve it as the directory's index (Express mounts, http.server's redirect).
+        (None, Some(prefix)) => {
+            path.get(..prefix.len()).is_some_and(|p| eq(p, prefix))
+                || prefix
+                    .strip_suffix('/')
+                    .is_some_and(|dir| !dir.is_empty() && eq(path, dir))
+        }
         (None, None) => true,
     }
 }
@@ -108,6 +115,8 @@ mod tests {
         assert_eq!(n("POST", "/admin/users").as_deref(), Some("admin-write"));
         assert_eq!(n("GET", "/admin/users").as_deref(), Some("admin"));
         assert_eq!(n("GET", "/other"), None);
+        assert_eq!(n("GET", "/public").as_deref(), Some("public"));
+        assert_eq!(n("GET", "/publicity"), None);
     }
 
     #[test]

@@ -478,6 +478,9 @@ fn generate_requests() -> Value {
     let mut cases: Vec<(String, Value)> = Vec::new();
     // The admin file under every spelling, with a read-scope token and with none.
     for path in [
+        "/admin",
+        "/ADMIN",
+        "/admin/",
         "//admin/secret",
         "/%61dmin/secret",
         "/%61%64%6D%69%6E/secret",

@@ -109,9 +109,13 @@ fn match_plain(routes: &[Value], method: &str, path: &str) -> (Option<String>, u
         }
         let hit = match (rule["path"].as_str(), rule["path_prefix"].as_str()) {
             (Some(exact), _) => path.eq_ignore_ascii_case(exact),
-            (None, Some(prefix)) => path
-                .get(..prefix.len())
-                .is_some_and(|p| p.eq_ignore_ascii_case(prefix)),
+            (None, Some(prefix)) => {
+                path.get(..prefix.len())
+                    .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+                    || prefix
+                        .strip_suffix('/')
+                        .is_some_and(|dir| path.eq_ignore_ascii_case(dir))
+            }
             _ => false,
         };
         if hit {

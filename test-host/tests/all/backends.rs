@@ -409,6 +409,10 @@ fn variants(listen: &str) -> Vec<Variant> {
     let request = (400, "invalid_request");
     vec![
         v("GET", "/admin/secret", scope),
+        // The directory itself: a "/admin/" prefix covers "/admin" (an Express-style mount
+        // serves it as the admin index).
+        v("GET", "/admin", scope),
+        v("GET", "/ADMIN", path),
         v("GET", "//admin/secret", scope),
         v("GET", "/%61dmin/secret", scope),
         v("GET", "/./admin/secret", scope),
