@@ -11,6 +11,7 @@ mod fixture;
 mod headers;
 mod kong;
 mod loading;
+mod paths;
 mod real_upstream;
 mod rg;
 mod scenarios;
