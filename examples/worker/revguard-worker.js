@@ -9,7 +9,8 @@
 //   the configured failure mode decides.
 // - Introspection: one call in flight per token, shared by every request carrying it, with the
 //   configured timeout; the engine caches the answer.
-// - Allowed requests go to the backend with identity headers (client-sent copies removed);
+// - Allowed requests go to the backend with identity headers (client-sent copies removed) and
+//   the normalised path the rules matched (the decision's `path`, when the request's differs);
 //   denials get the RFC 6750 challenge and the reason code. Bad input never becomes a 500.
 //
 //   import { createRevguard } from "./revguard-worker.js";
@@ -155,7 +156,7 @@ export function createRevguard(options) {
     const headers = new Headers(request.headers);
     for (const name of decision.remove_headers) headers.delete(name);
     for (const [name, value] of decision.set_headers) headers.set(name, value);
-    const target = backend ? new URL(url.pathname + url.search, backend) : url;
+    const target = withTarget(backend ?? url, decision.path ?? url.pathname + url.search);
     try {
       return await doFetch(
         new Request(target, {
@@ -194,6 +195,17 @@ export function createRevguard(options) {
   }
 
   return { handle, engine, refresh };
+}
+
+/** `base` with its path and query replaced by `target` (`/path?query`). Never resolved as a
+ * relative reference: `//host/x` stays a path on `base`'s host. */
+function withTarget(base, target) {
+  const url = new URL(base);
+  const query = target.indexOf("?");
+  url.pathname = query < 0 ? target : target.slice(0, query);
+  url.search = query < 0 ? "" : target.slice(query);
+  url.hash = "";
+  return url;
 }
 
 /** Issuers whose keys are fetched: a request waits until each has a key set. */

@@ -99,7 +99,9 @@ export class Engine {
   /** Decides one request. `url`: absolute URL or path with query; `headers`: Headers, pairs
    * or an object; `now`: Unix seconds. Never throws on request content: a bad request is a
    * denial. Returns one of
-   *   {decision: "allow", remove_headers, set_headers, fail_open, log}
+   *   {decision: "allow", remove_headers, set_headers, path, fail_open, log}
+   *     (`path`: the normalised target, path plus the unchanged query, to forward instead
+   *     of the request's; null when that is already normal)
    *   {decision: "deny", status, reason, www_authenticate, body, log}
    *   {decision: "introspect", id, key, request: {upstream, method, path, authority,
    *    headers, body, timeout_ms}, log}                                                    */

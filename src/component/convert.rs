@@ -52,6 +52,7 @@ pub(super) fn decision(decision: CoreDecision) -> Decision {
         CoreDecision::Allow(a) => Decision::Allow(Allow {
             remove_headers: a.remove_headers,
             set_headers: a.set_headers,
+            path: a.path,
             fail_open: a.fail_open.map(reason),
             log: log(&a.log),
         }),
@@ -95,6 +96,7 @@ pub(super) fn reason(reason: CoreReason) -> Reason {
     match reason {
         CoreReason::MissingToken => Reason::MissingToken,
         CoreReason::InvalidRequest => Reason::InvalidRequest,
+        CoreReason::InvalidPath => Reason::InvalidPath,
         CoreReason::MalformedToken => Reason::MalformedToken,
         CoreReason::DisallowedAlgorithm => Reason::DisallowedAlgorithm,
         CoreReason::ForbiddenHeader => Reason::ForbiddenHeader,

@@ -9,14 +9,17 @@ use crate::decision::Decision;
 use crate::engine::{FetchKind, FetchRequest, FetchResult};
 use crate::http::HttpRequest;
 
-/// A decision. `introspect` carries the waiting request's `id`, a `key` shared by every
-/// request with the same token (one call in flight per key), and the call to send.
+/// A decision. `allow` carries `path`, the normalised target to forward instead of the
+/// client's (`null` when that is already normal). `introspect` carries the waiting request's
+/// `id`, a `key` shared by every request with the same token (one call in flight per key), and
+/// the call to send.
 pub fn decision(decision: &Decision, introspection_id: Option<u32>) -> Value {
     match decision {
         Decision::Allow(a) => json!({
             "decision": "allow",
             "remove_headers": a.remove_headers,
             "set_headers": a.set_headers,
+            "path": a.path,
             "fail_open": a.fail_open.map(|r| r.code()),
             "log": a.log,
         }),

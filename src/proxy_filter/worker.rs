@@ -191,6 +191,37 @@ impl Worker {
         let request_id = request.as_ref().and_then(OwnedRequest::request_id);
         match decision {
             Decision::Allow(allow) => {
+                // The upstream must serve the path the rules matched. Envoy (ABI 0.2.1) clears
+                // the route cache when a wasm filter modifies request headers, so the route is
+                // chosen again for the new `:path` (source/extensions/common/wasm/context.cc,
+                // Context::replaceHeaderMapValue -> onHeadersModified -> clearRouteCache; envoy
+                // PR #14318, conditional since PR #36671 for ABI versions above 0.2.1). Kong's
+                // ngx_wasm_module only sets `r->uri` (ngx_proxy_wasm_maps_set_path in
+                // src/common/proxy_wasm/ngx_proxy_wasm_maps.c), not the upstream URI: that is why
+                // the core's Kong profile refuses non-normal paths instead of asking for this.
+                if let Some(path) = &allow.path {
+                    if let Err(status) = host::set_request_header(":path", path.as_bytes()) {
+                        // Forwarding the client's target would serve a path nobody authorised.
+                        host::log(
+                            Level::Warn,
+                            &format!("revguard: the host refused the normalised :path ({status})"),
+                        );
+                        let realm = self
+                            .engine
+                            .as_ref()
+                            .map(|e| e.policy().config.realm.clone())
+                            .unwrap_or_default();
+                        let denial =
+                            Denial::new(crate::Reason::InvalidPath, &realm, None, allow.log);
+                        return self.perform(
+                            Decision::Deny(denial),
+                            request,
+                            context_id,
+                            resume,
+                            after_callout,
+                        );
+                    }
+                }
                 self.metrics.count("revguard.decision.allow");
                 if let Some(reason) = allow.fail_open {
                     self.metrics

@@ -154,7 +154,9 @@ fn refresh(engine: &mut Engine, now: u64) {
     }
 }
 
-/// Forwards an allowed request: client-sent identity headers removed, verified ones added.
+/// Forwards an allowed request: client-sent identity headers removed (under every spelling the
+/// core lists), verified ones added, and the normalised target the rules matched when the
+/// client's differs (`allow.path`).
 fn forward(
     backend: &str,
     method: &str,
@@ -165,7 +167,12 @@ fn forward(
 ) -> Result<Reply, Reply> {
     let mut upstream_headers: Vec<(String, Vec<u8>)> = headers
         .iter()
-        .filter(|(name, _)| !allow.remove_headers.iter().any(|r| r == name))
+        .filter(|(name, _)| {
+            !allow
+                .remove_headers
+                .iter()
+                .any(|r| r.eq_ignore_ascii_case(name))
+        })
         .cloned()
         .collect();
     upstream_headers.extend(
@@ -174,6 +181,7 @@ fn forward(
             .iter()
             .map(|(name, value)| (name.clone(), value.clone().into_bytes())),
     );
+    let path = allow.path.as_deref().unwrap_or(path);
     let response: Response = outbound::send(
         &outbound::method(method),
         backend,

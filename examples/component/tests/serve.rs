@@ -300,6 +300,21 @@ fn allowed_denied_and_revoked_requests() {
     assert_eq!(echo["request"], "GET /orders/1?x=y HTTP/1.1");
     assert_eq!(echo["headers"]["x-auth-subject"], "alice");
 
+    // The backend gets the normalised target the rules matched, and no other spelling of an
+    // identity header; a path a backend could read differently is refused.
+    let normalised = timed(
+        "//orders/./1/../%32?x=%2e",
+        &[("authorization", &alice), ("x_auth_subject", "mallory")],
+    );
+    assert_eq!(normalised.status(), 200, "{normalised:?}");
+    let echo = normalised.json();
+    assert_eq!(echo["request"], "GET /orders/2?x=%2e HTTP/1.1");
+    assert_eq!(echo["headers"]["x-auth-subject"], "alice");
+    assert!(echo["headers"].get("x_auth_subject").is_none(), "{echo}");
+    let refused = timed("/orders%2F1", &[("authorization", &alice)]);
+    assert_eq!(refused.status(), 400, "{refused:?}");
+    assert_eq!(refused.json()["error"], "invalid_path", "{refused:?}");
+
     // Denied before any backend call.
     assert_denied(&timed("/orders", &[]), 401, "missing_token");
     assert_denied(

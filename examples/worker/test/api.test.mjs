@@ -156,6 +156,27 @@ test("headers as a Headers object, pairs or a plain object decide the same", () 
   }
 });
 
+test("an allow carries the normalised path; an ambiguous path is invalid_path", () => {
+  const engine = loaded();
+  const auth = valid.request.headers[0][1];
+  const decide = (url, headers = [["authorization", auth]], method = "GET") =>
+    engine.decide({ method, url, headers, now: valid.now });
+  const normalised = decide("https://api.example//orders/./x/..?q=%2e#frag");
+  assert.equal(normalised.decision, "allow");
+  assert.equal(normalised.path, "/orders/?q=%2e");
+  assert.equal(decide("/orders?q=1").path, null, "already normal");
+  const forged = decide("/orders", [["authorization", auth], ["X_Auth_Subject", "mallory"]]);
+  assert.ok(forged.remove_headers.some((h) => h.toLowerCase() === "x_auth_subject"), forged.remove_headers);
+  for (const url of ["/orders%2Fx", "/orders/%252e%252e/admin", "/a;b=1/orders"]) {
+    const d = decide(url);
+    assert.equal(d.decision, "deny", url);
+    assert.equal(d.status, 400, url);
+    assert.equal(d.reason, "invalid_path", url);
+    assert.doesNotMatch(d.www_authenticate, /error=/, url);
+  }
+  assert.equal(decide("/orders", [["authorization", auth]], "get").reason, "invalid_request");
+});
+
 test("arbitrary request input never throws (a denial instead)", () => {
   const engine = loaded();
   let seed = 7;

@@ -1,4 +1,5 @@
-// A test worker for workerd: POST the decision-cases file, get every case's result back.
+// A test worker for workerd: POST one cases file (tests/cases/*.json), get every case's result
+// back.
 import wasm from "../pkg/revguard_bg.wasm";
 import { initRevguard } from "../revguard.js";
 import { runAll } from "./run-cases.js";

@@ -1,7 +1,8 @@
-// The shared decision cases (tests/cases/decisions.json) against the edge build, exactly as
-// tests/decision_cases.rs runs them natively: a fresh engine per case, keys, snapshot and delta
-// loaded at the case's `now`, decide, feed the recorded introspection answer back, normalize.
-// Runs unchanged in workerd (test/cases-worker.js), Deno (test/cases.deno.js) and Node.
+// The shared decision cases (every tests/cases/*.json: decisions.json, requests.json, ...)
+// against the edge build, exactly as tests/decision_cases.rs runs them natively: a fresh engine
+// per case, keys, snapshot and delta loaded at the case's `now`, decide, feed the recorded
+// introspection answer back, normalize. Runs unchanged in workerd (test/cases-worker.js), Deno
+// (test/cases.deno.js) and Node.
 import { Engine } from "../revguard.js";
 
 function base64(text) {
@@ -15,7 +16,13 @@ function base64(text) {
 export function normalize(d) {
   switch (d.decision) {
     case "allow":
-      return { decision: "allow", remove_headers: d.remove_headers, set_headers: d.set_headers, fail_open: d.fail_open };
+      return {
+        decision: "allow",
+        remove_headers: d.remove_headers,
+        set_headers: d.set_headers,
+        path: d.path ?? null,
+        fail_open: d.fail_open,
+      };
     case "deny":
       return { decision: "deny", status: d.status, reason: d.reason, www_authenticate: d.www_authenticate, body: d.body };
     default:
@@ -58,4 +65,17 @@ export function runAll(file) {
     const got = runCase(file, c);
     return { name: c.name, ok: sameJson(got, c.expect), got, expect: c.expect };
   });
+}
+
+/** The cases files to run, from a directory listing of tests/cases: every `*.json`, sorted.
+ * decisions.json must be there (a missing file is an error, never a skipped run). */
+export function caseFileNames(listing) {
+  const names = listing.filter((name) => name.endsWith(".json")).sort();
+  if (!names.includes("decisions.json")) throw new Error(`no decisions.json in tests/cases: ${names}`);
+  return names;
+}
+
+/** Fewest cases a file must hold: decisions.json is the full set, the others at least one. */
+export function minimumCases(name) {
+  return name === "decisions.json" ? 20 : 1;
 }

@@ -48,6 +48,17 @@ describe("1. a JWT access token from the server is verified locally", () => {
     assert.equal(r.json.headers["x-auth-scope"], "orders:read");
     assert.equal(p.idp.introspections, introspectionsBefore, "a JWT is verified locally");
 
+    // The backend gets the normalised path (never `//host/...` read as another host) and no
+    // other spelling of an identity header.
+    const odd = await worker.get("//orders/./x/..//y?x=%2e", jwt, { x_auth_subject: "mallory" });
+    assert.equal(odd.status, 200, JSON.stringify(odd.json));
+    assert.equal(odd.json.url, "/orders/y?x=%2e");
+    assert.equal(odd.json.headers["x_auth_subject"], undefined);
+    assert.equal(odd.json.headers["x-auth-subject"], "app");
+    const ambiguous = await worker.get("/orders%2Fy", jwt);
+    assert.equal(ambiguous.status, 400);
+    assert.equal(ambiguous.json.error, "invalid_path");
+
     const posted = await worker.get("/orders", jwt, {}, { method: "POST", body: "order=42" });
     assert.equal(posted.status, 200);
     assert.equal(posted.json.method, "POST");

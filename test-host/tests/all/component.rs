@@ -59,6 +59,7 @@ fn normalize(decision: &Decision) -> Value {
             "decision": "allow",
             "remove_headers": a.remove_headers,
             "set_headers": a.set_headers,
+            "path": a.path,
             "fail_open": a.fail_open.map(reason_code),
         }),
         Decision::Deny(d) => json!({
@@ -121,18 +122,42 @@ fn run_case(policy: &mut PolicyComponent, file: &Value, case: &Value) -> Value {
 
 #[test]
 fn component_gives_the_shared_decisions() {
-    let file = cases();
-    let cases = file["cases"].as_array().unwrap();
-    assert!(cases.len() >= 20);
     let mut policy = PolicyComponent::new(&component_wasm()).unwrap();
-    for case in cases {
-        assert_eq!(
-            run_case(&mut policy, &file, case),
-            case["expect"],
-            "case {:?}",
-            case["name"]
-        );
+    for (name, file) in super::decision_cases::case_files() {
+        for case in file["cases"].as_array().unwrap() {
+            assert_eq!(
+                run_case(&mut policy, &file, case),
+                case["expect"],
+                "{name}: case {:?}",
+                case["name"]
+            );
+        }
     }
+}
+
+#[test]
+fn component_gives_the_normalised_path_and_invalid_path() {
+    let file = cases();
+    let valid = file["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "a valid token is allowed with identity headers")
+        .unwrap();
+    let mut policy = PolicyComponent::new(&component_wasm()).unwrap();
+    let with_path = |path: &str| {
+        let mut case = valid.clone();
+        case["request"]["path"] = json!(path);
+        case
+    };
+    let allowed = run_case(&mut policy, &file, &with_path("//orders/./x/..?q=%2e"));
+    assert_eq!(allowed["decision"], "allow", "{allowed}");
+    assert_eq!(allowed["path"], "/orders/?q=%2e", "{allowed}");
+    let normal = run_case(&mut policy, &file, &with_path("/orders?q=1"));
+    assert_eq!(normal["path"], Value::Null, "{normal}");
+    let refused = run_case(&mut policy, &file, &with_path("/orders%2Fx"));
+    assert_eq!(refused["status"], 400, "{refused}");
+    assert_eq!(refused["reason"], "invalid_path", "{refused}");
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! The shared decision cases (`../tests/cases/decisions.json`) through the real proxy-wasm filter:
+//! The shared decision cases (every `../tests/cases/*.json`) through the real proxy-wasm filter:
 //! key set, snapshot and delta are fetched by the filter from scripted upstreams, the request goes
 //! through an Envoy worker, and what the client would see must match the native core's answer.
 
@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use revguard_test_host::{
-    CalloutRequest, Clock, Outcome, Proxy, ProxyConfig, ScriptedUpstream, Upstream, UpstreamReply,
-    UpstreamResponse,
+    CalloutRequest, Clock, Compiled, Outcome, Proxy, ProxyConfig, ScriptedUpstream, Upstream,
+    UpstreamReply, UpstreamResponse,
 };
 use serde_json::Value;
 
@@ -27,6 +27,15 @@ fn check(case: &Value, outcome: &Outcome) {
     let expect = &case["expect"];
     match (expect["decision"].as_str().unwrap(), outcome) {
         ("allow", Outcome::Continued(forwarded)) => {
+            // The upstream gets the normalised target the filter set, else the client's.
+            let path = expect["path"]
+                .as_str()
+                .unwrap_or_else(|| case["request"]["path"].as_str().unwrap());
+            assert_eq!(
+                forwarded.headers.get_all(":path"),
+                vec![path.as_bytes()],
+                "{name}: :path"
+            );
             let set = expect["set_headers"].as_array().unwrap();
             for pair in set {
                 let header = pair[0].as_str().unwrap();
@@ -68,20 +77,47 @@ fn check(case: &Value, outcome: &Outcome) {
     }
 }
 
+/// Every shared cases file (`tests/cases/*.json`), by name; decisions.json must be one of them.
+pub fn case_files() -> Vec<(String, Value)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/cases");
+    let mut files: Vec<(String, Value)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "json"))
+        .map(|path| {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let file = serde_json::from_slice(&std::fs::read(&path).unwrap())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            (name, file)
+        })
+        .collect();
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    let decisions = files.iter().find(|(name, _)| name == "decisions.json");
+    let count = |file: &Value| file["cases"].as_array().map_or(0, Vec::len);
+    assert!(
+        decisions.is_some_and(|(_, file)| count(file) >= 20),
+        "tests/cases/decisions.json with at least 20 cases"
+    );
+    for (name, file) in &files {
+        assert!(count(file) > 0, "{name} has no cases");
+    }
+    files
+}
+
 #[test]
 fn the_filter_gives_the_shared_decisions() {
-    let file: Value = serde_json::from_slice(
-        &std::fs::read(
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/cases/decisions.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
     let compiled = Proxy::compile(&super::rg::wasm(), false).unwrap();
+    for (name, file) in case_files() {
+        eprintln!("{name}: {} cases", file["cases"].as_array().unwrap().len());
+        run_file(&compiled, &file);
+    }
+}
+
+fn run_file(compiled: &Compiled, file: &Value) {
     let jwks = file["jwks"][0].as_str().unwrap().as_bytes().to_vec();
-    let (snapshot, delta) = (b64(&file["snapshot"]), b64(&file["delta"]));
+    let snapshot = b64(&file["snapshot"]);
+    let delta = (!file["delta"].is_null()).then(|| b64(&file["delta"]));
     let cases = file["cases"].as_array().unwrap();
-    assert!(cases.len() >= 20);
     for case in cases {
         let now = case["now"].as_u64().unwrap();
         let answer = case["introspection"].clone();
@@ -106,7 +142,10 @@ fn the_filter_gives_the_shared_decisions() {
         let (snap, del) = (snapshot.clone(), delta.clone());
         let origin = ScriptedUpstream::with_fallback(move |req: &CalloutRequest| {
             match req.headers.get_str(":path") {
-                Some("/current.delta") => reply(&del),
+                Some("/current.delta") => match &del {
+                    Some(del) => reply(del),
+                    None => UpstreamReply::response(UpstreamResponse::new(404, &[], b"")),
+                },
                 _ => reply(&snap),
             }
         });
@@ -117,7 +156,7 @@ fn the_filter_gives_the_shared_decisions() {
         let config = config
             .upstream("idp", idp as Arc<dyn Upstream>)
             .upstream("origin", origin as Arc<dyn Upstream>);
-        let mut proxy = Proxy::start(&compiled, config).unwrap();
+        let mut proxy = Proxy::start(compiled, config).unwrap();
         proxy.advance(Duration::from_secs(5)).unwrap();
 
         let request = &case["request"];

@@ -12,6 +12,7 @@ mod fixture;
 mod headers;
 mod kong;
 mod loading;
+mod paths;
 mod real_upstream;
 mod rg;
 mod scenarios;

@@ -112,7 +112,8 @@ fn serve_is_a_working_gateway_that_picks_up_revocations() {
     let published = Arc::new(Mutex::new(snapshot_of(1, &[])));
     let served = published.clone();
     let (origin, _) = http_server(move |_| (200, served.lock().unwrap().clone()));
-    let (backend, forwarded) = http_server(|_| (200, b"hello from the backend".to_vec()));
+    let (backend, forwarded) =
+        http_server(|url| (200, format!("hello from the backend: {url}").into_bytes()));
 
     let config = json!({
         "issuers": [{"issuer": super::rg::ISSUER, "audiences": ["api"], "algorithms": ["ES256"],
@@ -170,11 +171,18 @@ fn serve_is_a_working_gateway_that_picks_up_revocations() {
     }
     let (status, body) = get(&listen, "/orders", Some(&alice)).unwrap();
     assert_eq!(status, 200);
-    assert!(body.ends_with("hello from the backend"), "{body}");
+    assert!(body.ends_with("hello from the backend: /orders"), "{body}");
     let headers = forwarded.lock().unwrap().clone();
     assert!(
         headers.contains(&("x-auth-subject".to_string(), "alice".to_string())),
         "{headers:?}"
+    );
+    // The backend gets the normalised target the filter set as `:path`.
+    let (status, body) = get(&listen, "//orders/./x/../y?q=%2e", Some(&alice)).unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.ends_with("hello from the backend: /orders/y?q=%2e"),
+        "{body}"
     );
 
     let (status, body) = get(&listen, "/orders", None).unwrap();
