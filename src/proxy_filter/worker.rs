@@ -239,9 +239,6 @@ impl Worker {
                 for (name, value) in &allow.set_headers {
                     let _ = host::set_request_header(name, value.as_bytes());
                 }
-                if let Some(path) = &allow.path {
-                    let _ = host::set_request_header(":path", path.as_bytes());
-                }
                 if resume {
                     let _ = host::resume_request();
                     return Step::Pause;
