@@ -67,5 +67,26 @@ fn bench_inspect(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench_verify, bench_cached_path, bench_inspect);
+/// The path normalisation every request goes through before route matching (src/path.rs).
+fn bench_path(c: &mut Criterion) {
+    let options = revguard::config::PathConfig::default();
+    let mut group = c.benchmark_group("path/normalize");
+    for (name, target) in [
+        ("plain", "/api/v1/orders/12345?expand=items&limit=10"),
+        ("hostile", "//api/./v1/../v1/%6Frders//12345/?q=%2e%2e"),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| revguard::path::normalize(black_box(target), &options))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_verify,
+    bench_cached_path,
+    bench_inspect,
+    bench_path
+);
 criterion_main!(benches);
