@@ -33,7 +33,10 @@ pub fn run(data: &[u8]) {
     let path = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
     let mut headers = Vec::new();
     if with_token {
-        headers.push(("authorization".to_string(), format!("Bearer {TOKEN}").into_bytes()));
+        headers.push((
+            "authorization".to_string(),
+            format!("Bearer {TOKEN}").into_bytes(),
+        ));
     }
     while let (Some(name), Some(value)) = (parts.next(), parts.next()) {
         headers.push((
@@ -85,7 +88,10 @@ pub fn run(data: &[u8]) {
 /// 0: no_auth; 1: a token only (the default rule, or a rule without requirements);
 /// 2: a rule with requirements.
 fn strictness(routes: &[Value], name: Option<&str>) -> u8 {
-    let Some(rule) = routes.iter().find(|r| r["name"].as_str() == name && name.is_some()) else {
+    let Some(rule) = routes
+        .iter()
+        .find(|r| r["name"].as_str() == name && name.is_some())
+    else {
         return 1;
     };
     if rule["no_auth"] == Value::Bool(true) {
