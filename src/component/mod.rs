@@ -1,4 +1,4 @@
-//! The component adapter: exports the WIT world in `wit/` (`revguard:policy@0.1.0`) from the same
+//! The component adapter: exports the WIT world in `wit/` (`revguard:policy@0.2.0`) from the same
 //! core as the other builds. It only converts between WIT types and core types; the engine
 //! decides. Build:
 //! `cargo build --release --lib --target wasm32-wasip2 --no-default-features --features component`.

@@ -1,4 +1,4 @@
-//! The revguard policy component (`wit/`, `revguard:policy@0.1.0`) on wasmtime's component model:
+//! The revguard policy component (`wit/`, `revguard:policy@0.2.0`) on wasmtime's component model:
 //! a small typed wrapper for tests and tools.
 //!
 //! The component gets no capabilities. Its WASI imports come from the Rust standard library, and
