@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use proxy_wasm::types::MetricType;
 
 use super::host as hostcalls;
-use crate::engine::{EngineStatus, FetchKind};
+use crate::engine::EngineStatus;
 
 #[derive(Default)]
 pub struct Metrics {
@@ -56,14 +56,5 @@ impl Metrics {
                 self.gauge(&format!("revguard.keys.{i}.age_seconds"), *age);
             }
         }
-    }
-}
-
-/// The label of a fetch kind in metric names, logs and shared-data keys.
-pub fn kind_label(kind: FetchKind) -> String {
-    match kind {
-        FetchKind::Keys(i) => format!("keys.{i}"),
-        FetchKind::Snapshot => "snapshot".to_string(),
-        FetchKind::Delta => "delta".to_string(),
     }
 }

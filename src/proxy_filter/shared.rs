@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 
 use super::host;
-use super::metrics::{kind_label, Metrics};
+use super::metrics::Metrics;
 use crate::config::Policy;
 use crate::engine::{Engine, FetchKind};
 
@@ -135,11 +135,7 @@ impl Coordinator {
     pub fn new(policy: &Policy, prefix: &str) -> Coordinator {
         let mut resources = HashMap::new();
         let mut add = |kind: FetchKind, upstream: &str, path: &str, ttl: u64, timeout_ms: u64| {
-            let key = format!(
-                "{prefix}{}/{}/",
-                kind_label(kind),
-                source_id(upstream, path)
-            );
+            let key = format!("{prefix}{}/{}/", kind.label(), source_id(upstream, path));
             resources.insert(
                 kind,
                 Resource {
@@ -331,13 +327,14 @@ impl Coordinator {
             FetchKind::Keys(i) => {
                 let fetched_at = published.fetched_at.min(now);
                 engine.load_keys(i, published.body, fetched_at).map(|_| {
-                    engine.keys_fetched_elsewhere(i, fetched_at);
+                    let interval = engine.refresh_interval(kind);
+                    engine.defer_fetch(kind, fetched_at.saturating_add(interval));
                 })
             }
             FetchKind::Snapshot => engine.load_snapshot(published.body).map(|_| ()),
             FetchKind::Delta => engine.load_delta(published.body).map(|_| ()),
         };
-        let label = kind_label(kind);
+        let label = kind.label();
         match loaded {
             Ok(()) => {
                 metrics.count(&format!("revguard.shared.{label}.loaded"));

@@ -10,7 +10,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType};
 
 use super::host::{self, Level};
-use super::metrics::{kind_label, Metrics};
+use super::metrics::Metrics;
 use super::request::OwnedRequest;
 use super::shared::{Claim, Coordinator};
 use crate::config::HostProfile;
@@ -413,23 +413,19 @@ impl Worker {
         };
         coordinator.sync(engine, now, &mut self.metrics);
         for fetch in engine.due_fetches(now) {
-            let label = kind_label(fetch.kind);
+            let label = fetch.kind.label();
             let claim = coordinator.claim(fetch.kind, now);
             if claim != Claim::Fetch {
                 self.metrics
                     .count(&format!("revguard.fetch.{label}.skipped"));
-                // Skip: as if unchanged, due again next interval. For now: the engine's
-                // retry backoff brings it back in a second or two.
-                let outcome = if claim == Claim::Skip {
-                    HttpOutcome::Response {
-                        status: 304,
-                        etag: None,
-                        body: &[],
-                    }
+                // Skip: the holder publishes, due again next interval. For now: the holder's
+                // first fetch is still in flight, look again shortly.
+                let until = if claim == Claim::Skip {
+                    now.saturating_add(engine.refresh_interval(fetch.kind))
                 } else {
-                    HttpOutcome::Failed
+                    now.saturating_add(2)
                 };
-                let _ = engine.fetch_completed(fetch.kind, outcome, now);
+                engine.defer_fetch(fetch.kind, until);
                 continue;
             }
             let mut request = fetch.request;
@@ -511,7 +507,7 @@ impl Worker {
         else {
             return;
         };
-        let label = kind_label(kind);
+        let label = kind.label();
         match engine.fetch_completed(kind, answer.outcome(), now) {
             Ok(FetchResult::Updated(n)) => {
                 self.metrics
