@@ -343,6 +343,7 @@ mod tests {
         // The in-flight mark is gone: nothing waits for a grace period, nothing is due early.
         assert!(due(&mut engine, T + 9).is_empty());
         assert_eq!(due(&mut engine, T + 10), vec![FetchKind::Snapshot]);
+        engine.defer_fetch(FetchKind::Snapshot, T + 1000);
         assert!(due(&mut engine, T + 299).is_empty());
         assert_eq!(due(&mut engine, T + 300), vec![FetchKind::Keys(0)]);
     }
