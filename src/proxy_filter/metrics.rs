@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use proxy_wasm::types::MetricType;
 
 use super::host as hostcalls;
+use crate::coordination::Synced;
 use crate::engine::EngineStatus;
 
 #[derive(Default)]
@@ -55,6 +56,14 @@ impl Metrics {
             if let Some(age) = age {
                 self.gauge(&format!("revguard.keys.{i}.age_seconds"), *age);
             }
+        }
+    }
+
+    /// What a worker took from shared data: `revguard.shared.<kind>.loaded` / `.not_loaded`.
+    pub fn synced(&mut self, synced: &[Synced]) {
+        for s in synced {
+            let outcome = if s.loaded { "loaded" } else { "not_loaded" };
+            self.count(&format!("revguard.shared.{}.{outcome}", s.kind.label()));
         }
     }
 }
