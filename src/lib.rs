@@ -40,6 +40,7 @@ mod component;
 pub mod edge;
 
 pub mod config;
+pub mod coordination;
 pub mod decision;
 pub mod engine;
 pub mod extract;

@@ -449,7 +449,8 @@ fn keys_loaded_from_elsewhere_are_not_fetched_again_before_the_interval() {
     assert!(keys_due(&mut fresh(), T0), "never loaded: due at once");
     let mut engine = fresh();
     engine.load_keys(0, &kit.jwks(), T0 - 100).unwrap();
-    engine.keys_fetched_elsewhere(0, T0 - 100);
+    let interval = engine.refresh_interval(FetchKind::Keys(0));
+    engine.defer_fetch(FetchKind::Keys(0), T0 - 100 + interval);
     assert!(!keys_due(&mut engine, T0));
     assert!(
         keys_due(&mut engine, T0 - 100 + 300),

@@ -17,6 +17,18 @@ pub enum FetchKind {
     Delta,
 }
 
+impl FetchKind {
+    /// The one name of a fetch kind in metric names, logs and shared-data keys: `keys.<n>`,
+    /// `snapshot`, `delta`.
+    pub fn label(self) -> String {
+        match self {
+            FetchKind::Keys(i) => format!("keys.{i}"),
+            FetchKind::Snapshot => "snapshot".to_string(),
+            FetchKind::Delta => "delta".to_string(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct FetchRequest {
     pub kind: FetchKind,
@@ -218,17 +230,20 @@ impl Engine {
         }
     }
 
-    /// Records that issuer `issuer`'s key set, loaded with [`Engine::load_keys`], was fetched
-    /// at `fetched_at` by someone else (another worker, through shared data): its next fetch
-    /// falls due one refresh interval after that, so a restarted worker does not fetch again.
-    pub fn keys_fetched_elsewhere(&mut self, issuer: usize, fetched_at: u64) {
-        let interval = self.refresh_interval(FetchKind::Keys(issuer));
-        if let Some(slot) = self.fetches.keys.get_mut(issuer) {
-            slot.next_due = slot.next_due.max(fetched_at.saturating_add(interval));
+    /// Defers the fetch of `kind` to `until` without it having happened here: another worker
+    /// holds the lease and publishes what it fetches, or a body it fetched was loaded from
+    /// shared data. Ends the in-flight mark [`Engine::due_fetches`] set, if any; the retry
+    /// backoff and the ETag stay as they are (nothing succeeded or failed). The fetch falls
+    /// due again at `until` (or earlier for a key set whose issuer saw an unknown `kid`).
+    pub fn defer_fetch(&mut self, kind: FetchKind, until: u64) {
+        if let Some(slot) = self.fetches.slot(kind) {
+            slot.in_flight_since = None;
+            slot.next_due = until;
         }
     }
 
-    fn refresh_interval(&self, kind: FetchKind) -> u64 {
+    /// How often `kind` is fetched, in seconds.
+    pub fn refresh_interval(&self, kind: FetchKind) -> u64 {
         let config = &self.policy.config;
         match kind {
             FetchKind::Keys(i) => config
@@ -292,3 +307,104 @@ impl std::fmt::Display for FetchError {
 }
 
 impl std::error::Error for FetchError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::SigningKey;
+
+    const T: u64 = 1_000_000;
+
+    /// Keys refreshed every 300 s, the snapshot every 10 s.
+    fn engine() -> Engine {
+        let origin = SigningKey::from_seed([7; 32]).unwrap().public_key_text();
+        let config = serde_json::json!({
+            "issuers": [{"issuer": "https://idp", "audiences": ["api"], "algorithms": ["ES256"],
+                         "jwks_upstream": {"upstream": "idp", "path": "/jwks"}}],
+            "revocation": {"upstream": "origin", "path": "/current.snap",
+                           "refresh_interval_secs": 10, "public_keys": [origin]}
+        });
+        Engine::from_config_json(&serde_json::to_vec(&config).unwrap()).unwrap()
+    }
+
+    fn due(engine: &mut Engine, now: u64) -> Vec<FetchKind> {
+        engine.due_fetches(now).iter().map(|f| f.kind).collect()
+    }
+
+    #[test]
+    fn a_deferred_fetch_falls_due_exactly_at_until() {
+        let mut engine = engine();
+        assert_eq!(
+            due(&mut engine, T),
+            vec![FetchKind::Keys(0), FetchKind::Snapshot]
+        );
+        engine.defer_fetch(FetchKind::Snapshot, T + 10);
+        engine.defer_fetch(FetchKind::Keys(0), T + 300);
+        // The in-flight mark is gone: nothing waits for a grace period, nothing is due early.
+        assert!(due(&mut engine, T + 9).is_empty());
+        assert_eq!(due(&mut engine, T + 10), vec![FetchKind::Snapshot]);
+        engine.defer_fetch(FetchKind::Snapshot, T + 1000);
+        assert!(due(&mut engine, T + 299).is_empty());
+        assert_eq!(due(&mut engine, T + 300), vec![FetchKind::Keys(0)]);
+    }
+
+    #[test]
+    fn a_deferral_ends_the_in_flight_mark_even_when_due_at_once() {
+        let mut engine = engine();
+        assert!(due(&mut engine, T).contains(&FetchKind::Snapshot));
+        // Without an outcome the slot stays in flight for the grace period...
+        assert!(!due(&mut engine, T + 1).contains(&FetchKind::Snapshot));
+        engine.defer_fetch(FetchKind::Snapshot, T + 2);
+        // ...a deferral ends it: due again at `until`, not at the end of the grace period.
+        assert_eq!(due(&mut engine, T + 2), vec![FetchKind::Snapshot]);
+    }
+
+    #[test]
+    fn a_deferral_does_not_raise_the_retry_backoff() {
+        let mut engine = engine();
+        due(&mut engine, T);
+        // One real failure: retried after 2 s.
+        assert!(engine
+            .fetch_completed(FetchKind::Snapshot, HttpOutcome::Failed, T)
+            .is_err());
+        assert!(!due(&mut engine, T + 1).contains(&FetchKind::Snapshot));
+        assert!(due(&mut engine, T + 2).contains(&FetchKind::Snapshot));
+        // Skipped (another worker holds the lease): no failure counted.
+        engine.defer_fetch(FetchKind::Snapshot, T + 3);
+        assert!(due(&mut engine, T + 3).contains(&FetchKind::Snapshot));
+        // The second real failure backs off 4 s (a third would be 8 s).
+        assert!(engine
+            .fetch_completed(FetchKind::Snapshot, HttpOutcome::Failed, T + 3)
+            .is_err());
+        assert!(!due(&mut engine, T + 6).contains(&FetchKind::Snapshot));
+        assert!(due(&mut engine, T + 7).contains(&FetchKind::Snapshot));
+    }
+
+    #[test]
+    fn a_deferral_keeps_the_etag_for_the_next_conditional_request() {
+        let mut engine = engine();
+        due(&mut engine, T);
+        let outcome = HttpOutcome::Response {
+            status: 200,
+            etag: Some("\"v1\""),
+            body: b"not a snapshot",
+        };
+        // Rejected body: no ETag kept. A 304 keeps none either; use the slot directly.
+        let _ = engine.fetch_completed(FetchKind::Snapshot, outcome, T);
+        engine.fetches.snapshot.etag = Some("\"v1\"".into());
+        engine.defer_fetch(FetchKind::Snapshot, T + 5);
+        let next = engine.due_fetches(T + 5);
+        let snapshot = next.iter().find(|f| f.kind == FetchKind::Snapshot);
+        assert_eq!(
+            snapshot.and_then(|f| f.request.header("if-none-match")),
+            Some("\"v1\"")
+        );
+    }
+
+    #[test]
+    fn labels_are_dotted() {
+        assert_eq!(FetchKind::Keys(3).label(), "keys.3");
+        assert_eq!(FetchKind::Snapshot.label(), "snapshot");
+        assert_eq!(FetchKind::Delta.label(), "delta");
+    }
+}

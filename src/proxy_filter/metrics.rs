@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use proxy_wasm::types::MetricType;
 
 use super::host as hostcalls;
-use crate::engine::{EngineStatus, FetchKind};
+use crate::coordination::Synced;
+use crate::engine::EngineStatus;
 
 #[derive(Default)]
 pub struct Metrics {
@@ -57,13 +58,12 @@ impl Metrics {
             }
         }
     }
-}
 
-/// The label of a fetch kind in metric names, logs and shared-data keys.
-pub fn kind_label(kind: FetchKind) -> String {
-    match kind {
-        FetchKind::Keys(i) => format!("keys.{i}"),
-        FetchKind::Snapshot => "snapshot".to_string(),
-        FetchKind::Delta => "delta".to_string(),
+    /// What a worker took from shared data: `revguard.shared.<kind>.loaded` / `.not_loaded`.
+    pub fn synced(&mut self, synced: &[Synced]) {
+        for s in synced {
+            let outcome = if s.loaded { "loaded" } else { "not_loaded" };
+            self.count(&format!("revguard.shared.{}.{outcome}", s.kind.label()));
+        }
     }
 }

@@ -10,10 +10,11 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType};
 
 use super::host::{self, Level};
-use super::metrics::{kind_label, Metrics};
+use super::metrics::Metrics;
 use super::request::OwnedRequest;
-use super::shared::{Claim, Coordinator};
+use super::shared::{holder_id, HostStore};
 use crate::config::HostProfile;
+use crate::coordination::{Claim, Coordinator};
 use crate::decision::{Decision, Denial, PendingIntrospection};
 use crate::engine::{Engine, FetchKind, FetchResult};
 use crate::http::{HttpOutcome, HttpRequest};
@@ -145,10 +146,11 @@ impl Worker {
             HostProfile::Kong { shm_zone, tls } => (format!("{shm_zone}/"), *tls),
         };
         self.callout_tls = tls;
-        let mut coordinator = Coordinator::new(engine.policy(), &prefix);
+        let mut coordinator = Coordinator::new(engine.policy(), &prefix, holder_id());
         // A VM started (or restarted) after the others loads what they published now, rather
         // than failing closed on every request until its first tick.
-        coordinator.sync(&mut engine, now_secs(), &mut self.metrics);
+        let synced = coordinator.sync(&HostStore, &mut engine, now_secs());
+        self.metrics.synced(&synced);
         self.coordinator = Some(coordinator);
         self.engine = Some(engine);
         self.callouts.clear();
@@ -411,37 +413,19 @@ impl Worker {
         else {
             return;
         };
-        coordinator.sync(engine, now, &mut self.metrics);
+        let synced = coordinator.sync(&HostStore, engine, now);
+        self.metrics.synced(&synced);
         for fetch in engine.due_fetches(now) {
-            let label = kind_label(fetch.kind);
-            let claim = coordinator.claim(fetch.kind, now);
-            if claim != Claim::Fetch {
+            let label = fetch.kind.label();
+            if let Claim::Defer { until } = coordinator.claim(&mut HostStore, fetch.kind, now) {
                 self.metrics
                     .count(&format!("revguard.fetch.{label}.skipped"));
-                // Skip: as if unchanged, due again next interval. For now: the engine's
-                // retry backoff brings it back in a second or two.
-                let outcome = if claim == Claim::Skip {
-                    HttpOutcome::Response {
-                        status: 304,
-                        etag: None,
-                        body: &[],
-                    }
-                } else {
-                    HttpOutcome::Failed
-                };
-                let _ = engine.fetch_completed(fetch.kind, outcome, now);
+                engine.defer_fetch(fetch.kind, until);
                 continue;
             }
-            let mut request = fetch.request;
-            if let Some(etag) = coordinator.etag(fetch.kind) {
-                request.headers.retain(|(n, _)| n != "if-none-match");
-                if !etag.is_empty() {
-                    request
-                        .headers
-                        .push(("if-none-match".to_string(), etag.to_string()));
-                }
-            }
-            match dispatch(&request, self.callout_tls) {
+            let fetch = coordinator.conditional(fetch);
+            let request = &fetch.request;
+            match dispatch(request, self.callout_tls) {
                 Ok(token) => {
                     self.fetch_calls.insert(token, fetch.kind);
                 }
@@ -511,20 +495,18 @@ impl Worker {
         else {
             return;
         };
-        let label = kind_label(kind);
+        let label = kind.label();
         match engine.fetch_completed(kind, answer.outcome(), now) {
             Ok(FetchResult::Updated(n)) => {
                 self.metrics
                     .count(&format!("revguard.fetch.{label}.updated"));
                 host::log(Level::Info, &format!("revguard: {label} updated ({n})"));
                 if answer.status == Some(200) {
-                    coordinator.publish(
-                        kind,
-                        &answer.body,
-                        answer.etag.as_deref(),
-                        now,
-                        &mut self.metrics,
-                    );
+                    let etag = answer.etag.as_deref();
+                    let failed = coordinator.publish(&mut HostStore, kind, &answer.body, etag, now);
+                    for _ in 0..failed {
+                        self.metrics.count("revguard.shared.publish_failed");
+                    }
                 }
             }
             Ok(FetchResult::NotModified) => {

@@ -1,0 +1,122 @@
+//! The binary header of a published entry. Byte-identical across versions: workers of
+//! different builds may share one zone.
+//!
+//! `RGS1` | sequence (u64 BE) | fetch time (u64 BE) | ETag length (u16 BE) | ETag | body.
+
+const MAGIC: &[u8; 4] = b"RGS1";
+/// MAGIC, sequence, fetch time, ETag length.
+const HEADER_LEN: usize = 4 + 8 + 8 + 2;
+/// ETags longer than this are published as empty (and never sent back).
+pub const MAX_ETAG: usize = 256;
+
+/// One resource's published header and body.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Published<'a> {
+    pub seq: u64,
+    pub fetched_at: u64,
+    pub etag: &'a str,
+    pub body: &'a [u8],
+}
+
+pub fn encode(seq: u64, fetched_at: u64, etag: &str, body: &[u8]) -> Vec<u8> {
+    let etag = if etag.len() <= MAX_ETAG { etag } else { "" };
+    let mut out = Vec::with_capacity(
+        HEADER_LEN
+            .saturating_add(etag.len())
+            .saturating_add(body.len()),
+    );
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&seq.to_be_bytes());
+    out.extend_from_slice(&fetched_at.to_be_bytes());
+    out.extend_from_slice(&u16::try_from(etag.len()).unwrap_or(0).to_be_bytes());
+    out.extend_from_slice(etag.as_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+fn be_u64(bytes: &[u8], at: usize) -> Option<u64> {
+    let raw: [u8; 8] = bytes.get(at..at.checked_add(8)?)?.try_into().ok()?;
+    Some(u64::from_be_bytes(raw))
+}
+
+/// `None` for anything that is not a complete header (wrong magic, truncated, ETag not UTF-8).
+pub fn decode(bytes: &[u8]) -> Option<Published<'_>> {
+    if bytes.get(..4)? != MAGIC {
+        return None;
+    }
+    let seq = be_u64(bytes, 4)?;
+    let fetched_at = be_u64(bytes, 12)?;
+    let raw: [u8; 2] = bytes.get(20..22)?.try_into().ok()?;
+    let etag_end = HEADER_LEN.checked_add(usize::from(u16::from_be_bytes(raw)))?;
+    let etag = std::str::from_utf8(bytes.get(HEADER_LEN..etag_end)?).ok()?;
+    Some(Published {
+        seq,
+        fetched_at,
+        etag,
+        body: bytes.get(etag_end..)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_layout_is_byte_identical_to_the_shipped_one() {
+        let bytes = encode(0x0102, 0x0a0b, "e1", b"body");
+        let mut want = b"RGS1".to_vec();
+        want.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0x01, 0x02]);
+        want.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0x0a, 0x0b]);
+        want.extend_from_slice(&[0, 2]);
+        want.extend_from_slice(b"e1body");
+        assert_eq!(bytes, want);
+        let back = decode(&bytes).unwrap();
+        assert_eq!(
+            back,
+            Published {
+                seq: 0x0102,
+                fetched_at: 0x0a0b,
+                etag: "e1",
+                body: b"body"
+            }
+        );
+    }
+
+    #[test]
+    fn every_truncation_of_a_header_is_refused() {
+        let bytes = encode(7, 9, "etag", b"");
+        for len in 0..bytes.len() {
+            assert_eq!(decode(bytes.get(..len).unwrap()), None, "{len}");
+        }
+        assert!(decode(&bytes).is_some());
+    }
+
+    #[test]
+    fn corrupt_headers_are_refused() {
+        let mut bad_magic = encode(1, 1, "", b"x");
+        bad_magic[3] = b'2';
+        assert_eq!(decode(&bad_magic), None);
+        let mut bad_etag = encode(1, 1, "ab", b"");
+        bad_etag[22] = 0xff;
+        assert_eq!(decode(&bad_etag), None);
+        let mut long_etag_len = encode(1, 1, "ab", b"");
+        long_etag_len[21] = 200;
+        assert_eq!(decode(&long_etag_len), None);
+        assert_eq!(decode(b"garbage"), None);
+    }
+
+    #[test]
+    fn an_overlong_etag_is_published_empty() {
+        let etag = "x".repeat(MAX_ETAG + 1);
+        let bytes = encode(1, 2, &etag, b"b");
+        assert_eq!(
+            decode(&bytes).map(|p| (p.etag, p.body)),
+            Some(("", &b"b"[..]))
+        );
+        let etag = "x".repeat(MAX_ETAG);
+        assert_eq!(
+            decode(&encode(1, 2, &etag, b"")).map(|p| p.etag.len()),
+            Some(MAX_ETAG)
+        );
+    }
+}

@@ -1,0 +1,380 @@
+//! Coordination between the worker VMs of one proxy through shared data, so the origin sees
+//! about one fetch per interval per proxy rather than one per worker. Pure: the host's shared
+//! data is a [`SharedStore`] and time is an argument.
+//!
+//! Per fetched resource (`<kind>` = [`FetchKind::label`]; `<src>` = 8 hex digits of SHA-256
+//! of upstream and path, so two filter configurations never mix their data):
+//! - `<prefix><kind>/<src>/lease`: `<holder>:<taken_at>`, taken with compare-and-swap. A worker
+//!   whose fetch falls due skips it while another holder's lease is younger than the lease TTL
+//!   (the refresh interval plus the fetch timeout and one second; for key sets only the
+//!   timeout and one second, so a worker that saw an unknown kid refetches at once), so a dead
+//!   holder blocks nobody for longer than that.
+//! - `<prefix><kind>/<src>/data`: the last verified body the holder loaded, with its sequence
+//!   number, ETag and fetch time ([`header`]).
+//! - `<prefix><kind>/<src>/version`: the same header without the body: workers read this small
+//!   key every tick and copy the body only when the sequence number changed.
+//!
+//! Every body is verified again by each worker's engine (signature, rollback), so shared data
+//! is an optimisation, never a source of trust. An entry that is missing (never written, or
+//! evicted by Kong's shm zone) only makes a worker fetch for itself.
+
+mod header;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+
+use crate::config::Policy;
+use crate::engine::{Engine, FetchKind, FetchRequest};
+use header::{decode, encode, MAX_ETAG};
+
+/// The host's key-value store shared by the worker VMs (proxy-wasm shared data).
+pub trait SharedStore {
+    /// The value of `key` and its CAS token, `None` if absent (or unreadable).
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)>;
+    /// Writes `key`. `cas == 0` writes unconditionally; otherwise the write fails with
+    /// [`StoreError::CasMismatch`] if the entry changed since it was read with that token.
+    fn set(&mut self, key: &str, value: &[u8], cas: u32) -> Result<(), StoreError>;
+}
+
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreError {
+    /// Someone else wrote the entry after it was read.
+    CasMismatch,
+    /// Any other refusal (zone full, bad key...).
+    Other,
+}
+
+/// Seconds a worker waits before it looks again while the holder's first fetch is in flight.
+pub const RECHECK_SECS: u64 = 2;
+
+/// What a worker should do with a fetch that fell due.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// Fetch it (this worker holds the lease now).
+    Fetch,
+    /// Another worker holds a live lease and publishes what it fetches: report it with
+    /// [`Engine::defer_fetch`] to `until` (the next interval, or shortly while the holder's
+    /// first fetch is still in flight).
+    Defer { until: u64 },
+}
+
+/// What [`Coordinator::sync`] took from shared data, for the adapter's metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Synced {
+    pub kind: FetchKind,
+    /// The engine took the body; `false`: already newer, or refused.
+    pub loaded: bool,
+}
+
+struct Resource {
+    key: String,
+    lease_ttl: u64,
+    /// How long a fresh lease means "the holder's fetch is still in flight".
+    in_flight_secs: u64,
+    refresh_interval: u64,
+}
+
+/// Why a worker cannot take `kind` from shared data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Missing {
+    /// Nothing published yet (or the version evicted) and this worker has no data.
+    Unpublished,
+    /// A version was published but its data is gone (evicted) or unreadable.
+    DataLost,
+}
+
+pub struct Coordinator {
+    holder: String,
+    resources: HashMap<FetchKind, Resource>,
+    /// Sequence number of the published body each kind was last synced with.
+    synced_seq: HashMap<FetchKind, u64>,
+    /// Kinds whose published data could not be read: fetch them regardless of the lease.
+    missing: HashMap<FetchKind, Missing>,
+    /// ETag of the data the engine holds, per kind (for conditional requests).
+    etags: HashMap<FetchKind, String>,
+}
+
+/// 8 hex digits of SHA-256 of upstream, NUL, path.
+pub fn source_id(upstream: &str, path: &str) -> String {
+    let mut h = hmac_sha256::Hash::new();
+    h.update(upstream.as_bytes());
+    h.update([0u8]);
+    h.update(path.as_bytes());
+    h.finalize()
+        .iter()
+        .take(4)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn timeout_secs(ms: u64) -> u64 {
+    ms.div_ceil(1000)
+}
+
+impl Coordinator {
+    /// `prefix` namespaces every key (`revguard/` on Envoy, `<zone>/` on Kong); `holder`
+    /// names this worker in leases (unique per VM: the adapter draws it at random).
+    pub fn new(policy: &Policy, prefix: &str, holder: String) -> Coordinator {
+        let mut resources = HashMap::new();
+        let mut add =
+            |kind: FetchKind, upstream: &str, path: &str, ttl: u64, timeout_ms: u64, every: u64| {
+                let key = format!("{prefix}{}/{}/", kind.label(), source_id(upstream, path));
+                resources.insert(
+                    kind,
+                    Resource {
+                        key,
+                        lease_ttl: ttl,
+                        in_flight_secs: timeout_secs(timeout_ms).saturating_add(2),
+                        refresh_interval: every,
+                    },
+                );
+            };
+        for (i, issuer) in policy.config.issuers.iter().enumerate() {
+            if let Some(up) = &issuer.jwks_upstream {
+                // Only while the holder's fetch is in flight: workers fall due together at
+                // the interval, so they still skip; a worker that saw an unknown kid does not.
+                let ttl = timeout_secs(up.timeout_ms).saturating_add(1);
+                let kind = FetchKind::Keys(i);
+                let every = up.refresh_interval_secs;
+                add(kind, &up.upstream, &up.path, ttl, up.timeout_ms, every);
+            }
+        }
+        if let Some(r) = &policy.config.revocation {
+            let ttl = r
+                .refresh_interval_secs
+                .saturating_add(timeout_secs(r.timeout_ms))
+                .saturating_add(1);
+            let every = r.refresh_interval_secs;
+            add(
+                FetchKind::Snapshot,
+                &r.upstream,
+                &r.path,
+                ttl,
+                r.timeout_ms,
+                every,
+            );
+            if let Some(delta) = &r.delta_path {
+                add(
+                    FetchKind::Delta,
+                    &r.upstream,
+                    delta,
+                    ttl,
+                    r.timeout_ms,
+                    every,
+                );
+            }
+        }
+        Coordinator {
+            holder,
+            resources,
+            synced_seq: HashMap::new(),
+            missing: HashMap::new(),
+            etags: HashMap::new(),
+        }
+    }
+
+    /// The shared-data key `what` (`lease`, `data`, `version`) of `kind`.
+    pub fn key(&self, kind: FetchKind, what: &str) -> Option<String> {
+        self.resources
+            .get(&kind)
+            .map(|r| format!("{}{what}", r.key))
+    }
+
+    /// The ETag of the data in force for `kind`, if known.
+    pub fn etag(&self, kind: FetchKind) -> Option<&str> {
+        self.etags.get(&kind).map(String::as_str)
+    }
+
+    /// `fetch`'s request, conditional on the data in force here (which may have come from
+    /// another worker) rather than on what this worker last fetched itself.
+    pub fn conditional(&self, fetch: FetchRequest) -> FetchRequest {
+        let mut fetch = fetch;
+        if let Some(etag) = self.etag(fetch.kind) {
+            let headers = &mut fetch.request.headers;
+            headers.retain(|(n, _)| n != "if-none-match");
+            if !etag.is_empty() {
+                headers.push(("if-none-match".to_string(), etag.to_string()));
+            }
+        }
+        fetch
+    }
+
+    /// Decides whether this worker fetches `kind` now, taking the lease if so.
+    pub fn claim(&mut self, store: &mut impl SharedStore, kind: FetchKind, now: u64) -> Claim {
+        let (Some(key), Some(resource)) = (self.key(kind, "lease"), self.resources.get(&kind))
+        else {
+            return Claim::Fetch;
+        };
+        let (ttl, in_flight) = (resource.lease_ttl, resource.in_flight_secs);
+        let next_interval = Claim::Defer {
+            until: now.saturating_add(resource.refresh_interval),
+        };
+        let recheck = Claim::Defer {
+            until: now.saturating_add(RECHECK_SECS),
+        };
+        let current = store.get(&key);
+        let cas = current.as_ref().map_or(0, |(_, cas)| *cas);
+        let other_taken_at = current.as_ref().and_then(|(value, _)| {
+            let text = std::str::from_utf8(value).unwrap_or("");
+            let (holder, taken) = text.split_once(':').unwrap_or(("", "0"));
+            let taken: u64 = taken.parse().unwrap_or(0);
+            (holder != self.holder && now < taken.saturating_add(ttl)).then_some(taken)
+        });
+        // Respect another holder's lease unless what it publishes cannot reach this worker.
+        let respect = other_taken_at.is_some_and(|taken| match self.missing.get(&kind) {
+            None => true,
+            Some(Missing::Unpublished) => now < taken.saturating_add(in_flight),
+            Some(Missing::DataLost) => false,
+        });
+        if respect {
+            return if self.missing.contains_key(&kind) {
+                recheck
+            } else {
+                next_interval
+            };
+        }
+        let value = format!("{}:{now}", self.holder);
+        match store.set(&key, value.as_bytes(), cas) {
+            // Someone else took it between our read and write: it fetches.
+            Err(_) if current.is_some() && !self.missing.contains_key(&kind) => next_interval,
+            _ => Claim::Fetch,
+        }
+    }
+
+    /// Publishes a body this worker fetched and its engine accepted. Returns the number of
+    /// failed writes (the data not stored; the version not swapped in after two tries).
+    pub fn publish(
+        &mut self,
+        store: &mut impl SharedStore,
+        kind: FetchKind,
+        body: &[u8],
+        etag: Option<&str>,
+        fetched_at: u64,
+    ) -> u32 {
+        let etag = etag.unwrap_or("");
+        self.etags.insert(kind, etag.to_string());
+        let (Some(version_key), Some(data_key)) =
+            (self.key(kind, "version"), self.key(kind, "data"))
+        else {
+            return 0;
+        };
+        let mut failures = 0u32;
+        for _ in 0..2 {
+            let current = store.get(&version_key);
+            let cas = current.as_ref().map_or(0, |(_, cas)| *cas);
+            let seq = current
+                .as_ref()
+                .and_then(|(value, _)| decode(value))
+                .map_or(1, |p| p.seq.saturating_add(1));
+            // The data first: a version without its data makes readers fetch for themselves.
+            if store
+                .set(&data_key, &encode(seq, fetched_at, etag, body), 0)
+                .is_err()
+            {
+                failures = failures.saturating_add(1);
+            }
+            if store
+                .set(&version_key, &encode(seq, fetched_at, etag, &[]), cas)
+                .is_ok()
+            {
+                self.synced_seq.insert(kind, seq);
+                self.missing.remove(&kind);
+                return failures;
+            }
+        }
+        failures.saturating_add(1)
+    }
+
+    /// Records the ETag of data this worker fetched that did not change its engine.
+    pub fn note_etag(&mut self, kind: FetchKind, etag: Option<&str>) {
+        if let Some(etag) = etag.filter(|e| e.len() <= MAX_ETAG) {
+            self.etags.insert(kind, etag.to_string());
+        }
+    }
+
+    /// Loads whatever other workers published since the last call into `engine`. Cheap when
+    /// nothing changed: only the small version keys are read.
+    pub fn sync(&mut self, store: &impl SharedStore, engine: &mut Engine, now: u64) -> Vec<Synced> {
+        let mut kinds: Vec<FetchKind> = self.resources.keys().copied().collect();
+        // Key sets first, then the snapshot before its delta.
+        kinds.sort_by_key(|k| match k {
+            FetchKind::Keys(i) => (0, *i),
+            FetchKind::Snapshot => (1, 0),
+            FetchKind::Delta => (2, 0),
+        });
+        kinds
+            .into_iter()
+            .filter_map(|kind| self.sync_one(store, kind, engine, now))
+            .collect()
+    }
+
+    fn sync_one(
+        &mut self,
+        store: &impl SharedStore,
+        kind: FetchKind,
+        engine: &mut Engine,
+        now: u64,
+    ) -> Option<Synced> {
+        let version_key = self.key(kind, "version")?;
+        let data_key = self.key(kind, "data")?;
+        let version = store.get(&version_key);
+        let Some(seq) = version.as_ref().and_then(|(v, _)| decode(v)).map(|p| p.seq) else {
+            // Nothing published (or evicted): fine if this worker has the data already.
+            let have = match kind {
+                FetchKind::Keys(i) => engine
+                    .status(now)
+                    .key_set_age_secs
+                    .get(i)
+                    .is_some_and(Option::is_some),
+                FetchKind::Snapshot => engine.snapshot_generation().is_some(),
+                FetchKind::Delta => true,
+            };
+            self.set_missing(kind, (!have).then_some(Missing::Unpublished));
+            return None;
+        };
+        if self.synced_seq.get(&kind) == Some(&seq) {
+            self.set_missing(kind, None);
+            return None;
+        }
+        let data = store.get(&data_key);
+        let Some(published) = data
+            .as_ref()
+            .and_then(|(v, _)| decode(v))
+            .filter(|p| p.seq == seq)
+        else {
+            self.set_missing(kind, Some(Missing::DataLost));
+            return None;
+        };
+        let loaded = match kind {
+            FetchKind::Keys(i) => {
+                let fetched_at = published.fetched_at.min(now);
+                engine.load_keys(i, published.body, fetched_at).map(|_| {
+                    // Fetched by another worker: due again one interval after it was.
+                    let interval = engine.refresh_interval(kind);
+                    engine.defer_fetch(kind, fetched_at.saturating_add(interval));
+                })
+            }
+            FetchKind::Snapshot => engine.load_snapshot(published.body).map(|_| ()),
+            FetchKind::Delta => engine.load_delta(published.body).map(|_| ()),
+        };
+        if loaded.is_ok() {
+            self.etags.insert(kind, published.etag.to_string());
+        }
+        // Already newer, or refused: either way there is nothing more to take from it.
+        self.synced_seq.insert(kind, seq);
+        self.set_missing(kind, None);
+        Some(Synced {
+            kind,
+            loaded: loaded.is_ok(),
+        })
+    }
+
+    fn set_missing(&mut self, kind: FetchKind, missing: Option<Missing>) {
+        match missing {
+            Some(why) => self.missing.insert(kind, why),
+            None => self.missing.remove(&kind),
+        };
+    }
+}
