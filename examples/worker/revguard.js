@@ -96,7 +96,8 @@ export class Engine {
     return call(() => this.#inner.loadDelta(bytes(delta)));
   }
 
-  /** Decides one request. `url`: absolute URL or path with query; `headers`: Headers, pairs
+  /** Decides one request. `url`: absolute URL or path with query (or `target`: the raw
+   * request target as sent, judged as is); `headers`: Headers, pairs
    * or an object; `now`: Unix seconds. Never throws on request content: a bad request is a
    * denial. Returns one of
    *   {decision: "allow", remove_headers, set_headers, path, fail_open, log}
@@ -105,9 +106,12 @@ export class Engine {
    *   {decision: "deny", status, reason, www_authenticate, body, log}
    *   {decision: "introspect", id, key, request: {upstream, method, path, authority,
    *    headers, body, timeout_ms}, log}                                                    */
-  decide({ method, url, headers, now }) {
+  decide({ method, url, target, headers, now }) {
+    // `target` instead of `url`: the raw request target as a proxy delivers it, judged as is.
+    const asSent = target !== undefined;
+    const input = String(asSent ? target : url);
     return JSON.parse(
-      call(() => this.#inner.decide(String(method), String(url), flatHeaders(headers), now)),
+      call(() => this.#inner.decide(String(method), input, flatHeaders(headers), now, asSent)),
     );
   }
 

@@ -93,9 +93,10 @@ impl EdgeEngine {
         url: &str,
         headers: Vec<String>,
         now: f64,
+        target_as_sent: bool,
     ) -> Result<String, JsError> {
         let now = seconds(now).map_err(js)?;
-        let request = OwnedRequest::new(method, url, headers);
+        let request = OwnedRequest::new(method, url, headers, target_as_sent);
         let decision = request.with_view(|view| self.engine.decide(view, now));
         Ok(self.answer(decision, request).to_string())
     }

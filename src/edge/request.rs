@@ -13,8 +13,14 @@ pub struct OwnedRequest {
 
 impl OwnedRequest {
     /// `headers` alternates names and values (`[name, value, name, value, ...]`); a trailing
-    /// name without a value is ignored. `url` is absolute (`https://host/p?q`) or a path.
-    pub fn new(method: String, url: &str, headers: Vec<String>) -> OwnedRequest {
+    /// name without a value is ignored. `url` is absolute (`https://host/p?q`) or a path;
+    /// `target_as_sent`: `url` is the raw request target (as a proxy delivers it), judged as is.
+    pub fn new(
+        method: String,
+        url: &str,
+        headers: Vec<String>,
+        target_as_sent: bool,
+    ) -> OwnedRequest {
         let mut pairs = Vec::with_capacity(headers.len() / 2);
         let mut items = headers.into_iter();
         while let (Some(mut name), Some(value)) = (items.next(), items.next()) {
@@ -23,7 +29,11 @@ impl OwnedRequest {
         }
         OwnedRequest {
             method,
-            target: request_target(url),
+            target: if target_as_sent {
+                url.to_string()
+            } else {
+                request_target(url)
+            },
             headers: pairs,
         }
     }
@@ -43,20 +53,27 @@ impl OwnedRequest {
     }
 }
 
-/// The origin-form target (`/path?query`) of an absolute URL or a path; the fragment is
-/// dropped. Anything without a path is `/`.
+/// The request target the core judges. A path (`/p?q`) is passed as it is, so the core sees
+/// exactly what a proxy would (and refuses a fragment, `\`, ...); an absolute URL, as runtimes
+/// give `request.url`, becomes its path and query (its fragment never came from the wire).
+/// Anything else is passed as it is and refused by the core as not origin form.
 fn request_target(url: &str) -> String {
-    let without_fragment = url.split_once('#').map_or(url, |(before, _)| before);
-    let after_authority = match without_fragment.split_once("://") {
-        Some((_, rest)) => rest
-            .find(['/', '?'])
-            .and_then(|at| rest.get(at..))
-            .unwrap_or(""),
-        None => without_fragment,
+    if url.starts_with('/') {
+        return url.to_string();
+    }
+    let Some((_, rest)) = url.split_once("://") else {
+        return url.to_string();
     };
-    if after_authority.starts_with('/') {
-        after_authority.to_string()
-    } else {
-        format!("/{after_authority}")
+    let without_fragment = rest.split_once('#').map_or(rest, |(before, _)| before);
+    match without_fragment.find(['/', '?']) {
+        Some(at) => {
+            let tail = without_fragment.get(at..).unwrap_or("/");
+            if tail.starts_with('/') {
+                tail.to_string()
+            } else {
+                format!("/{tail}")
+            }
+        }
+        None => "/".to_string(),
     }
 }

@@ -105,8 +105,10 @@ impl Engine {
                         .remove_headers
                         .iter()
                         .any(|h| same_header(name, h) && !name.eq_ignore_ascii_case(h));
-                    if forged && !allow.remove_headers.iter().any(|h| h == name) {
-                        allow.remove_headers.push((*name).to_string());
+                    // Lower case, as every host delivers names: the same list in every build.
+                    let name = name.to_ascii_lowercase();
+                    if forged && !allow.remove_headers.contains(&name) {
+                        allow.remove_headers.push(name);
                     }
                 }
             }

@@ -37,7 +37,8 @@ export function runCase(file, c) {
     engine.loadSnapshot(base64(file.snapshot));
     if (file.delta != null) engine.loadDelta(base64(file.delta));
     const { method, path, headers } = c.request;
-    let d = engine.decide({ method, url: path, headers, now: c.now });
+    // The raw request target, as the other builds receive it.
+    let d = engine.decide({ method, target: path, headers, now: c.now });
     if (d.decision === "introspect" && c.introspection != null) {
       const answer =
         c.introspection.status == null ? null : { status: c.introspection.status, body: c.introspection.body ?? "" };

@@ -227,12 +227,14 @@ export class Idp {
           enabled: true,
           defaultResource: () => undefined,
           useGrantedResource: () => true,
-          getResourceServerInfo: () => ({
+          // urn:api gets RFC 9068 JWTs; urn:opaque-api opaque tokens whose introspection answer
+          // names the audience (revguard requires it for opaque tokens).
+          getResourceServerInfo: (_ctx, resource) => ({
             scope: "orders:read",
             audience: "api",
             accessTokenTTL: 3600,
-            accessTokenFormat: "jwt",
-            jwt: { sign: { alg: "ES256" } },
+            accessTokenFormat: resource === "urn:opaque-api" ? "opaque" : "jwt",
+            ...(resource === "urn:opaque-api" ? {} : { jwt: { sign: { alg: "ES256" } } }),
           }),
         },
       },
@@ -266,7 +268,7 @@ export class Idp {
 
   /** An opaque access token (only introspection can tell what it is). */
   issueOpaque() {
-    return this.#token({});
+    return this.#token({ resource: "urn:opaque-api" });
   }
 
   /** RFC 7009 revocation by the owning client. */
