@@ -105,9 +105,12 @@ impl Engine {
                         .remove_headers
                         .iter()
                         .any(|h| same_header(name, h) && !name.eq_ignore_ascii_case(h));
+                    if !forged {
+                        continue;
+                    }
                     // Lower case, as every host delivers names: the same list in every build.
                     let name = name.to_ascii_lowercase();
-                    if forged && !allow.remove_headers.contains(&name) {
+                    if !allow.remove_headers.contains(&name) {
                         allow.remove_headers.push(name);
                     }
                 }
