@@ -53,6 +53,12 @@ impl Denial {
         }
     }
 
+    /// The one reply of every build that cannot decide yet: not configured, or busy with
+    /// another call (re-entered). 503 `not_ready`, no RFC 6750 error.
+    pub fn not_ready(realm: &str) -> Denial {
+        Denial::new(Reason::NotReady, realm, None, DecisionLog::default())
+    }
+
     /// The small JSON body of the local reply.
     pub fn body(&self) -> String {
         serde_json::json!({

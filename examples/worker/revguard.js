@@ -10,7 +10,7 @@
 //   const d = engine.decide({ method, url, headers, now });
 //   // d.decision: "allow" | "deny" | "introspect" (then: completeIntrospection(d.id, answer, now))
 
-import { initSync, EdgeEngine } from "./pkg/revguard.js";
+import { initSync, EdgeEngine, notReady as wasmNotReady } from "./pkg/revguard.js";
 
 /** A misuse or rejected input. `code` is stable (invalid_config, keys_rejected, ...). */
 export class RevguardError extends Error {
@@ -69,6 +69,12 @@ function flatHeaders(headers) {
 /** An HTTP status, or undefined for a failed call (timeout, reset, unreachable). */
 function statusOf(answer) {
   return answer == null || answer.status == null ? undefined : answer.status;
+}
+
+/** The deny decision for a worker that cannot decide yet (not configured, or failing before
+ * the engine answered): 503 `not_ready`, the reply every build gives. Needs initRevguard. */
+export function notReady(realm = "") {
+  return JSON.parse(call(() => wasmNotReady(String(realm))));
 }
 
 export class Engine {

@@ -121,6 +121,7 @@ pub(super) fn reason(reason: CoreReason) -> Reason {
         CoreReason::KeysUnavailable => Reason::KeysUnavailable,
         CoreReason::StaleRevocationData => Reason::StaleRevocationData,
         CoreReason::IntrospectionFailed => Reason::IntrospectionFailed,
+        CoreReason::NotReady => Reason::NotReady,
     }
 }
 

@@ -17,7 +17,7 @@ use wasm_bindgen::prelude::*;
 
 pub use error::EdgeError;
 
-use crate::decision::{Decision, PendingIntrospection};
+use crate::decision::{Decision, Denial, PendingIntrospection};
 use crate::engine::Engine;
 use crate::http::HttpOutcome;
 use request::OwnedRequest;
@@ -208,6 +208,14 @@ impl EdgeEngine {
             }
         }
     }
+}
+
+/// The deny decision (as `decide` returns it) for a worker that cannot decide yet: not
+/// configured, or failing before the engine answered. 503 `not_ready`, the same reply as every
+/// other build's. `realm` may be empty.
+#[wasm_bindgen(js_name = notReady)]
+pub fn not_ready(realm: &str) -> String {
+    output::decision(&Decision::Deny(Denial::not_ready(realm)), None).to_string()
 }
 
 fn js(error: EdgeError) -> JsError {

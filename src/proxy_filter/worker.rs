@@ -159,12 +159,10 @@ impl Worker {
     /// Decides a new request of stream `context_id`.
     pub fn on_request(&mut self, context_id: u32) -> Step {
         let Some(engine) = self.engine.as_mut() else {
-            let _ = host::send_local_response(
-                503,
-                &[("content-type", "application/json")],
-                br#"{"error":"not_configured"}"#,
-            );
-            return Step::Pause;
+            // No configuration (hence no realm) yet.
+            let denial = Denial::not_ready("");
+            let request = OwnedRequest::from_host();
+            return self.perform(Decision::Deny(denial), request, context_id, false, false);
         };
         let Some(request) = OwnedRequest::from_host() else {
             let denial = Denial::new(
