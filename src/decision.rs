@@ -59,6 +59,28 @@ impl Denial {
         Denial::new(Reason::NotReady, realm, None, DecisionLog::default())
     }
 
+    /// The one structured log line per denial, the same in every build (JSON, event
+    /// `revguard.deny`). Never the raw token: only its hashed id. `request_id`: from
+    /// [`RequestView::request_id`](crate::request::RequestView::request_id).
+    pub fn log_line(&self, request_id: Option<&str>) -> String {
+        let log = &self.log;
+        serde_json::json!({
+            "event": "revguard.deny",
+            "status": self.status,
+            "reason": self.reason.code(),
+            "route": log.route,
+            "issuer": log.issuer,
+            "kid": log.kid,
+            "snapshot_generation": log.snapshot_generation,
+            "token_hash": log.token_hash,
+            "cached": log.cached,
+            "introspected": log.introspected,
+            "detail": log.detail,
+            "request_id": request_id,
+        })
+        .to_string()
+    }
+
     /// The small JSON body of the local reply.
     pub fn body(&self) -> String {
         serde_json::json!({
@@ -117,6 +139,8 @@ pub struct DecisionLog {
     pub cached: bool,
     /// An introspection answer (fresh or cached) decided.
     pub introspected: bool,
+    /// Why an input was unusable (the introspection error): short fixed text, never token data.
+    pub detail: Option<String>,
 }
 
 impl Decision {

@@ -173,17 +173,11 @@ export function createRevguard(options) {
   }
 
   function deny(decision, request) {
-    log({
-      event: "revguard.deny",
-      status: decision.status,
-      reason: decision.reason,
-      route: decision.log.route,
-      issuer: decision.log.issuer,
-      kid: decision.log.kid,
-      snapshot_generation: decision.log.snapshot_generation,
-      token_hash: decision.log.token_hash,
-      request_id: requestId(request),
-    });
+    // The core's line (the same as every build's); only the request id is added here when
+    // the engine did not see the request (`notReady`).
+    const line = JSON.parse(decision.log_line);
+    line.request_id ??= requestId(request);
+    log(line);
     return denialResponse(decision);
   }
 

@@ -108,7 +108,8 @@ export class Engine {
    *   {decision: "allow", remove_headers, set_headers, path, fail_open, log}
    *     (`path`: the normalised target, path plus the unchanged query, to forward instead
    *     of the request's; null when that is already normal)
-   *   {decision: "deny", status, reason, www_authenticate, body, log}
+   *   {decision: "deny", status, reason, www_authenticate, body, log, log_line}
+ *     (`log_line`: the structured log line for the denial, JSON text, never the token)
    *   {decision: "introspect", id, key, request: {upstream, method, path, authority,
    *    headers, body, timeout_ms}, log}                                                    */
   decide({ method, url, headers, now }) {

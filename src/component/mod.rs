@@ -51,7 +51,7 @@ impl EngineResource {
     /// The engine is borrowed by another call: impossible without re-entrance, and answered
     /// fail closed (503 `not_ready`) instead of a trap if it ever happens.
     fn busy_decision() -> Decision {
-        convert::decision(crate::Decision::Deny(Denial::not_ready("")))
+        convert::decision(crate::Decision::Deny(Denial::not_ready("")), None)
     }
 }
 
@@ -101,7 +101,7 @@ impl GuestEngine for EngineResource {
         };
         let headers = convert::header_views(&request);
         let view = convert::request_view(&request, &headers);
-        convert::decision(engine.decide(&view, now))
+        convert::decision(engine.decide(&view, now), view.request_id().as_deref())
     }
 
     fn complete_introspection(
@@ -119,7 +119,7 @@ impl GuestEngine for EngineResource {
         let view = convert::request_view(&request, &headers);
         let decision =
             engine.complete_introspection(pending, convert::http_outcome(&outcome), &view, now);
-        convert::decision(decision)
+        convert::decision(decision, view.request_id().as_deref())
     }
 
     fn due_fetches(&self, now: u64) -> Vec<FetchRequest> {

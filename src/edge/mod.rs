@@ -184,7 +184,8 @@ impl EdgeEngine {
     /// The decision as JSON; an `introspect` decision's request waits under a fresh id.
     fn answer(&mut self, decision: Decision, request: OwnedRequest) -> serde_json::Value {
         let id = matches!(decision, Decision::Introspect(_)).then(|| self.fresh_id());
-        let value = output::decision(&decision, id);
+        let request_id = request.with_view(|view| view.request_id());
+        let value = output::decision(&decision, id, request_id.as_deref());
         if let (Decision::Introspect(introspect), Some(id)) = (decision, id) {
             while self.waiting.len() >= MAX_PENDING && self.waiting.pop_first().is_some() {}
             self.waiting.insert(
@@ -215,7 +216,7 @@ impl EdgeEngine {
 /// other build's. `realm` may be empty.
 #[wasm_bindgen(js_name = notReady)]
 pub fn not_ready(realm: &str) -> String {
-    output::decision(&Decision::Deny(Denial::not_ready(realm)), None).to_string()
+    output::decision(&Decision::Deny(Denial::not_ready(realm)), None, None).to_string()
 }
 
 fn js(error: EdgeError) -> JsError {

@@ -250,7 +250,7 @@ impl Worker {
                 if denial.log.introspected && !after_callout {
                     self.metrics.count("revguard.cache.introspection_hit");
                 }
-                log_denial(&denial, request_id.as_deref());
+                host::log(Level::Info, &denial.log_line(request_id.as_deref()));
                 let body = denial.body();
                 let _ = host::send_local_response(
                     denial.status,
@@ -544,21 +544,4 @@ impl Worker {
         let status = engine.status(now);
         self.metrics.state(&status);
     }
-}
-
-/// The one structured line per denial. Never the raw token: only its hashed id.
-fn log_denial(denial: &Denial, request_id: Option<&str>) {
-    let log = &denial.log;
-    let line = serde_json::json!({
-        "event": "revguard.deny",
-        "status": denial.status,
-        "reason": denial.reason.code(),
-        "route": log.route,
-        "issuer": log.issuer,
-        "kid": log.kid,
-        "snapshot_generation": log.snapshot_generation,
-        "token_hash": log.token_hash,
-        "request_id": request_id,
-    });
-    host::log(Level::Info, &line.to_string());
 }

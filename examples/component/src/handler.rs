@@ -34,7 +34,7 @@ impl wasip2::exports::http::incoming_handler::Guest for Handler {
     fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
         let response = ENGINE.with(|cell| match cell.try_borrow_mut() {
             Ok(mut slot) => handle(&mut slot, request),
-            Err(_) => Err(deny(&Denial::not_ready(""))),
+            Err(_) => Err(deny(&Denial::not_ready(""), None)),
         });
         send_reply(response.unwrap_or_else(|reply| reply), response_out);
     }
@@ -59,7 +59,7 @@ fn plain(status: u16, text: &str) -> Reply {
 /// every build answers.
 fn not_configured(cause: &str) -> Reply {
     eprintln!("revguard: not configured: {cause}");
-    deny(&Denial::not_ready(""))
+    deny(&Denial::not_ready(""), None)
 }
 
 fn handle(slot: &mut Option<Engine>, request: IncomingRequest) -> Result<Reply, Reply> {
@@ -130,7 +130,7 @@ fn handle(slot: &mut Option<Engine>, request: IncomingRequest) -> Result<Reply, 
             }
             forward(&backend, &method, &path, &headers, &allow, &body)
         }
-        Decision::Deny(denial) => Ok(deny(&denial)),
+        Decision::Deny(denial) => Ok(deny(&denial, view.request_id().as_deref())),
         // The core answers an introspection it asked for with allow or deny.
         Decision::Introspect(_) => Err(plain(500, "revguard: introspection did not finish")),
     }
@@ -209,7 +209,9 @@ fn forward(
     })
 }
 
-fn deny(denial: &Denial) -> Reply {
+/// The core's reply and its one log line (on stderr, which `wasmtime serve` passes through).
+fn deny(denial: &Denial, request_id: Option<&str>) -> Reply {
+    eprintln!("{}", denial.log_line(request_id));
     Reply {
         status: denial.status,
         headers: vec![
