@@ -144,6 +144,29 @@ pub struct DecisionLog {
 }
 
 impl Decision {
+    /// The parts every build must agree on, as the shared cases (`tests/cases/*.json`) hold
+    /// them: no log, no introspection request.
+    pub fn normalized(&self) -> serde_json::Value {
+        use serde_json::json;
+        match self {
+            Decision::Allow(a) => json!({
+                "decision": "allow",
+                "remove_headers": a.remove_headers,
+                "set_headers": a.set_headers,
+                "path": a.path,
+                "fail_open": a.fail_open.map(Reason::code),
+            }),
+            Decision::Deny(d) => json!({
+                "decision": "deny",
+                "status": d.status,
+                "reason": d.reason.code(),
+                "www_authenticate": d.www_authenticate,
+                "body": d.body(),
+            }),
+            Decision::Introspect(_) => json!({"decision": "introspect"}),
+        }
+    }
+
     pub fn reason(&self) -> Option<Reason> {
         match self {
             Decision::Deny(d) => Some(d.reason),
