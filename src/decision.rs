@@ -53,6 +53,34 @@ impl Denial {
         }
     }
 
+    /// The one reply of every build that cannot decide yet: not configured, or busy with
+    /// another call (re-entered). 503 `not_ready`, no RFC 6750 error.
+    pub fn not_ready(realm: &str) -> Denial {
+        Denial::new(Reason::NotReady, realm, None, DecisionLog::default())
+    }
+
+    /// The one structured log line per denial, the same in every build (JSON, event
+    /// `revguard.deny`). Never the raw token: only its hashed id. `request_id`: from
+    /// [`RequestView::request_id`](crate::request::RequestView::request_id).
+    pub fn log_line(&self, request_id: Option<&str>) -> String {
+        let log = &self.log;
+        serde_json::json!({
+            "event": "revguard.deny",
+            "status": self.status,
+            "reason": self.reason.code(),
+            "route": log.route,
+            "issuer": log.issuer,
+            "kid": log.kid,
+            "snapshot_generation": log.snapshot_generation,
+            "token_hash": log.token_hash,
+            "cached": log.cached,
+            "introspected": log.introspected,
+            "detail": log.detail,
+            "request_id": request_id,
+        })
+        .to_string()
+    }
+
     /// The small JSON body of the local reply.
     pub fn body(&self) -> String {
         serde_json::json!({
@@ -111,9 +139,34 @@ pub struct DecisionLog {
     pub cached: bool,
     /// An introspection answer (fresh or cached) decided.
     pub introspected: bool,
+    /// Why an input was unusable (the introspection error): short fixed text, never token data.
+    pub detail: Option<String>,
 }
 
 impl Decision {
+    /// The parts every build must agree on, as the shared cases (`tests/cases/*.json`) hold
+    /// them: no log, no introspection request.
+    pub fn normalized(&self) -> serde_json::Value {
+        use serde_json::json;
+        match self {
+            Decision::Allow(a) => json!({
+                "decision": "allow",
+                "remove_headers": a.remove_headers,
+                "set_headers": a.set_headers,
+                "path": a.path,
+                "fail_open": a.fail_open.map(Reason::code),
+            }),
+            Decision::Deny(d) => json!({
+                "decision": "deny",
+                "status": d.status,
+                "reason": d.reason.code(),
+                "www_authenticate": d.www_authenticate,
+                "body": d.body(),
+            }),
+            Decision::Introspect(_) => json!({"decision": "introspect"}),
+        }
+    }
+
     pub fn reason(&self) -> Option<Reason> {
         match self {
             Decision::Deny(d) => Some(d.reason),

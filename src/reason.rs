@@ -45,6 +45,8 @@ pub enum Reason {
     KeysUnavailable,
     StaleRevocationData,
     IntrospectionFailed,
+    /// The plugin cannot decide yet: not configured, or busy with another call (re-entered).
+    NotReady,
 }
 
 /// RFC 6750 section 3.1 error codes.
@@ -97,6 +99,7 @@ impl Reason {
         Reason::KeysUnavailable,
         Reason::StaleRevocationData,
         Reason::IntrospectionFailed,
+        Reason::NotReady,
     ];
 
     /// The stable identifier used in logs, metrics and response bodies.
@@ -129,6 +132,7 @@ impl Reason {
             Reason::KeysUnavailable => "keys_unavailable",
             Reason::StaleRevocationData => "stale_revocation_data",
             Reason::IntrospectionFailed => "introspection_failed",
+            Reason::NotReady => "not_ready",
         }
     }
 
@@ -140,7 +144,10 @@ impl Reason {
     pub fn is_infrastructure(self) -> bool {
         matches!(
             self,
-            Reason::KeysUnavailable | Reason::StaleRevocationData | Reason::IntrospectionFailed
+            Reason::KeysUnavailable
+                | Reason::StaleRevocationData
+                | Reason::IntrospectionFailed
+                | Reason::NotReady
         )
     }
 
@@ -201,6 +208,7 @@ impl Reason {
             Reason::KeysUnavailable => "signing keys are unavailable",
             Reason::StaleRevocationData => "revocation data is unavailable or stale",
             Reason::IntrospectionFailed => "the token could not be checked with the issuer",
+            Reason::NotReady => "the policy is not ready (not configured or busy)",
         }
     }
 }
@@ -251,6 +259,9 @@ mod tests {
             www_authenticate(Reason::KeysUnavailable, "api", None),
             "Bearer realm=\"api\""
         );
+        assert_eq!(Reason::NotReady.status(), 503);
+        assert_eq!(Reason::NotReady.code(), "not_ready");
+        assert_eq!(Reason::NotReady.bearer_error(), None);
         assert_eq!(Reason::Revoked.status(), 401);
         assert_eq!(Reason::InsufficientScope.status(), 403);
     }

@@ -1,5 +1,8 @@
 //! The request as the core sees it: method, path and headers, borrowed from the host.
 
+/// Longest `x-request-id` copied into a log line.
+const MAX_REQUEST_ID: usize = 128;
+
 /// One HTTP request's view. Header names are expected lowercase (HTTP/2 style, as proxies
 /// deliver them); values are raw bytes because clients may send anything.
 #[derive(Clone, Copy, Debug)]
@@ -27,6 +30,18 @@ impl<'a> RequestView<'a> {
             .iter()
             .filter(move |(n, _)| same_header(n, name))
             .map(|(_, v)| *v)
+    }
+
+    /// `x-request-id`, printable ASCII only and bounded, for log lines.
+    pub fn request_id(&self) -> Option<String> {
+        let value = self.header_values("x-request-id").next()?;
+        let id: String = value
+            .iter()
+            .take(MAX_REQUEST_ID)
+            .filter(|b| b.is_ascii_graphic())
+            .map(|b| char::from(*b))
+            .collect();
+        (!id.is_empty()).then_some(id)
     }
 
     /// The path without the query string.

@@ -92,28 +92,7 @@ fn run_case(file: &Value, case: &Value) -> Value {
         }
         (decision, _) => decision,
     };
-    normalize(&decision)
-}
-
-/// The parts of a decision every build must agree on (logs are adapter-specific).
-fn normalize(decision: &Decision) -> Value {
-    match decision {
-        Decision::Allow(a) => json!({
-            "decision": "allow",
-            "remove_headers": a.remove_headers,
-            "set_headers": a.set_headers,
-            "path": a.path,
-            "fail_open": a.fail_open.map(|r| r.code()),
-        }),
-        Decision::Deny(d) => json!({
-            "decision": "deny",
-            "status": d.status,
-            "reason": d.reason.code(),
-            "www_authenticate": d.www_authenticate,
-            "body": d.body(),
-        }),
-        Decision::Introspect(_) => json!({"decision": "introspect"}),
-    }
+    decision.normalized()
 }
 
 fn b64(v: &Value) -> Vec<u8> {

@@ -237,9 +237,23 @@ fn introspection_failure_follows_the_configured_mode() {
         };
         let d = engine.complete_introspection(i.pending, HttpOutcome::Failed, &req, T0 + 2);
         assert_eq!(outcome(&d), expected);
+        // The cause reaches the decision log.
+        assert!(d
+            .log()
+            .detail
+            .as_deref()
+            .unwrap_or("")
+            .contains("did not answer"));
         if let Decision::Deny(deny) = &d {
             assert_eq!(deny.status, status);
             assert!(!deny.www_authenticate.contains("invalid_token"));
+            let line: serde_json::Value =
+                serde_json::from_str(&deny.log_line(Some("req-1"))).unwrap();
+            assert_eq!(line["event"], "revguard.deny");
+            assert_eq!(line["reason"], "introspection_failed");
+            assert_eq!(line["request_id"], "req-1");
+            assert!(line["detail"].as_str().unwrap().contains("did not answer"));
+            assert!(!line.to_string().contains(&auth[7..]), "no raw token");
         }
         // Garbage is a failure too.
         let Decision::Introspect(i) = engine.decide(&req, T0 + 3) else {
@@ -250,10 +264,14 @@ fn introspection_failure_follows_the_configured_mode() {
             etag: None,
             body: b"{\"active\":\"yes\"}",
         };
-        assert_eq!(
-            outcome(&engine.complete_introspection(i.pending, garbage, &req, T0 + 3)),
-            expected
-        );
+        let d = engine.complete_introspection(i.pending, garbage, &req, T0 + 3);
+        assert_eq!(outcome(&d), expected);
+        assert!(d
+            .log()
+            .detail
+            .as_deref()
+            .unwrap_or("")
+            .contains("\"active\""));
     }
 }
 

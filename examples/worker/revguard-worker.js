@@ -18,7 +18,7 @@
 //                                  backend: "https://api.internal" });
 //   export default { fetch: (request, env, ctx) => guard.handle(request, ctx) };
 
-import { Engine, initRevguard } from "./revguard.js";
+import { Engine, initRevguard, notReady } from "./revguard.js";
 
 /** Fetched key sets and snapshots larger than this are refused unread (the largest
  * `max_snapshot_bytes` allowed; the engine applies the configured limit). */
@@ -148,7 +148,7 @@ export function createRevguard(options) {
       return deny(decision, request);
     } catch (error) {
       log({ event: "revguard.error", error: String(error?.message ?? error) });
-      return jsonResponse(503, { error: "internal_error" });
+      return deny(notReady(), request);
     }
   }
 
@@ -173,28 +173,38 @@ export function createRevguard(options) {
   }
 
   function deny(decision, request) {
-    log({
-      event: "revguard.deny",
-      status: decision.status,
-      reason: decision.reason,
-      route: decision.log.route,
-      issuer: decision.log.issuer,
-      kid: decision.log.kid,
-      snapshot_generation: decision.log.snapshot_generation,
-      token_hash: decision.log.token_hash,
-      request_id: requestId(request),
-    });
-    return new Response(decision.body, {
-      status: decision.status,
-      headers: {
-        "www-authenticate": decision.www_authenticate,
-        "content-type": "application/json",
-        "cache-control": "no-store",
-      },
-    });
+    // The core's line (the same as every build's); only the request id is added here when
+    // the engine did not see the request (`notReady`).
+    const line = JSON.parse(decision.log_line);
+    line.request_id ??= requestId(request);
+    log(line);
+    return denialResponse(decision);
   }
 
   return { handle, engine, refresh };
+}
+
+/** The reply of a worker that cannot decide yet (its configuration was refused): the engine's
+ * 503 `not_ready` denial, the same as every build's. */
+export function notReadyResponse(wasm) {
+  try {
+    initRevguard(wasm);
+    return denialResponse(notReady());
+  } catch {
+    // The wasm module itself failed to load: no engine to ask.
+    return new Response(null, { status: 503, headers: { "cache-control": "no-store" } });
+  }
+}
+
+function denialResponse(decision) {
+  return new Response(decision.body, {
+    status: decision.status,
+    headers: {
+      "www-authenticate": decision.www_authenticate,
+      "content-type": "application/json",
+      "cache-control": "no-store",
+    },
+  });
 }
 
 /** `base` with its path and query replaced by `target` (`/path?query`). Never resolved as a

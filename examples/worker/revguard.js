@@ -10,7 +10,7 @@
 //   const d = engine.decide({ method, url, headers, now });
 //   // d.decision: "allow" | "deny" | "introspect" (then: completeIntrospection(d.id, answer, now))
 
-import { initSync, EdgeEngine } from "./pkg/revguard.js";
+import { initSync, EdgeEngine, notReady as wasmNotReady } from "./pkg/revguard.js";
 
 /** A misuse or rejected input. `code` is stable (invalid_config, keys_rejected, ...). */
 export class RevguardError extends Error {
@@ -71,6 +71,12 @@ function statusOf(answer) {
   return answer == null || answer.status == null ? undefined : answer.status;
 }
 
+/** The deny decision for a worker that cannot decide yet (not configured, or failing before
+ * the engine answered): 503 `not_ready`, the reply every build gives. Needs initRevguard. */
+export function notReady(realm = "") {
+  return JSON.parse(call(() => wasmNotReady(String(realm))));
+}
+
 export class Engine {
   #inner;
 
@@ -103,7 +109,8 @@ export class Engine {
    *   {decision: "allow", remove_headers, set_headers, path, fail_open, log}
    *     (`path`: the normalised target, path plus the unchanged query, to forward instead
    *     of the request's; null when that is already normal)
-   *   {decision: "deny", status, reason, www_authenticate, body, log}
+   *   {decision: "deny", status, reason, www_authenticate, body, log, log_line}
+ *     (`log_line`: the structured log line for the denial, JSON text, never the token)
    *   {decision: "introspect", id, key, request: {upstream, method, path, authority,
    *    headers, body, timeout_ms}, log}                                                    */
   decide({ method, url, target, headers, now }) {

@@ -1,7 +1,7 @@
 // The Cloudflare Workers entry (wrangler.toml `main`): configuration from the environment,
 // one revguard per isolate. See README.md for the variables.
 import wasm from "./pkg/revguard_bg.wasm";
-import { createRevguard } from "./revguard-worker.js";
+import { createRevguard, notReadyResponse } from "./revguard-worker.js";
 
 let guard = null;
 
@@ -23,10 +23,7 @@ export default {
       } catch (error) {
         // Never the config itself in the log: it holds the introspection client secret.
         console.log(JSON.stringify({ event: "revguard.not_configured", error: String(error?.message ?? error) }));
-        return new Response(JSON.stringify({ error: "not_configured" }), {
-          status: 503,
-          headers: { "content-type": "application/json", "cache-control": "no-store" },
-        });
+        return notReadyResponse(wasm);
       }
     }
     return guard.handle(request, ctx);

@@ -47,7 +47,8 @@ pub(super) fn http_outcome(outcome: &HttpOutcome) -> CoreOutcome<'_> {
     }
 }
 
-pub(super) fn decision(decision: CoreDecision) -> Decision {
+/// `request_id`: the request's `x-request-id`, for a denial's log line.
+pub(super) fn decision(decision: CoreDecision, request_id: Option<&str>) -> Decision {
     match decision {
         CoreDecision::Allow(a) => Decision::Allow(Allow {
             remove_headers: a.remove_headers,
@@ -60,6 +61,7 @@ pub(super) fn decision(decision: CoreDecision) -> Decision {
             status: d.status,
             reason: reason(d.reason),
             body: d.body(),
+            log_line: d.log_line(request_id),
             www_authenticate: d.www_authenticate,
             log: log(&d.log),
         }),
@@ -121,6 +123,7 @@ pub(super) fn reason(reason: CoreReason) -> Reason {
         CoreReason::KeysUnavailable => Reason::KeysUnavailable,
         CoreReason::StaleRevocationData => Reason::StaleRevocationData,
         CoreReason::IntrospectionFailed => Reason::IntrospectionFailed,
+        CoreReason::NotReady => Reason::NotReady,
     }
 }
 

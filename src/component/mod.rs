@@ -7,9 +7,8 @@ mod convert;
 
 use std::cell::{RefCell, RefMut};
 
-use crate::decision::{DecisionLog as CoreLog, Denial, PendingIntrospection as CorePending};
+use crate::decision::{Denial, PendingIntrospection as CorePending};
 use crate::engine::Engine as CoreEngine;
-use crate::reason::Reason as CoreReason;
 
 wit_bindgen::generate!({ path: "wit", world: "revguard" });
 
@@ -41,10 +40,6 @@ pub struct PendingResource {
     pending: CorePending,
 }
 
-/// The engine is borrowed by another call: impossible without re-entrance, and answered fail
-/// closed (503) instead of a trap if it ever happens.
-const BUSY_DENIAL: CoreReason = CoreReason::StaleRevocationData;
-
 impl EngineResource {
     /// The engine for a load call, or the load error a busy engine answers.
     fn engine_for_load(&self) -> Result<RefMut<'_, CoreEngine>, LoadError> {
@@ -53,13 +48,10 @@ impl EngineResource {
             .map_err(|_| LoadError::Snapshot("the engine is busy with another call".to_string()))
     }
 
+    /// The engine is borrowed by another call: impossible without re-entrance, and answered
+    /// fail closed (503 `not_ready`) instead of a trap if it ever happens.
     fn busy_decision() -> Decision {
-        convert::decision(crate::Decision::Deny(Denial::new(
-            BUSY_DENIAL,
-            "",
-            None,
-            CoreLog::default(),
-        )))
+        convert::decision(crate::Decision::Deny(Denial::not_ready("")), None)
     }
 }
 
@@ -109,7 +101,7 @@ impl GuestEngine for EngineResource {
         };
         let headers = convert::header_views(&request);
         let view = convert::request_view(&request, &headers);
-        convert::decision(engine.decide(&view, now))
+        convert::decision(engine.decide(&view, now), view.request_id().as_deref())
     }
 
     fn complete_introspection(
@@ -127,7 +119,7 @@ impl GuestEngine for EngineResource {
         let view = convert::request_view(&request, &headers);
         let decision =
             engine.complete_introspection(pending, convert::http_outcome(&outcome), &view, now);
-        convert::decision(decision)
+        convert::decision(decision, view.request_id().as_deref())
     }
 
     fn due_fetches(&self, now: u64) -> Vec<FetchRequest> {

@@ -17,7 +17,7 @@ use wasm_bindgen::prelude::*;
 
 pub use error::EdgeError;
 
-use crate::decision::{Decision, PendingIntrospection};
+use crate::decision::{Decision, Denial, PendingIntrospection};
 use crate::engine::Engine;
 use crate::http::HttpOutcome;
 use request::OwnedRequest;
@@ -185,7 +185,8 @@ impl EdgeEngine {
     /// The decision as JSON; an `introspect` decision's request waits under a fresh id.
     fn answer(&mut self, decision: Decision, request: OwnedRequest) -> serde_json::Value {
         let id = matches!(decision, Decision::Introspect(_)).then(|| self.fresh_id());
-        let value = output::decision(&decision, id);
+        let request_id = request.with_view(|view| view.request_id());
+        let value = output::decision(&decision, id, request_id.as_deref());
         if let (Decision::Introspect(introspect), Some(id)) = (decision, id) {
             while self.waiting.len() >= MAX_PENDING && self.waiting.pop_first().is_some() {}
             self.waiting.insert(
@@ -209,6 +210,14 @@ impl EdgeEngine {
             }
         }
     }
+}
+
+/// The deny decision (as `decide` returns it) for a worker that cannot decide yet: not
+/// configured, or failing before the engine answered. 503 `not_ready`, the same reply as every
+/// other build's. `realm` may be empty.
+#[wasm_bindgen(js_name = notReady)]
+pub fn not_ready(realm: &str) -> String {
+    output::decision(&Decision::Deny(Denial::not_ready(realm)), None, None).to_string()
 }
 
 fn js(error: EdgeError) -> JsError {

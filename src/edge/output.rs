@@ -13,7 +13,13 @@ use crate::http::HttpRequest;
 /// client's (`null` when that is already normal). `introspect` carries the waiting request's
 /// `id`, a `key` shared by every request with the same token (one call in flight per key), and
 /// the call to send.
-pub fn decision(decision: &Decision, introspection_id: Option<u32>) -> Value {
+/// A `deny` also carries `log_line`, the one structured log line (JSON text) for the denial,
+/// with `request_id`.
+pub fn decision(
+    decision: &Decision,
+    introspection_id: Option<u32>,
+    request_id: Option<&str>,
+) -> Value {
     match decision {
         Decision::Allow(a) => json!({
             "decision": "allow",
@@ -30,11 +36,12 @@ pub fn decision(decision: &Decision, introspection_id: Option<u32>) -> Value {
             "www_authenticate": d.www_authenticate,
             "body": d.body(),
             "log": d.log,
+            "log_line": d.log_line(request_id),
         }),
         Decision::Introspect(i) => json!({
             "decision": "introspect",
             "id": introspection_id,
-            "key": hex(i.pending.token_key()),
+            "key": crate::wire::hex(i.pending.token_key()),
             "request": http_request(&i.request),
             "log": i.pending.log(),
         }),
@@ -101,8 +108,4 @@ pub fn fetch_result<E: std::fmt::Display>(result: &Result<FetchResult, E>) -> Va
         Ok(FetchResult::NotModified) => json!({"outcome": "not_modified"}),
         Err(e) => json!({"outcome": "failed", "error": e.to_string()}),
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

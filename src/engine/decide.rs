@@ -11,7 +11,9 @@ use crate::config::{FailMode, IntrospectionPolicy, OpaqueTokens, RouteRule, Stal
 use crate::decision::{Decision, DecisionLog, Introspect, PendingIntrospection};
 use crate::extract::{extract, Extracted};
 use crate::http::HttpOutcome;
-use crate::introspection::{build_request, parse_response, Cached, IntrospectionAnswer};
+use crate::introspection::{
+    build_request, parse_response, Cached, IntrospectionAnswer, IntrospectionError,
+};
 use crate::jwt::{self, Claims, TokenError};
 use crate::path;
 use crate::reason::Reason;
@@ -180,26 +182,34 @@ impl Engine {
         let mut log = pending.log;
         let parsed = match (outcome, &policy.introspection) {
             (HttpOutcome::Response { status, body, .. }, Some(settings)) => {
-                parse_response(status, body, settings.max_response_bytes).ok()
+                parse_response(status, body, settings.max_response_bytes).map_err(|e| e.to_string())
             }
-            _ => None,
+            (HttpOutcome::Failed, _) => Err(IntrospectionError::NoResponse.to_string()),
+            // Not reached: an introspection is only asked for when one is configured.
+            (HttpOutcome::Response { .. }, None) => Err("introspection is not configured".into()),
         };
-        let Some(answer) = parsed else {
-            let mode = route
-                .on_introspection_failure
-                .unwrap_or(config.failure_modes.introspection_failure);
-            return match (mode, pending.claims) {
-                (FailMode::Allow, Some(claims)) => self.finish(
-                    &claims,
-                    route,
-                    req,
-                    Some(Reason::IntrospectionFailed),
-                    log,
-                    now,
-                ),
-                (FailMode::Allow, None) => self.fail_open(Reason::IntrospectionFailed, route, log),
-                (FailMode::Deny, _) => self.deny(Reason::IntrospectionFailed, route, log),
-            };
+        let answer = match parsed {
+            Ok(answer) => answer,
+            Err(detail) => {
+                log.detail = Some(detail);
+                let mode = route
+                    .on_introspection_failure
+                    .unwrap_or(config.failure_modes.introspection_failure);
+                return match (mode, pending.claims) {
+                    (FailMode::Allow, Some(claims)) => self.finish(
+                        &claims,
+                        route,
+                        req,
+                        Some(Reason::IntrospectionFailed),
+                        log,
+                        now,
+                    ),
+                    (FailMode::Allow, None) => {
+                        self.fail_open(Reason::IntrospectionFailed, route, log)
+                    }
+                    (FailMode::Deny, _) => self.deny(Reason::IntrospectionFailed, route, log),
+                };
+            }
         };
         log.introspected = true;
         // A JWT keeps its own verified claims; the answer only confirms it is still active.

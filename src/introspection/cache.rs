@@ -238,11 +238,7 @@ mod tests {
     fn key_is_sha256_of_the_token() {
         // SHA-256("abc"), FIPS 180-2 appendix B.1.
         let expected = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
-        let hex: String = cache_key("abc")
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        assert_eq!(hex, expected);
+        assert_eq!(crate::wire::hex(&cache_key("abc")), expected);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::reason::Reason;
 pub enum IntrospectionError {
     /// The endpoint answered with this HTTP status instead of 200.
     Status(u16),
-    /// No answer arrived: timeout, connection refused or reset. Reported by adapters.
+    /// No answer arrived: timeout, connection refused or reset (`HttpOutcome::Failed`).
     NoResponse,
     /// The body is larger than `max_response_bytes`.
     TooLarge,

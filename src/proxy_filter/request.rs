@@ -5,9 +5,6 @@ use super::host;
 use crate::request::RequestView;
 use proxy_wasm::types::MapType;
 
-/// Longest `x-request-id` copied into a log line.
-const MAX_REQUEST_ID: usize = 128;
-
 pub struct OwnedRequest {
     method: String,
     path: String,
@@ -57,13 +54,6 @@ impl OwnedRequest {
 
     /// `x-request-id`, printable ASCII only and bounded, for log lines.
     pub fn request_id(&self) -> Option<String> {
-        let (_, value) = self.headers.iter().find(|(n, _)| n == "x-request-id")?;
-        let id: String = value
-            .iter()
-            .take(MAX_REQUEST_ID)
-            .filter(|b| b.is_ascii_graphic())
-            .map(|b| char::from(*b))
-            .collect();
-        (!id.is_empty()).then_some(id)
+        self.with_view(|view| view.request_id())
     }
 }

@@ -161,12 +161,10 @@ impl Worker {
     /// Decides a new request of stream `context_id`.
     pub fn on_request(&mut self, context_id: u32) -> Step {
         let Some(engine) = self.engine.as_mut() else {
-            let _ = host::send_local_response(
-                503,
-                &[("content-type", "application/json")],
-                br#"{"error":"not_configured"}"#,
-            );
-            return Step::Pause;
+            // No configuration (hence no realm) yet.
+            let denial = Denial::not_ready("");
+            let request = OwnedRequest::from_host();
+            return self.perform(Decision::Deny(denial), request, context_id, false, false);
         };
         let Some(request) = OwnedRequest::from_host() else {
             let denial = Denial::new(
@@ -254,7 +252,7 @@ impl Worker {
                 if denial.log.introspected && !after_callout {
                     self.metrics.count("revguard.cache.introspection_hit");
                 }
-                log_denial(&denial, request_id.as_deref());
+                host::log(Level::Info, &denial.log_line(request_id.as_deref()));
                 let body = denial.body();
                 let _ = host::send_local_response(
                     denial.status,
@@ -528,21 +526,4 @@ impl Worker {
         let status = engine.status(now);
         self.metrics.state(&status);
     }
-}
-
-/// The one structured line per denial. Never the raw token: only its hashed id.
-fn log_denial(denial: &Denial, request_id: Option<&str>) {
-    let log = &denial.log;
-    let line = serde_json::json!({
-        "event": "revguard.deny",
-        "status": denial.status,
-        "reason": denial.reason.code(),
-        "route": log.route,
-        "issuer": log.issuer,
-        "kid": log.kid,
-        "snapshot_generation": log.snapshot_generation,
-        "token_hash": log.token_hash,
-        "request_id": request_id,
-    });
-    host::log(Level::Info, &line.to_string());
 }

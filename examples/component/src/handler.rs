@@ -34,7 +34,7 @@ impl wasip2::exports::http::incoming_handler::Guest for Handler {
     fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
         let response = ENGINE.with(|cell| match cell.try_borrow_mut() {
             Ok(mut slot) => handle(&mut slot, request),
-            Err(_) => Err(plain(500, "revguard: the engine is busy")),
+            Err(_) => Err(deny(&Denial::not_ready(""), None)),
         });
         send_reply(response.unwrap_or_else(|reply| reply), response_out);
     }
@@ -55,20 +55,27 @@ fn plain(status: u16, text: &str) -> Reply {
     }
 }
 
+/// Not configured: the cause goes to the log, the client gets the 503 `not_ready` denial that
+/// every build answers.
+fn not_configured(cause: &str) -> Reply {
+    eprintln!("revguard: not configured: {cause}");
+    deny(&Denial::not_ready(""), None)
+}
+
 fn handle(slot: &mut Option<Engine>, request: IncomingRequest) -> Result<Reply, Reply> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .map_err(|_| plain(500, "revguard: the clock is before 1970"))?;
     let backend = std::env::var("REVGUARD_BACKEND")
-        .map_err(|_| plain(500, "revguard: REVGUARD_BACKEND is not set"))?;
+        .map_err(|_| not_configured("REVGUARD_BACKEND is not set"))?;
     let engine = match slot {
         Some(engine) => engine,
         None => {
             let config = std::env::var("REVGUARD_CONFIG")
-                .map_err(|_| plain(500, "revguard: REVGUARD_CONFIG is not set"))?;
+                .map_err(|_| not_configured("REVGUARD_CONFIG is not set"))?;
             let engine = Engine::from_config_json(config.as_bytes())
-                .map_err(|e| plain(500, &format!("revguard: {e}")))?;
+                .map_err(|e| not_configured(&e.to_string()))?;
             slot.insert(engine)
         }
     };
@@ -123,7 +130,7 @@ fn handle(slot: &mut Option<Engine>, request: IncomingRequest) -> Result<Reply, 
             }
             forward(&backend, &method, &path, &headers, &allow, &body)
         }
-        Decision::Deny(denial) => Ok(deny(&denial)),
+        Decision::Deny(denial) => Ok(deny(&denial, view.request_id().as_deref())),
         // The core answers an introspection it asked for with allow or deny.
         Decision::Introspect(_) => Err(plain(500, "revguard: introspection did not finish")),
     }
@@ -202,7 +209,9 @@ fn forward(
     })
 }
 
-fn deny(denial: &Denial) -> Reply {
+/// The core's reply and its one log line (on stderr, which `wasmtime serve` passes through).
+fn deny(denial: &Denial, request_id: Option<&str>) -> Reply {
+    eprintln!("{}", denial.log_line(request_id));
     Reply {
         status: denial.status,
         headers: vec![

@@ -52,7 +52,8 @@ fn request_of(request: &Value) -> RequestView {
     }
 }
 
-/// As tests/decision_cases.rs normalizes: the parts every build must agree on.
+/// As the core's `Decision::normalized` (tests/decision_cases.rs): the parts every build must
+/// agree on. Kept here: the component answers in WIT types, which cannot reach the core's function.
 fn normalize(decision: &Decision) -> Value {
     match decision {
         Decision::Allow(a) => json!({
