@@ -371,6 +371,38 @@ fn stale_or_missing_revocation_data_follows_the_configured_mode() {
 }
 
 #[test]
+fn a_snapshot_dated_in_the_future_is_not_fresh() {
+    // One file built with a wrong clock (or a stolen key) must not switch staleness off for
+    // as long as it claims: beyond the clock skew, a future date is stale, and the next
+    // correctly dated generation makes the data fresh again.
+    let kit = Kit::new();
+    let token = kit.token("ivy", json!({}));
+    let mut engine = kit.engine(json!({"revocation": kit.revocation_60s()}));
+    let ten_years = 10 * 365 * 86_400;
+    engine
+        .load_snapshot(&kit.snapshot_at(10, T0 + ten_years, &[]))
+        .unwrap();
+    assert_eq!(
+        outcome(&decide(&mut engine, Some(&token), "/", &[], T0)),
+        "stale_revocation_data"
+    );
+    let skew = 60; // the default clock_skew_secs
+    let mut within_skew = kit.engine(json!({"revocation": kit.revocation_60s()}));
+    within_skew
+        .load_snapshot(&kit.snapshot_at(10, T0 + skew, &[]))
+        .unwrap();
+    assert_eq!(
+        outcome(&decide(&mut within_skew, Some(&token), "/", &[], T0)),
+        "allow"
+    );
+    engine.load_snapshot(&kit.snapshot_at(11, T0, &[])).unwrap();
+    assert_eq!(
+        outcome(&decide(&mut engine, Some(&token), "/", &[], T0)),
+        "allow"
+    );
+}
+
+#[test]
 fn unknown_kid_triggers_at_most_one_refetch_per_cooldown() {
     let kit = Kit::new();
     let mut engine = kit.engine(json!({}));

@@ -28,6 +28,6 @@ pub fn run(data: &[u8]) {
             issued_at: None,
         };
         let _ = state.check(&ids);
-        let _ = state.is_stale(u64::MAX, u64::MAX);
+        let _ = state.is_stale(u64::MAX, u64::MAX, u64::MAX);
     }
 }

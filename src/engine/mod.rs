@@ -235,12 +235,17 @@ impl Engine {
         }
     }
 
-    /// True when revocation is configured and there is no snapshot, or it is too old.
+    /// True when revocation is configured and there is no snapshot, or it is too old or dated
+    /// in the future.
     fn revocation_is_stale(&self, now: u64) -> bool {
         match (&self.policy.config.revocation, &self.revocation) {
             (None, _) => false,
             (Some(_), None) => true,
-            (Some(cfg), Some(state)) => state.is_stale(now, cfg.max_staleness_secs),
+            (Some(cfg), Some(state)) => state.is_stale(
+                now,
+                cfg.max_staleness_secs,
+                self.policy.config.clock_skew_secs,
+            ),
         }
     }
 

@@ -199,10 +199,16 @@ impl RevocationState {
             .map_or(self.snapshot.max_age_secs, |d| d.max_age_secs)
     }
 
-    /// Whether the data is older than `min(own max age, max_staleness_secs)` at `now`.
-    /// A build time in the future counts as age zero.
-    pub fn is_stale(&self, now: u64, max_staleness_secs: u64) -> bool {
-        let age = now.saturating_sub(self.built_at());
+    /// Whether the data is older than `min(own max age, max_staleness_secs)` at `now`, or
+    /// dated more than `skew_secs` in the future. A future date is not freshness: trusting it
+    /// would let one file built with a wrong clock (or a stolen key) switch staleness off
+    /// for as long as it claims, so it is stale until a correctly dated file replaces it.
+    pub fn is_stale(&self, now: u64, max_staleness_secs: u64, skew_secs: u64) -> bool {
+        let built_at = self.built_at();
+        if built_at > now.saturating_add(skew_secs) {
+            return true;
+        }
+        let age = now.saturating_sub(built_at);
         age > self.max_age_secs().min(max_staleness_secs)
     }
 
@@ -560,11 +566,13 @@ mod tests {
         let k = key(1);
         let bytes = build_snapshot(&[], &opts(1, 1), &k).unwrap();
         let state = RevocationState::from_snapshot(&bytes, &keys_for(&[&k])).unwrap();
-        assert!(!state.is_stale(T0 + 300, 1000));
-        assert!(state.is_stale(T0 + 301, 1000));
-        assert!(!state.is_stale(T0 + 60, 60));
-        assert!(state.is_stale(T0 + 61, 60));
-        assert!(!state.is_stale(T0 - 1000, 0));
+        assert!(!state.is_stale(T0 + 300, 1000, 0));
+        assert!(state.is_stale(T0 + 301, 1000, 0));
+        assert!(!state.is_stale(T0 + 60, 60, 0));
+        assert!(state.is_stale(T0 + 61, 60, 0));
+        assert!(!state.is_stale(T0 - 30, 60, 30), "within the clock skew");
+        assert!(state.is_stale(T0 - 31, 60, 30), "dated in the future");
+        assert!(state.is_stale(T0 - 1000, 0, 30));
         assert_eq!(state.check(&ids("a", "b", "c", "d", None)), Verdict::Clear);
     }
 
