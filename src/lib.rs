@@ -49,6 +49,7 @@ pub mod introspection;
 pub mod json;
 pub mod jwks;
 pub mod jwt;
+pub mod node_id;
 pub mod path;
 pub mod reason;
 pub mod request;

@@ -37,12 +37,16 @@ const MAX_INTROSPECTION_BYTES = 1024 * 1024;
  *              URL, which on Cloudflare is the zone's origin)
  *   fetch      fetch implementation (default globalThis.fetch)
  *   now        () => Unix seconds (default the system clock)
+ *   nodeId     this isolate's name in the origin's fleet view (default: `isolate-<uuid>`;
+ *              the config's revocation.node_id wins)
  *   log        (line: object) => void for the one line per denial and refresh failures
  *              (default console.log as JSON). Lines never carry a token.
  */
 export function createRevguard(options) {
   initRevguard(options.wasm);
   const engine = new Engine(options.config);
+  // Every isolate is one node of the fleet view: it fetches for itself.
+  engine.setDefaultNodeId(options.nodeId ?? `isolate-${crypto.randomUUID()}`);
   const upstreams = options.upstreams ?? {};
   const doFetch = options.fetch ?? ((...args) => globalThis.fetch(...args));
   const now = options.now ?? (() => Math.floor(Date.now() / 1000));

@@ -87,6 +87,12 @@ export class Engine {
     this.#inner = call(() => new EdgeEngine(text));
   }
 
+  /** Names this isolate in the origin's fleet view (sent with every revocation fetch),
+   * unless the configuration's `revocation.node_id` does. */
+  setDefaultNodeId(id) {
+    this.#inner.setDefaultNodeId(String(id));
+  }
+
   /** Loads issuer #`issuer`'s JWKS; returns the number of usable keys. */
   loadKeys(issuer, jwks, now) {
     return call(() => this.#inner.loadKeys(issuer, bytes(jwks), now));

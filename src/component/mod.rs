@@ -58,9 +58,14 @@ impl EngineResource {
 impl GuestEngine for EngineResource {
     fn configure(config: Vec<u8>) -> Result<Engine, Vec<ConfigError>> {
         match CoreEngine::from_config_json(&config) {
-            Ok(engine) => Ok(Engine::new(EngineResource {
-                engine: RefCell::new(engine),
-            })),
+            Ok(mut engine) => {
+                // One component instance is one node of the origin's fleet view (the host's
+                // wasi random seeds std's hasher).
+                engine.set_default_node_id(&crate::node_id::random());
+                Ok(Engine::new(EngineResource {
+                    engine: RefCell::new(engine),
+                }))
+            }
             Err(errors) => Err(errors
                 .0
                 .into_iter()

@@ -273,6 +273,11 @@ pub struct RevocationConfig {
     /// Largest snapshot accepted, in bytes.
     #[serde(default = "defaults::max_snapshot_bytes")]
     pub max_snapshot_bytes: usize,
+    /// This enforcement point's name in the origin's fleet view, sent with every revocation
+    /// fetch. Default: chosen by the build (Envoy's `node.id`, else a random id per proxy;
+    /// the edge build: one per isolate).
+    #[serde(default)]
+    pub node_id: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

@@ -411,6 +411,18 @@ impl Validator {
                 "must be at least refresh_interval_secs",
             );
         }
+        if r.node_id
+            .as_deref()
+            .is_some_and(|id| !crate::node_id::is_valid(id))
+        {
+            self.err(
+                "revocation.node_id",
+                format!(
+                    "must be 1 to {} visible ASCII characters",
+                    crate::node_id::MAX_NODE_ID
+                ),
+            );
+        }
         if let Some(p) = &r.delta_path {
             if !p.starts_with('/') {
                 self.err("revocation.delta_path", "must start with '/'");

@@ -96,6 +96,27 @@ pub struct Coordinator {
     etags: HashMap<FetchKind, String>,
 }
 
+/// The node id all the workers of one proxy send to the origin (`<prefix>node`): the first
+/// worker to configure writes its `candidate` (a random id; the host's own name, such as
+/// Envoy's `node.id`, is used directly and never needs this), the others adopt it. Two
+/// workers configuring at the same instant may each keep their own until the next configure;
+/// an evicted entry is written again. Either costs the fleet view one extra node name, never
+/// a fetch.
+pub fn shared_node_id(store: &mut impl SharedStore, prefix: &str, candidate: &str) -> String {
+    let key = format!("{prefix}node");
+    let read = |store: &mut _| {
+        SharedStore::get(store, &key)
+            .and_then(|(v, _)| String::from_utf8(v).ok())
+            .filter(|id| crate::node_id::is_valid(id))
+    };
+    if let Some(id) = read(store) {
+        return id;
+    }
+    // A refused write (zone full) leaves this worker with its own id: still a valid name.
+    let _ = store.set(&key, candidate.as_bytes(), 0);
+    read(store).unwrap_or_else(|| candidate.to_string())
+}
+
 /// 8 hex digits of SHA-256 of upstream, NUL, path.
 pub fn source_id(upstream: &str, path: &str) -> String {
     let mut h = hmac_sha256::Hash::new();

@@ -460,3 +460,25 @@ fn an_lru_zone_evicting_lease_and_version_lets_a_worker_fetch() {
         "the lease was evicted too"
     );
 }
+
+#[test]
+fn the_workers_of_one_proxy_share_one_node_id() {
+    let mut store = MemStore::default();
+    let first = shared_node_id(&mut store, "revguard/", "rg-1");
+    let second = shared_node_id(&mut store, "revguard/", "rg-2");
+    assert_eq!((first.as_str(), second.as_str()), ("rg-1", "rg-1"));
+    // Another filter configuration (Kong zone) has its own.
+    assert_eq!(shared_node_id(&mut store, "zone/", "rg-3"), "rg-3");
+    // Evicted: the next worker names the proxy again.
+    store.evict("revguard/node");
+    assert_eq!(shared_node_id(&mut store, "revguard/", "rg-4"), "rg-4");
+    // Garbage in the entry is not sent to the origin.
+    store.raw("revguard/node", b"bad id\n");
+    assert_eq!(shared_node_id(&mut store, "revguard/", "rg-5"), "rg-5");
+    // A store that refuses the write: the worker keeps its own id.
+    let mut full = MemStore {
+        refuse: vec!["node".to_string()],
+        ..MemStore::default()
+    };
+    assert_eq!(shared_node_id(&mut full, "revguard/", "rg-6"), "rg-6");
+}

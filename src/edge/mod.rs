@@ -54,6 +54,13 @@ impl EdgeEngine {
         })
     }
 
+    /// This isolate's name in the origin's fleet view, unless the configuration names one
+    /// (`revocation.node_id`). An id that cannot be sent is ignored.
+    #[wasm_bindgen(js_name = setDefaultNodeId)]
+    pub fn set_default_node_id(&mut self, id: &str) {
+        self.engine.set_default_node_id(id);
+    }
+
     /// Loads issuer #`issuer`'s key set (JWKS bytes). Returns the number of usable keys.
     #[wasm_bindgen(js_name = loadKeys)]
     pub fn load_keys(&mut self, issuer: u32, jwks: &[u8], now: f64) -> Result<u32, JsError> {

@@ -6,6 +6,7 @@ use serde::Serialize;
 use super::{Engine, LoadError};
 use crate::config::Policy;
 use crate::http::{HttpOutcome, HttpRequest};
+use crate::node_id::{GENERATION_HEADER, NODE_HEADER};
 use crate::snapshot::SnapshotError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -123,11 +124,17 @@ impl Engine {
         }
         if let Some(r) = &self.policy.config.revocation {
             let authority = r.authority.as_deref().unwrap_or(&r.upstream);
+            let generation = self.revocation.as_ref().map_or(0, |s| s.generation());
+            let node_id = self.node_id.as_deref();
             let slot = &mut self.fetches.snapshot;
             if is_due(slot, slot.next_due, now) {
-                let request = conditional(
-                    HttpRequest::get(&r.upstream, authority, &r.path, r.timeout_ms),
-                    slot,
+                let request = identified(
+                    conditional(
+                        HttpRequest::get(&r.upstream, authority, &r.path, r.timeout_ms),
+                        slot,
+                    ),
+                    node_id,
+                    generation,
                 );
                 slot.in_flight_since = Some(now);
                 slot.last_started = Some(now);
@@ -140,9 +147,13 @@ impl Engine {
             let slot = &mut self.fetches.delta;
             if let (Some(path), true) = (&r.delta_path, have_snapshot) {
                 if is_due(slot, slot.next_due, now) {
-                    let request = conditional(
-                        HttpRequest::get(&r.upstream, authority, path, r.timeout_ms),
-                        slot,
+                    let request = identified(
+                        conditional(
+                            HttpRequest::get(&r.upstream, authority, path, r.timeout_ms),
+                            slot,
+                        ),
+                        node_id,
+                        generation,
                     );
                     slot.in_flight_since = Some(now);
                     slot.last_started = Some(now);
@@ -278,6 +289,17 @@ fn is_due(slot: &Slot, due_at: u64, now: u64) -> bool {
     (slot.in_flight_since.is_none() || stuck) && now >= due_at
 }
 
+/// Names the node and the generation it holds, for the origin's fleet view.
+fn identified(mut request: HttpRequest, node_id: Option<&str>, generation: u64) -> HttpRequest {
+    if let Some(id) = node_id {
+        request.headers.push((NODE_HEADER.into(), id.into()));
+    }
+    request
+        .headers
+        .push((GENERATION_HEADER.into(), generation.to_string()));
+    request
+}
+
 fn conditional(mut request: HttpRequest, slot: &Slot) -> HttpRequest {
     if let Some(etag) = &slot.etag {
         request.headers.push(("if-none-match".into(), etag.clone()));
@@ -398,6 +420,79 @@ mod tests {
         assert_eq!(
             snapshot.and_then(|f| f.request.header("if-none-match")),
             Some("\"v1\"")
+        );
+    }
+
+    #[test]
+    fn revocation_fetches_name_the_node_and_the_generation_it_holds() {
+        let mut engine = engine();
+        engine.set_default_node_id("pod-7");
+        let fetches = engine.due_fetches(T);
+        let header = |kind, name| {
+            fetches
+                .iter()
+                .find(|f| f.kind == kind)
+                .and_then(|f| f.request.header(name).map(str::to_string))
+        };
+        assert_eq!(
+            header(FetchKind::Snapshot, NODE_HEADER).as_deref(),
+            Some("pod-7")
+        );
+        assert_eq!(
+            header(FetchKind::Snapshot, GENERATION_HEADER).as_deref(),
+            Some("0")
+        );
+        // The IdP is not the origin: key fetches say nothing about the node.
+        assert_eq!(header(FetchKind::Keys(0), NODE_HEADER), None);
+
+        let key = SigningKey::from_seed([7; 32]).unwrap();
+        let opts = crate::snapshot::BuildOptions {
+            generation: 42,
+            built_at: T,
+            max_age_secs: 600,
+            fp_rate: 0.01,
+            salt: [1; 32],
+        };
+        let bytes = crate::snapshot::build_snapshot(&[], &opts, &key).unwrap();
+        engine.load_snapshot(&bytes).unwrap();
+        engine.defer_fetch(FetchKind::Snapshot, T + 1);
+        let next = engine.due_fetches(T + 1);
+        let snapshot = next.iter().find(|f| f.kind == FetchKind::Snapshot);
+        assert_eq!(
+            snapshot.and_then(|f| f.request.header(GENERATION_HEADER)),
+            Some("42")
+        );
+    }
+
+    #[test]
+    fn a_configured_node_id_wins_and_a_bad_default_is_ignored() {
+        let origin = SigningKey::from_seed([7; 32]).unwrap().public_key_text();
+        let config = |node_id: serde_json::Value| {
+            let mut revocation = serde_json::json!({"upstream": "origin", "path": "/s",
+                                                    "public_keys": [origin]});
+            if !node_id.is_null() {
+                revocation["node_id"] = node_id;
+            }
+            serde_json::to_vec(&serde_json::json!({
+                "issuers": [{"issuer": "https://idp", "audiences": ["api"],
+                             "algorithms": ["ES256"],
+                             "jwks_upstream": {"upstream": "idp", "path": "/jwks"}}],
+                "revocation": revocation,
+            }))
+            .unwrap()
+        };
+        let mut named = Engine::from_config_json(&config("edge-1".into())).unwrap();
+        named.set_default_node_id("random-1");
+        assert_eq!(named.node_id(), Some("edge-1"));
+        let mut unnamed = Engine::from_config_json(&config(serde_json::Value::Null)).unwrap();
+        unnamed.set_default_node_id("bad id");
+        assert_eq!(unnamed.node_id(), None);
+        let Err(errors) = Engine::from_config_json(&config("a\nb".into())) else {
+            panic!("a node id with a line break is refused")
+        };
+        assert!(
+            errors.to_string().contains("revocation.node_id"),
+            "{errors}"
         );
     }
 

@@ -68,6 +68,9 @@ pub struct Engine {
     verified: TokenCache<Rc<Verified>>,
     introspected: IntrospectionCache,
     fetches: fetch::Schedule,
+    /// Sent with revocation fetches: the configured `revocation.node_id`, else the build's
+    /// default ([`Engine::set_default_node_id`]).
+    node_id: Option<String>,
 }
 
 /// Why key-set or revocation data was not loaded. The engine keeps its last good state.
@@ -124,6 +127,11 @@ impl Engine {
             verified: TokenCache::new(limits.verified_cache_entries),
             introspected: IntrospectionCache::new(limits.introspection_cache_entries),
             fetches: fetch::Schedule::new(&policy),
+            node_id: policy
+                .config
+                .revocation
+                .as_ref()
+                .and_then(|r| r.node_id.clone()),
             policy,
         }
     }
@@ -135,6 +143,26 @@ impl Engine {
 
     pub fn policy(&self) -> &Rc<Policy> {
         &self.policy
+    }
+
+    /// The build's own node id (Envoy's `node.id`, a per-proxy random id...), used unless the
+    /// configuration names one. An id that cannot be sent ([`crate::node_id::is_valid`]) is
+    /// ignored.
+    pub fn set_default_node_id(&mut self, id: &str) {
+        let configured = self
+            .policy
+            .config
+            .revocation
+            .as_ref()
+            .is_some_and(|r| r.node_id.is_some());
+        if !configured && crate::node_id::is_valid(id) {
+            self.node_id = Some(id.to_string());
+        }
+    }
+
+    /// The node id sent with revocation fetches.
+    pub fn node_id(&self) -> Option<&str> {
+        self.node_id.as_deref()
     }
 
     /// Replaces issuer `issuer`'s fetched key set. A set that removes a key, or re-publishes a

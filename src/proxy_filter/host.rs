@@ -43,6 +43,12 @@ extern "C" {
         grpc_status: i32,
     ) -> u32;
     fn proxy_set_effective_context(context_id: u32) -> u32;
+    fn proxy_get_property(
+        path: *const u8,
+        path_size: usize,
+        data: *mut *mut u8,
+        size: *mut usize,
+    ) -> u32;
     fn proxy_log(level: u32, message: *const u8, size: usize) -> u32;
     fn proxy_define_metric(kind: u32, name: *const u8, size: usize, id: *mut u32) -> u32;
     fn proxy_increment_metric(id: u32, offset: i64) -> u32;
@@ -228,6 +234,19 @@ pub fn buffer(kind: BufferType, max: usize) -> Vec<u8> {
         .ok()
         .flatten()
         .unwrap_or_default()
+}
+
+/// A host property (`path` segments joined by NUL, as proxy-wasm-cpp-host splits them), or
+/// `None` when the host has none (`NotFound`) or refuses. The SDK's `get_property` panics on
+/// statuses it does not expect.
+pub fn property(path: &[&str]) -> Option<Vec<u8>> {
+    let path = path.join("\0");
+    let mut data: *mut u8 = null_mut();
+    let mut size = 0usize;
+    // SAFETY: `path` is valid for its length; the host writes a buffer pointer and its size.
+    let status = unsafe { proxy_get_property(path.as_ptr(), path.len(), &mut data, &mut size) };
+    let value = take_host_buffer(data, size);
+    (status == OK).then_some(value)
 }
 
 /// Shared data: value and CAS, or `None` when absent (never written, or evicted).

@@ -1,9 +1,6 @@
 //! The store of the cross-worker lease and publish protocol ([`crate::coordination`]): the
 //! host's shared data, through the wrapped hostcalls.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
-
 use super::host;
 use crate::coordination::{SharedStore, StoreError};
 
@@ -23,11 +20,4 @@ impl SharedStore for HostStore {
             _ => StoreError::Other,
         })
     }
-}
-
-/// This VM's name in leases: random per VM.
-pub fn holder_id() -> String {
-    let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u64(host::now_millis());
-    format!("{:016x}", hasher.finish())
 }

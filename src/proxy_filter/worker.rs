@@ -12,9 +12,9 @@ use proxy_wasm::types::{BufferType, MapType};
 use super::host::{self, Level};
 use super::metrics::Metrics;
 use super::request::OwnedRequest;
-use super::shared::{holder_id, HostStore};
+use super::shared::HostStore;
 use crate::config::HostProfile;
-use crate::coordination::{Claim, Coordinator};
+use crate::coordination::{shared_node_id, Claim, Coordinator};
 use crate::decision::{Decision, Denial, PendingIntrospection};
 use crate::engine::{Engine, FetchKind, FetchResult};
 use crate::http::{HttpOutcome, HttpRequest};
@@ -146,7 +146,16 @@ impl Worker {
             HostProfile::Kong { shm_zone, tls } => (format!("{shm_zone}/"), *tls),
         };
         self.callout_tls = tls;
-        let mut coordinator = Coordinator::new(engine.policy(), &prefix, holder_id());
+        // This VM's name in leases.
+        let holder = crate::node_id::random();
+        // Envoy names its node (`node.id`: Istio's `sidecar~<ip>~<pod>.<ns>~...`); Kong does
+        // not, so the workers agree on a random one.
+        let node_id = host::property(&["node", "id"])
+            .and_then(|v| String::from_utf8(v).ok())
+            .filter(|id| crate::node_id::is_valid(id))
+            .unwrap_or_else(|| shared_node_id(&mut HostStore, &prefix, &holder));
+        engine.set_default_node_id(&node_id);
+        let mut coordinator = Coordinator::new(engine.policy(), &prefix, holder);
         // A VM started (or restarted) after the others loads what they published now, rather
         // than failing closed on every request until its first tick.
         let synced = coordinator.sync(&HostStore, &mut engine, now_secs());

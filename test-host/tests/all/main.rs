@@ -9,6 +9,7 @@ mod campaign_never_trap;
 mod component;
 mod decision_cases;
 mod fixture;
+mod fleet;
 mod headers;
 mod kong;
 mod loading;
