@@ -543,11 +543,15 @@ impl Vm {
                 timed_out,
             };
             let ready = match &c.source {
-                CalloutSource::Ready(outcome) if c.due <= c.deadline && c.due <= now => {
-                    Some(delivery(response_of(outcome, &profile), false, c.due))
-                }
+                CalloutSource::Ready(outcome) if c.due <= c.deadline && c.due <= now => Some(
+                    delivery(response_of(outcome, &profile), is_timeout(outcome), c.due),
+                ),
                 CalloutSource::Pending(rx) => match rx.try_recv() {
-                    Ok(outcome) => Some(delivery(response_of(&outcome, &profile), false, now)),
+                    Ok(outcome) => Some(delivery(
+                        response_of(&outcome, &profile),
+                        is_timeout(&outcome),
+                        now,
+                    )),
                     Err(TryRecvError::Disconnected) => Some(delivery(None, false, now)),
                     Err(TryRecvError::Empty) => None,
                 },
@@ -646,7 +650,13 @@ fn response_of(outcome: &UpstreamOutcome, profile: &Profile) -> Option<UpstreamR
                 "upstream connect error or disconnect/reset before headers. reset reason: {reason}"
             ),
         )),
+        (UpstreamOutcome::Timeout, _) => timeout_response(profile),
     }
+}
+
+/// An answer that is the call's timeout (a real client's own timer ran out before the proxy's deadline).
+fn is_timeout(outcome: &UpstreamOutcome) -> bool {
+    matches!(outcome, UpstreamOutcome::Timeout)
 }
 
 /// What the guest receives when a call times out: Envoy's router answers 504; Kong gives zero headers.

@@ -6,8 +6,7 @@
 //! `REVGUARD_EXAMPLE_WASM`) and the wasmtime CLI (`WASMTIME`, default `wasmtime` on PATH).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -16,24 +15,37 @@ use std::time::{Duration as StdDuration, Instant, SystemTime, UNIX_EPOCH};
 use jwt_simple::prelude::*;
 use revguard::snapshot::{build_snapshot, BuildOptions, Revocation, RevocationTarget, SigningKey};
 use serde_json::{json, Value};
+use ureq::config::AutoHeaderValue;
+use ureq::http::{Request, Uri};
 
 const ISSUER: &str = "https://idp.example";
 
-/// One parsed HTTP/1.1 request or response.
+/// A request as a server on loopback received it.
+#[derive(Debug)]
+struct Seen {
+    /// `METHOD target HTTP/x.y`, the target as sent.
+    line: String,
+    /// Names in lower case; the last of duplicates.
+    headers: BTreeMap<String, String>,
+}
+
+impl Seen {
+    fn target(&self) -> &str {
+        self.line.split(' ').nth(1).unwrap_or("")
+    }
+}
+
+/// A response as the client received it.
 #[derive(Debug)]
 struct Message {
-    start: String,
+    status: u16,
     headers: BTreeMap<String, String>,
     body: Vec<u8>,
 }
 
 impl Message {
     fn status(&self) -> u16 {
-        self.start
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap()
+        self.status
     }
 
     fn json(&self) -> Value {
@@ -41,64 +53,36 @@ impl Message {
     }
 }
 
-/// Reads a message: head, then a body framed by content-length or chunked encoding (or EOF).
-fn read_message(stream: &mut impl BufRead, until_eof: bool) -> Message {
-    let mut start = String::new();
-    stream.read_line(&mut start).unwrap();
-    let mut headers = BTreeMap::new();
-    loop {
-        let mut line = String::new();
-        stream.read_line(&mut line).unwrap();
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        let (name, value) = line.split_once(':').unwrap();
-        headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_string());
-    }
-    let mut body = Vec::new();
-    if let Some(len) = headers.get("content-length") {
-        body.resize(len.parse().unwrap(), 0);
-        stream.read_exact(&mut body).unwrap();
-    } else if headers.get("transfer-encoding").map(String::as_str) == Some("chunked") {
-        loop {
-            let mut size = String::new();
-            stream.read_line(&mut size).unwrap();
-            let size = usize::from_str_radix(size.trim(), 16).unwrap();
-            let mut chunk = vec![0; size + 2];
-            stream.read_exact(&mut chunk).unwrap();
-            if size == 0 {
-                break;
-            }
-            body.extend_from_slice(&chunk[..size]);
-        }
-    } else if until_eof {
-        stream.read_to_end(&mut body).unwrap();
-    }
-    Message {
-        start: start.trim_end().to_string(),
-        headers,
-        body,
-    }
-}
-
 /// A loopback HTTP server answering each request with `answer`; returns its address.
-fn serve(answer: impl Fn(&Message) -> (u16, Vec<u8>) + Send + 'static) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
+fn serve(answer: impl Fn(&Seen) -> (u16, Vec<u8>) + Send + 'static) -> String {
+    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+    let addr = server.server_addr().to_ip().unwrap().to_string();
     std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { continue };
-            let mut reader = BufReader::new(stream);
-            let request = read_message(&mut reader, false);
-            let (status, body) = answer(&request);
-            let mut stream = reader.into_inner();
-            let head = format!(
-                "HTTP/1.1 {status} X\r\ncontent-length: {}\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream.write_all(head.as_bytes());
-            let _ = stream.write_all(&body);
+        for mut request in server.incoming_requests() {
+            let seen = Seen {
+                line: format!(
+                    "{} {} HTTP/{}",
+                    request.method(),
+                    request.url(),
+                    request.http_version()
+                ),
+                headers: request
+                    .headers()
+                    .iter()
+                    .map(|h| {
+                        let name = h.field.as_str().as_str().to_ascii_lowercase();
+                        (name, h.value.as_str().to_string())
+                    })
+                    .collect(),
+            };
+            let _ = request.as_reader().read_to_end(&mut Vec::new());
+            let (status, body) = answer(&seen);
+            let content_type =
+                tiny_http::Header::from_bytes("content-type", "application/json").unwrap();
+            let response = tiny_http::Response::from_data(body)
+                .with_status_code(status)
+                .with_header(content_type);
+            let _ = request.respond(response);
         }
     });
     addr
@@ -151,18 +135,43 @@ impl Gateway {
         Gateway { child, addr }
     }
 
+    /// A GET with the target and header names exactly as given (`//x/./y`, `%2F`, `x_y` included):
+    /// ureq keeps them, and follows no redirect.
     fn get(&self, path: &str, headers: &[(&str, &str)]) -> Message {
-        let mut stream = TcpStream::connect(&self.addr).unwrap();
-        stream
-            .set_read_timeout(Some(StdDuration::from_secs(30)))
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_global(Some(StdDuration::from_secs(30)))
+            .user_agent(AutoHeaderValue::None)
+            .accept(AutoHeaderValue::None)
+            .proxy(None)
+            .build()
+            .new_agent();
+        let uri = Uri::builder()
+            .scheme("http")
+            .authority(self.addr.as_str())
+            .path_and_query(path)
+            .build()
             .unwrap();
-        let mut request = format!("GET {path} HTTP/1.1\r\nhost: gateway\r\nconnection: close\r\n");
+        let mut request = Request::get(uri)
+            .header("host", "gateway")
+            .header("connection", "close");
         for (name, value) in headers {
-            request.push_str(&format!("{name}: {value}\r\n"));
+            request = request.header(*name, *value);
         }
-        request.push_str("\r\n");
-        stream.write_all(request.as_bytes()).unwrap();
-        read_message(&mut BufReader::new(stream), true)
+        let response = agent.run(request.body(()).unwrap()).unwrap();
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
+            .collect();
+        let body = response.into_body().read_to_vec().unwrap();
+        Message {
+            status,
+            headers,
+            body,
+        }
     }
 }
 
@@ -215,7 +224,7 @@ impl World {
         let origin_hits = Arc::new(Mutex::new(BTreeMap::new()));
         let hits = Arc::clone(&origin_hits);
         let origin = serve(move |request| {
-            let path = request.start.split(' ').nth(1).unwrap_or("").to_string();
+            let path = request.target().to_string();
             *hits.lock().unwrap().entry(path.clone()).or_insert(0) += 1;
             match path.as_str() {
                 "/jwks" => (200, jwks.clone()),
@@ -226,7 +235,7 @@ impl World {
             }
         });
         let backend = serve(|request| {
-            let echo = json!({"request": request.start, "headers": request.headers});
+            let echo = json!({"request": request.line, "headers": request.headers});
             (200, serde_json::to_vec(&echo).unwrap())
         });
         let config = json!({

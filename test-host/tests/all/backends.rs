@@ -278,6 +278,13 @@ impl Response {
 }
 
 /// Writes `method target HTTP/1.1` and `headers` as given, byte for byte.
+///
+/// The one hand-written HTTP/1.1 client kept in the repository (the test host's upstream, `serve`'s
+/// test client and the component example's test use ureq and tiny_http). A client crate cannot send
+/// every spelling this test needs as written: ureq (through the `http` crate's URI) drops a `#...`
+/// from the target as a fragment and sends an absolute-form target (`http://host/admin/secret`) in
+/// origin form, so those attacks would never reach the gateway. Writing bytes also keeps duplicate
+/// and `_`/case-variant header names in the order given, and a reset reads as status 0.
 fn raw_request(addr: &str, method: &str, target: &str, headers: &[(&str, &str)]) -> Response {
     let mut request = format!("{method} {target} HTTP/1.1\r\nhost: api.test\r\n");
     for (name, value) in headers {

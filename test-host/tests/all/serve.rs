@@ -1,9 +1,8 @@
 //! Black-box test of `revguard-test-host serve`: the real binary runs the real filter as a gateway
 //! on loopback, with an IdP, a revocation origin and a backend as real HTTP servers. A client sends
-//! allowed, unauthenticated and revoked requests over TCP and reads the admin `/stats`.
+//! allowed, unauthenticated and revoked requests (ureq) and reads the admin `/stats`.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -52,24 +51,41 @@ pub(super) fn free_port() -> u16 {
         .port()
 }
 
-/// One HTTP/1.1 exchange; returns the status and the whole response text.
+/// One HTTP/1.1 exchange (ureq, the target as given: it neither normalises paths nor follows
+/// redirects); returns the status and the response as text: `name: value` header lines, a blank
+/// line, the body.
 fn get(addr: &str, path: &str, token: Option<&str>) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(addr).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .proxy(None)
+        .build()
+        .new_agent();
+    let uri = ureq::http::Uri::builder()
+        .scheme("http")
+        .authority(addr)
+        .path_and_query(path)
+        .build()
         .ok()?;
-    let auth = token
-        .map(|t| format!("authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nhost: api.test\r\n{auth}connection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split(' ').nth(1)?.parse().ok()?;
-    Some((status, response))
+    let mut request = ureq::http::Request::get(uri)
+        .header("host", "api.test")
+        .header("connection", "close");
+    if let Some(t) = token {
+        request = request.header("authorization", format!("Bearer {t}"));
+    }
+    let response = agent.run(request.body(()).ok()?).ok()?;
+    let status = response.status().as_u16();
+    let mut text = String::new();
+    for (name, value) in response.headers() {
+        text.push_str(&format!(
+            "{name}: {}\r\n",
+            String::from_utf8_lossy(value.as_bytes())
+        ));
+    }
+    text.push_str("\r\n");
+    text.push_str(&response.into_body().read_to_string().ok()?);
+    Some((status, text))
 }
 
 /// The `serve` process, killed on drop.

@@ -243,6 +243,10 @@ impl Gateway {
                     response.body = Some(r.body);
                     response
                 }
+                // Envoy's router answers a backend past its timeout with 504.
+                Ok(UpstreamOutcome::Timeout) => {
+                    HttpResponse::new(504).body("upstream request timeout")
+                }
                 Ok(_) | Err(TryRecvError::Disconnected) => HttpResponse::new(503)
                     .body("upstream connect error or disconnect/reset before headers"),
                 Err(TryRecvError::Empty) => return None,
