@@ -17,6 +17,7 @@ mod http;
 mod maps;
 mod memory;
 mod metrics;
+pub mod origin_service;
 mod proxy;
 mod registry;
 mod shared;

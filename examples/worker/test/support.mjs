@@ -1,7 +1,7 @@
 // Shared test parts, all real and on loopback: the OAuth server (oidc-provider), the
 // revocation origin (snapshots built and signed by the real `revguard` CLI), an echoing
 // backend, and the worker itself in workerd (Miniflare).
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { generateKeyPairSync, randomUUID } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
@@ -156,6 +156,80 @@ export class Origin {
   revokeBySnapshot(...entries) {
     this.revoked.push(...entries);
     this.publishSnapshot();
+  }
+
+  cleanup() {
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** The real origin service (`revguard origin serve`: SQLite store, signed deltas, held GETs,
+ * fleet view) as a child process on a free loopback port, with its own key and API token. */
+export class OriginService {
+  constructor(config = {}) {
+    this.dir = mkdtempSync(join(tmpdir(), "revguard-origin-service-"));
+    this.bin = revguardBin();
+    execFileSync(this.bin, ["keygen", "--out", join(this.dir, "origin")], { stdio: "pipe" });
+    this.publicKey = readFileSync(join(this.dir, "origin.pub"), "utf8").trim();
+    const printed = execFileSync(this.bin, ["origin", "token", "--name", "worker-tests"], {
+      stdio: ["ignore", "pipe", "pipe"],
+    }).toString();
+    this.token = /^token: (.+)$/m.exec(printed)[1];
+    const entry = JSON.parse(/^api_tokens entry: (.+)$/m.exec(printed)[1]);
+    this.configPath = join(this.dir, "origin.json");
+    writeFileSync(this.configPath, JSON.stringify({
+      listen: "127.0.0.1:0", database: join(this.dir, "origin.db"),
+      signing_key_file: join(this.dir, "origin.key"), api_tokens: [entry], ...config,
+    }));
+  }
+
+  /** Starts the process; resolves once it prints the address it listens on. */
+  start() {
+    this.child = spawn(this.bin, ["origin", "serve", "--config", this.configPath], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    return new Promise((resolve, reject) => {
+      let out = "";
+      const timer = setTimeout(() => reject(new Error("the origin did not start within 10 s")), 10_000);
+      this.child.once("exit", (code) => reject(new Error(`the origin exited (${code})`)));
+      this.child.stdout.on("data", (chunk) => {
+        out += chunk;
+        const m = /revguard origin listening on (http:\/\/\S+)/.exec(out);
+        if (m && !this.url) {
+          this.url = m[1];
+          clearTimeout(timer);
+          resolve(this);
+        }
+      });
+    });
+  }
+
+  async #api(method, path, body) {
+    const response = await fetch(new URL(path, this.url), {
+      method,
+      headers: { authorization: `Bearer ${this.token}`, "content-type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const json = await response.json();
+    if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${JSON.stringify(json)}`);
+    return json;
+  }
+
+  /** POST /v1/revocations: answered after the commit is on disk. */
+  revoke(body) {
+    return this.#api("POST", "/v1/revocations", body);
+  }
+
+  /** GET /v1/fleet: which node holds which generation. */
+  fleet() {
+    return this.#api("GET", "/v1/fleet");
+  }
+
+  async stop() {
+    if (!this.child || this.child.exitCode !== null) return;
+    const exited = new Promise((resolve) => this.child.once("exit", resolve));
+    this.child.kill("SIGTERM");
+    await exited;
   }
 
   cleanup() {

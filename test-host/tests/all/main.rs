@@ -13,6 +13,7 @@ mod fleet;
 mod headers;
 mod kong;
 mod loading;
+mod origin;
 mod paths;
 mod real_upstream;
 mod rg;

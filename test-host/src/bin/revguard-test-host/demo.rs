@@ -1,13 +1,15 @@
 //! `demo`: the story a newcomer should see first, with real parts: the real filter in N worker VMs,
-//! an origin and an IdP on loopback (real HTTP), real ES256 tokens and signed snapshots, a real
-//! clock. Revoke a session at the origin and watch every worker start denying its token.
+//! the real origin service (`revguard origin serve`, a child process with its SQLite store) and an
+//! IdP on loopback (real HTTP), real ES256 tokens and signed snapshots and deltas, a real clock.
+//! Revoke a session at the origin's API and watch every worker start denying its token, then read
+//! the origin's fleet view.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args as ClapArgs;
-use revguard::snapshot::RevocationTarget;
+use revguard_test_host::origin_service::OriginService;
 use revguard_test_host::{
     Clock, HttpRequest, HttpResponse, HttpUpstream, MetricValue, Outcome, Proxy, ProxyConfig,
     Upstream,
@@ -15,7 +17,7 @@ use revguard_test_host::{
 use serde_json::json;
 
 use crate::gateway::stats_text;
-use crate::loopback::{Idp, Origin, AUDIENCE, ISSUER};
+use crate::loopback::{Idp, AUDIENCE, ISSUER};
 
 #[derive(ClapArgs)]
 pub struct Args {
@@ -32,7 +34,7 @@ pub struct Args {
 
 /// The demo policy: one issuer whose keys come from the IdP, snapshots from the origin, and
 /// introspection to confirm snapshot hits. Everything else is revguard's (fail-closed) default.
-fn policy(origin: &Origin, interval: u64) -> serde_json::Value {
+fn policy(origin: &OriginService, interval: u64) -> serde_json::Value {
     json!({
         "issuers": [{
             "issuer": ISSUER,
@@ -42,9 +44,10 @@ fn policy(origin: &Origin, interval: u64) -> serde_json::Value {
         }],
         "forward_claims": [{"claim": "sub", "header": "x-auth-subject"}],
         "revocation": {
-            "upstream": "origin", "path": "/current.snap", "authority": "origin.demo",
-            "refresh_interval_secs": interval, "max_staleness_secs": 3600,
-            "public_keys": [origin.public_key()]
+            "upstream": "origin", "path": "/revocations/snapshot",
+            "delta_path": "/revocations/delta", "authority": "origin.demo",
+            "refresh_interval_secs": interval, "node_id": "demo-proxy",
+            "public_keys": [origin.public_key]
         },
         "introspection": {
             "upstream": "idp", "path": "/introspect", "authority": "idp.demo",
@@ -114,15 +117,19 @@ fn wait_until_ready(proxy: &mut Proxy, workers: usize) -> Result<(), String> {
 
 pub fn run(args: Args) -> Result<(), String> {
     let wasm = crate::wasm::revguard(args.wasm.as_deref())?;
-    let origin = Origin::start()?;
+    let state = std::env::temp_dir().join(format!("revguard-demo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    let origin = OriginService::start(&state, json!({}))?;
     let idp = Idp::start()?;
     println!(
         "== revguard demo: {} worker VMs of the real filter in the wasmtime test host",
         args.workers
     );
     println!(
-        "   origin (signed snapshots) on http://{}, IdP (JWKS + introspection) on http://{}",
-        origin.addr, idp.addr
+        "   origin service (revguard origin serve, store in {}) on http://{}\n   IdP (JWKS + introspection) on http://{}",
+        state.display(),
+        origin.addr,
+        idp.addr
     );
     println!(
         "   policy: refresh the snapshot every {} s; confirm snapshot hits with introspection",
@@ -159,13 +166,16 @@ pub fn run(args: Args) -> Result<(), String> {
     let (status, what) = send(&mut proxy, 0, &bob)?;
     println!("   worker 0: bob   -> {status} {what}");
 
-    println!("\n== 2. revoke alice's session at the IdP and publish it in the origin's snapshot");
+    println!("\n== 2. revoke alice's session: POST /v1/revocations to the origin (t = 0)");
     idp.revoke_session("session-alice");
-    let generation = origin.publish(Some(RevocationTarget::Sid("session-alice".into())))?;
-    let (requests_before, _) = origin.requests();
     let introspections_before = idp.introspections();
     let revoked_at = Instant::now();
-    println!("   snapshot generation {generation} published at t = 0");
+    let answer = origin.revoke(&json!({"sid": "session-alice", "reason": "user logged out",
+                                       "source": "demo"}))?;
+    println!(
+        "   committed (fsync'd) after {:.0} ms: {answer}",
+        revoked_at.elapsed().as_secs_f64() * 1e3
+    );
 
     let mut first_denial: Vec<Option<(f64, String)>> = vec![None; args.workers];
     let deadline = Duration::from_secs(args.interval * 3 + 5);
@@ -207,23 +217,27 @@ pub fn run(args: Args) -> Result<(), String> {
             None => println!("   worker {worker}: still allowing after {waited:.1} s"),
         }
     }
-    let (requests, not_modified) = origin.requests();
     println!(
-        "   slowest worker: {worst:.2} s (bound: refresh interval {} s + one fetch)",
+        "   slowest worker: {worst:.2} s (bound: refresh interval {} s + one fetch; the origin\n   published a signed delta about 50 ms after the commit)",
         args.interval
     );
     println!(
-        "   origin: {} snapshot requests in {waited:.1} s ({} answered 304) for {} workers: one fetch per interval per proxy",
-        requests - requests_before,
-        not_modified,
-        args.workers
-    );
-    println!(
-        "   IdP: {} introspection calls (alice's token, once per worker VM; then cached)",
+        "   IdP: {} introspection calls (a delta names the session exactly: nothing to confirm)",
         idp.introspections() - introspections_before
     );
+    let fleet = origin.fleet()?;
+    println!("\n== 4. the origin's fleet view (GET /v1/fleet): which enforcement point holds which generation");
+    for node in fleet["nodes"].as_array().into_iter().flatten() {
+        println!(
+            "   node {}: generation {} (current {}), behind: {}",
+            node["node"], node["generation"], fleet["generation"], node["behind"]
+        );
+    }
+    for generation in fleet["published"].as_array().into_iter().flatten().take(3) {
+        println!("   published {generation}");
+    }
 
-    println!("\n== 4. the denial log line (no raw token) and the metrics");
+    println!("\n== 5. the denial log line (no raw token) and the metrics");
     if let Some(line) = proxy
         .take_logs()
         .into_iter()

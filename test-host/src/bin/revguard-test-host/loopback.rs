@@ -1,6 +1,7 @@
-//! Real HTTP servers on loopback for the demo and the bench: a revocation origin serving signed
-//! snapshots with ETags, an identity provider serving its JWKS and answering RFC 7662
-//! introspection, and a backend that echoes the identity headers it receives.
+//! Real HTTP servers on loopback for the demo and the bench: an identity provider serving its JWKS
+//! and answering RFC 7662 introspection, and a backend that echoes the identity headers it
+//! receives. The demo's origin is the real one (`revguard origin serve`, test-host's
+//! `origin_service`).
 
 use std::collections::HashSet;
 use std::io::Read;
@@ -8,24 +9,13 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use jwt_simple::prelude::*;
-use revguard::snapshot::{build_snapshot, BuildOptions, Revocation, RevocationTarget, SigningKey};
 use serde_json::json;
 
 /// What a handler sees of a request.
 pub struct Request {
     pub method: String,
     pub url: String,
-    pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
-}
-
-impl Request {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
 }
 
 pub struct Reply {
@@ -63,11 +53,6 @@ pub fn serve(handler: impl Fn(Request) -> Reply + Send + 'static) -> Result<Sock
             let seen = Request {
                 method: request.method().as_str().to_string(),
                 url: request.url().to_string(),
-                headers: request
-                    .headers()
-                    .iter()
-                    .map(|h| (h.field.as_str().as_str().to_string(), h.value.to_string()))
-                    .collect(),
                 body,
             };
             let reply = handler(seen);
@@ -86,92 +71,6 @@ pub fn serve(handler: impl Fn(Request) -> Reply + Send + 'static) -> Result<Sock
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-struct OriginState {
-    entries: Vec<Revocation>,
-    generation: u64,
-    snapshot: Vec<u8>,
-    snapshot_requests: u64,
-    not_modified: u64,
-}
-
-/// The revocation origin: `GET /current.snap` with `ETag` / `If-None-Match`.
-#[derive(Clone)]
-pub struct Origin {
-    key: SigningKey,
-    state: Arc<Mutex<OriginState>>,
-    pub addr: SocketAddr,
-}
-
-impl Origin {
-    pub fn start() -> Result<Origin, String> {
-        let mut seed = [0u8; 32];
-        seed[..8].copy_from_slice(&unix_now().to_be_bytes());
-        seed[31] = 0x0d;
-        let key = SigningKey::from_seed(seed).map_err(|e| e.to_string())?;
-        let state = Arc::new(Mutex::new(OriginState {
-            entries: Vec::new(),
-            generation: 0,
-            snapshot: Vec::new(),
-            snapshot_requests: 0,
-            not_modified: 0,
-        }));
-        let served = state.clone();
-        let addr = serve(move |req| {
-            let mut s = lock(&served);
-            if req.url != "/current.snap" {
-                return Reply::new(404, "not found");
-            }
-            s.snapshot_requests += 1;
-            let etag = format!("\"g{}\"", s.generation);
-            if req.header("if-none-match") == Some(etag.as_str()) {
-                s.not_modified += 1;
-                return Reply::new(304, Vec::new()).header("etag", &etag);
-            }
-            Reply::new(200, s.snapshot.clone()).header("etag", &etag)
-        })?;
-        let origin = Origin { key, state, addr };
-        origin.publish(None)?;
-        Ok(origin)
-    }
-
-    pub fn public_key(&self) -> String {
-        self.key.public_key_text()
-    }
-
-    /// Adds `revocation` (if any) and publishes a new signed snapshot; returns its generation.
-    pub fn publish(&self, revocation: Option<RevocationTarget>) -> Result<u64, String> {
-        let mut s = lock(&self.state);
-        if let Some(target) = revocation {
-            s.entries.push(Revocation { target, exp: None });
-        }
-        let generation = s.generation + 1;
-        let mut salt = [0x5a; 32];
-        salt[..8].copy_from_slice(&generation.to_be_bytes());
-        let options = BuildOptions {
-            generation,
-            built_at: unix_now(),
-            max_age_secs: 3600,
-            fp_rate: 0.001,
-            salt,
-        };
-        s.snapshot = build_snapshot(&s.entries, &options, &self.key).map_err(|e| e.to_string())?;
-        s.generation = generation;
-        Ok(generation)
-    }
-
-    /// (snapshot requests, of which answered 304).
-    pub fn requests(&self) -> (u64, u64) {
-        let s = lock(&self.state);
-        (s.snapshot_requests, s.not_modified)
-    }
 }
 
 struct IdpState {
