@@ -54,7 +54,7 @@ impl fmt::Display for EdgeError {
             EdgeError::BadStatus(s) => write!(f, "{code}: {s} is not an HTTP status code"),
             EdgeError::UnknownFetchKind => write!(
                 f,
-                "{code}: fetch kind must be one returned by dueFetches (keys:N, snapshot, delta)"
+                "{code}: fetch kind must be one returned by dueFetches (keys.N, snapshot, delta)"
             ),
             EdgeError::UnknownIntrospection(id) => write!(
                 f,

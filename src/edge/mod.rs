@@ -18,7 +18,7 @@ use wasm_bindgen::prelude::*;
 pub use error::EdgeError;
 
 use crate::decision::{Decision, Denial, PendingIntrospection};
-use crate::engine::Engine;
+use crate::engine::{Engine, FetchKind};
 use crate::http::HttpOutcome;
 use request::OwnedRequest;
 
@@ -154,7 +154,7 @@ impl EdgeEngine {
         now: f64,
     ) -> Result<String, JsError> {
         let now = seconds(now).map_err(js)?;
-        let kind = output::parse_kind(kind)
+        let kind = FetchKind::from_label(kind)
             .ok_or(EdgeError::UnknownFetchKind)
             .map_err(js)?;
         let status = status.map(http_status).transpose().map_err(js)?;

@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 
 use crate::decision::Decision;
-use crate::engine::{FetchKind, FetchRequest, FetchResult};
+use crate::engine::{FetchRequest, FetchResult};
 use crate::http::HttpRequest;
 
 /// A decision. `allow` carries `path`, the normalised target to forward instead of the
@@ -72,32 +72,12 @@ pub fn fetches(due: &[FetchRequest]) -> Value {
             .map(|f| {
                 let mut value = http_request(&f.request);
                 if let Some(object) = value.as_object_mut() {
-                    object.insert("kind".into(), Value::String(kind_name(f.kind)));
+                    object.insert("kind".into(), Value::String(f.kind.label()));
                 }
                 value
             })
             .collect(),
     )
-}
-
-/// `keys:N`, `snapshot` or `delta`: what `fetchCompleted` takes back.
-pub fn kind_name(kind: FetchKind) -> String {
-    match kind {
-        FetchKind::Keys(i) => format!("keys:{i}"),
-        FetchKind::Snapshot => "snapshot".into(),
-        FetchKind::Delta => "delta".into(),
-    }
-}
-
-pub fn parse_kind(name: &str) -> Option<FetchKind> {
-    match name {
-        "snapshot" => Some(FetchKind::Snapshot),
-        "delta" => Some(FetchKind::Delta),
-        _ => name
-            .strip_prefix("keys:")
-            .and_then(|i| i.parse::<usize>().ok())
-            .map(FetchKind::Keys),
-    }
 }
 
 /// `{outcome: "updated", value}` (a generation, or a key count), `{outcome: "not_modified"}`,

@@ -27,6 +27,17 @@ impl FetchKind {
             FetchKind::Delta => "delta".to_string(),
         }
     }
+
+    /// The kind named by [`FetchKind::label`]; `None` for anything else (only the exact label
+    /// spelling is accepted: no `keys.01`, no `keys.+1`).
+    pub fn from_label(label: &str) -> Option<FetchKind> {
+        let kind = match label {
+            "snapshot" => FetchKind::Snapshot,
+            "delta" => FetchKind::Delta,
+            _ => FetchKind::Keys(label.strip_prefix("keys.")?.parse().ok()?),
+        };
+        (kind.label() == label).then_some(kind)
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -406,5 +417,18 @@ mod tests {
         assert_eq!(FetchKind::Keys(3).label(), "keys.3");
         assert_eq!(FetchKind::Snapshot.label(), "snapshot");
         assert_eq!(FetchKind::Delta.label(), "delta");
+        for kind in [
+            FetchKind::Keys(0),
+            FetchKind::Keys(12),
+            FetchKind::Snapshot,
+            FetchKind::Delta,
+        ] {
+            assert_eq!(FetchKind::from_label(&kind.label()), Some(kind));
+        }
+        for bad in [
+            "keys:0", "keys.", "keys.01", "keys.+1", "keys.-1", "Snapshot", "", "keys.x",
+        ] {
+            assert_eq!(FetchKind::from_label(bad), None, "{bad}");
+        }
     }
 }

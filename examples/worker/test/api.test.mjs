@@ -67,7 +67,7 @@ test("now must be Unix seconds; statuses must be HTTP statuses", () => {
     assert.equal(code(() => engine.decide({ ...req, now })), "invalid_argument", String(now));
   }
   assert.equal(code(() => engine.fetchCompleted("snapshot", { status: 70000 }, valid.now)), "invalid_argument");
-  assert.equal(code(() => engine.fetchCompleted("keys:x", null, valid.now)), "invalid_argument");
+  assert.equal(code(() => engine.fetchCompleted("keys:0", null, valid.now)), "invalid_argument");
   assert.equal(code(() => engine.completeIntrospection(12345, null, valid.now)), "unknown_introspection");
 });
 
@@ -115,10 +115,10 @@ test("the fetch schedule: due fetches, conditional requests, backoff", () => {
   const engine = new Engine(config);
   const t = valid.now;
   const due = engine.dueFetches(t);
-  assert.deepEqual(due.map((f) => f.kind), ["keys:0", "snapshot"], "no delta before a snapshot");
+  assert.deepEqual(due.map((f) => f.kind), ["keys.0", "snapshot"], "no delta before a snapshot");
   assert.deepEqual([due[0].upstream, due[0].method, due[0].path], ["idp", "GET", "/jwks"]);
   assert.deepEqual(engine.dueFetches(t), [], "in flight");
-  assert.deepEqual(engine.fetchCompleted("keys:0", { status: 200, body: file.jwks[0] }, t), {
+  assert.deepEqual(engine.fetchCompleted("keys.0", { status: 200, body: file.jwks[0] }, t), {
     outcome: "updated",
     value: 1,
   });
