@@ -8,7 +8,10 @@
 //   refresh only when the data is missing or past its max staleness; if the refresh fails,
 //   the configured failure mode decides.
 // - Introspection: one call in flight per token, shared by every request carrying it, with the
-//   configured timeout; the engine caches the answer.
+//   configured timeout; the engine caches the answer. The table of calls and waiting requests
+//   is the engine's (the core's, as in the proxy-wasm filter): its decision says whether this
+//   request sends the call, and its answer hands back every waiting request's decision. This
+//   module only keeps each waiting request's promise, under the id the engine gave it.
 // - Allowed requests go to the backend with identity headers (client-sent copies removed) and
 //   the normalised path the rules matched (the decision's `path`, when the request's differs);
 //   denials get the RFC 6750 challenge and the reason code. Bad input never becomes a 500.
@@ -50,8 +53,8 @@ export function createRevguard(options) {
   const backend = options.backend ? new URL(options.backend) : null;
   const issuersWithUpstream = issuerIndexesWithUpstream(options.config);
 
-  /** Token key -> the one introspection call in flight for it. */
-  const introspections = new Map();
+  /** Requests waiting for an introspection answer: engine id -> {call, resolve}. */
+  const waiting = new Map();
   /** The refresh in flight, shared by the requests that must wait for it. */
   let refreshing = null;
 
@@ -112,16 +115,38 @@ export function createRevguard(options) {
     );
   }
 
-  /** The one in-flight introspection for `key`, started if needed. */
-  function introspect(decision) {
-    let call = introspections.get(decision.key);
-    if (!call) {
-      call = send(decision.request, MAX_INTROSPECTION_BYTES).finally(() =>
-        introspections.delete(decision.key),
+  /** The decision of a request the engine keeps waiting for introspection. The first request
+   * for a token sends the call (the engine says so: `send`); every waiting request gets its
+   * decision when the answer is reported. */
+  function introspect(decision, ctx) {
+    const decided = new Promise((resolve) => waiting.set(decision.id, { call: decision.call, resolve }));
+    if (decision.send) {
+      const call = send(decision.request, MAX_INTROSPECTION_BYTES).then((answer) =>
+        answered(decision.call, answer),
       );
-      introspections.set(decision.key, call);
+      ctx?.waitUntil?.(call);
     }
-    return call;
+    return decided;
+  }
+
+  /** Hands every request waiting for `call` its decision. */
+  function answered(call, answer) {
+    let decisions = [];
+    try {
+      decisions = engine.introspectionAnswered(call, answer, now());
+    } catch (error) {
+      log({ event: "revguard.error", error: String(error?.message ?? error) });
+    }
+    for (const decision of decisions) {
+      waiting.get(decision.id)?.resolve(decision);
+      waiting.delete(decision.id);
+    }
+    // Only if the engine failed: nobody else will answer these.
+    for (const [id, entry] of waiting) {
+      if (entry.call !== call) continue;
+      waiting.delete(id);
+      entry.resolve(notReady());
+    }
   }
 
   async function handle(request, ctx) {
@@ -138,12 +163,7 @@ export function createRevguard(options) {
         headers: request.headers,
         now: now(),
       });
-      if (decision.decision === "introspect") {
-        const call = introspect(decision);
-        ctx?.waitUntil?.(call);
-        const answer = await call;
-        decision = engine.completeIntrospection(decision.id, answer, now());
-      }
+      if (decision.decision === "introspect") decision = await introspect(decision, ctx);
       if (decision.decision === "allow") return await forward(request, url, decision);
       return deny(decision, request);
     } catch (error) {
