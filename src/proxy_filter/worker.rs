@@ -12,8 +12,8 @@ use proxy_wasm::types::{BufferType, MapType};
 use super::host::{self, Level};
 use super::metrics::Metrics;
 use super::request::OwnedRequest;
+use super::settings::Settings;
 use super::shared::{holder_id, HostStore};
-use crate::config::HostProfile;
 use crate::coordination::{Claim, Coordinator};
 use crate::decision::{Decision, Denial, PendingIntrospection};
 use crate::engine::{Engine, FetchKind, FetchResult};
@@ -139,12 +139,10 @@ impl Worker {
 
     /// Installs a new configuration (fresh engine; shared data namespaced per host profile).
     pub fn configure(&mut self, mut engine: Engine) {
-        let (prefix, tls) = match &engine.policy().config.host {
-            HostProfile::Envoy => ("revguard/".to_string(), false),
-            HostProfile::Kong { shm_zone, tls } => (format!("{shm_zone}/"), *tls),
-        };
-        self.callout_tls = tls;
-        let mut coordinator = Coordinator::new(engine.policy(), &prefix, holder_id());
+        let settings = Settings::from_host(&engine.policy().config.host);
+        self.callout_tls = settings.callout_tls;
+        let prefix = &settings.shared_prefix;
+        let mut coordinator = Coordinator::new(engine.policy(), prefix, holder_id());
         // A VM started (or restarted) after the others loads what they published now, rather
         // than failing closed on every request until its first tick.
         let synced = coordinator.sync(&HostStore, &mut engine, now_secs());
@@ -353,7 +351,7 @@ impl Worker {
                 FetchKind::Snapshot | FetchKind::Delta => self
                     .engine
                     .as_ref()
-                    .and_then(|e| e.policy().config.revocation.as_ref())
+                    .and_then(|e| e.policy().revocation.as_ref())
                     .map_or(0, |r| r.max_snapshot_bytes),
             };
             let answer = Answer::read(num_headers, body_size, max.saturating_add(1));
