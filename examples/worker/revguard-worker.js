@@ -11,7 +11,7 @@
 //   configured timeout; the engine caches the answer. The table of calls and waiting requests
 //   is the engine's (the core's, as in the proxy-wasm filter): its decision says whether this
 //   request sends the call, and its answer hands back every waiting request's decision. This
-//   module only keeps each waiting request's promise, under the id the engine gave it.
+//   module only keeps each call's promise, under the call id the engine gave it.
 // - Allowed requests go to the backend with identity headers (client-sent copies removed) and
 //   the normalised path the rules matched (the decision's `path`, when the request's differs);
 //   denials get the RFC 6750 challenge and the reason code. Bad input never becomes a 500.
@@ -53,8 +53,9 @@ export function createRevguard(options) {
   const backend = options.backend ? new URL(options.backend) : null;
   const issuersWithUpstream = issuerIndexesWithUpstream(options.config);
 
-  /** Requests waiting for an introspection answer: engine id -> {call, resolve}. */
-  const waiting = new Map();
+  /** Introspection calls in flight, by the call id the engine gave them: a promise of the
+   * decisions (by request id) of every request that waited for the call. */
+  const calls = new Map();
   /** The refresh in flight, shared by the requests that must wait for it. */
   let refreshing = null;
 
@@ -116,37 +117,28 @@ export function createRevguard(options) {
   }
 
   /** The decision of a request the engine keeps waiting for introspection. The first request
-   * for a token sends the call (the engine says so: `send`); every waiting request gets its
-   * decision when the answer is reported. */
-  function introspect(decision, ctx) {
-    const decided = new Promise((resolve) => waiting.set(decision.id, { call: decision.call, resolve }));
+   * for a token sends the call (the engine says so: `send`); the others await the same call,
+   * and each takes its own decision, by its `id`, from what the engine hands back. (A request
+   * awaits the sender's promise rather than being resolved by it: workerd cancels work resumed
+   * from another request's context.) */
+  async function introspect(decision, ctx) {
     if (decision.send) {
-      const call = send(decision.request, MAX_INTROSPECTION_BYTES).then((answer) =>
-        answered(decision.call, answer),
-      );
+      const call = send(decision.request, MAX_INTROSPECTION_BYTES)
+        .then((answer) => {
+          const decisions = engine.introspectionAnswered(decision.call, answer, now());
+          return new Map(decisions.map((d) => [d.id, d]));
+        })
+        .catch((error) => {
+          log({ event: "revguard.error", error: String(error?.message ?? error) });
+          return new Map();
+        })
+        .finally(() => calls.delete(decision.call));
+      calls.set(decision.call, call);
       ctx?.waitUntil?.(call);
     }
-    return decided;
-  }
-
-  /** Hands every request waiting for `call` its decision. */
-  function answered(call, answer) {
-    let decisions = [];
-    try {
-      decisions = engine.introspectionAnswered(call, answer, now());
-    } catch (error) {
-      log({ event: "revguard.error", error: String(error?.message ?? error) });
-    }
-    for (const decision of decisions) {
-      waiting.get(decision.id)?.resolve(decision);
-      waiting.delete(decision.id);
-    }
-    // Only if the engine failed: nobody else will answer these.
-    for (const [id, entry] of waiting) {
-      if (entry.call !== call) continue;
-      waiting.delete(id);
-      entry.resolve(notReady());
-    }
+    const decisions = await calls.get(decision.call);
+    // Only if the engine failed: no decision for this request.
+    return decisions?.get(decision.id) ?? notReady();
   }
 
   async function handle(request, ctx) {
