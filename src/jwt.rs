@@ -13,6 +13,7 @@ use jwt_simple::reexports::coarsetime::{Duration, UnixTimeStamp};
 use jwt_simple::JWTError;
 use serde_json::{Map, Value};
 
+use crate::claims;
 use crate::json;
 use crate::jwks::{Algorithm, KeySet, SelectError};
 use crate::reason::Reason;
@@ -121,7 +122,8 @@ pub struct Claims {
     pub jti: Option<String>,
     pub sid: Option<String>,
     pub auth_time: Option<u64>,
-    /// From `scope` (space-separated string or array); from `scp` only when `scope` is absent.
+    /// From `scope` (a space-separated string); from `scp` (the same, or an array) only when
+    /// `scope` is absent or empty. The rules: crate::claims.
     pub scopes: Vec<String>,
     /// Every other claim (roles, tenant, ...).
     pub extra: Map<String, Value>,
@@ -444,11 +446,8 @@ fn check_claims(
         iss: string_claim(&payload, "iss", "iss is not a string")?
             .ok_or_else(|| TokenError::MissingClaim("iss".into()))?,
         sub: string_claim(&payload, "sub", "sub is not a string")?,
-        aud: string_list(
-            &payload,
-            "aud",
-            "aud is not a string or an array of strings",
-        )?,
+        aud: claims::audience(payload.get("aud"))
+            .map_err(|_| TokenError::Malformed("aud is not a string or an array of strings"))?,
         exp: numeric_date(&payload, "exp", "exp is not a NumericDate")?
             .ok_or_else(|| TokenError::MissingClaim("exp".into()))?,
         nbf: numeric_date(&payload, "nbf", "nbf is not a NumericDate")?,
@@ -456,17 +455,12 @@ fn check_claims(
         jti: string_claim(&payload, "jti", "jti is not a string")?,
         sid: string_claim(&payload, "sid", "sid is not a string")?,
         auth_time: numeric_date(&payload, "auth_time", "auth_time is not a NumericDate")?,
-        scopes: match string_list(
-            &payload,
-            "scope",
-            "scope is not a string or an array of strings",
-        )? {
+        scopes: match claims::scope(payload.get("scope"))
+            .map_err(|_| TokenError::Malformed("scope is not a string of scopes"))?
+        {
             scopes if !scopes.is_empty() => scopes,
-            _ => string_list(
-                &payload,
-                "scp",
-                "scp is not a string or an array of strings",
-            )?,
+            _ => claims::scope_list(payload.get("scp"))
+                .map_err(|_| TokenError::Malformed("scp is not a string or an array of strings"))?,
         },
         extra: {
             payload.retain(|name, _| !STANDARD_CLAIMS.contains(&name.as_str()));
@@ -508,61 +502,22 @@ fn check_claims(
     Ok(claims)
 }
 
+/// A string member (claim or header parameter); the shared rule of crate::claims.
 fn string_claim(
     map: &Map<String, Value>,
     name: &str,
     wrong_type: &'static str,
 ) -> Result<Option<String>, TokenError> {
-    match map.get(name) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(TokenError::Malformed(wrong_type)),
-    }
+    claims::string(map.get(name)).map_err(|_| TokenError::Malformed(wrong_type))
 }
 
-/// A string (space-separated for scopes, a single value for `aud`) or an array of strings.
-fn string_list(
-    map: &Map<String, Value>,
-    name: &str,
-    wrong_type: &'static str,
-) -> Result<Vec<String>, TokenError> {
-    match map.get(name) {
-        None => Ok(Vec::new()),
-        Some(Value::String(s)) if name == "aud" => Ok(vec![s.clone()]),
-        Some(Value::String(s)) => Ok(s.split_ascii_whitespace().map(str::to_owned).collect()),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|item| {
-                item.as_str()
-                    .map(str::to_owned)
-                    .ok_or(TokenError::Malformed(wrong_type))
-            })
-            .collect(),
-        Some(_) => Err(TokenError::Malformed(wrong_type)),
-    }
-}
-
-/// RFC 7519 NumericDate: non-negative seconds, fractions allowed and dropped.
+/// A NumericDate claim; the shared rule of crate::claims (whole seconds only).
 fn numeric_date(
     map: &Map<String, Value>,
     name: &str,
     wrong_type: &'static str,
 ) -> Result<Option<u64>, TokenError> {
-    let Some(value) = map.get(name) else {
-        return Ok(None);
-    };
-    let number = value.as_number().ok_or(TokenError::Malformed(wrong_type))?;
-    if let Some(secs) = number.as_u64() {
-        return Ok(Some(secs));
-    }
-    match number.as_f64() {
-        // Range-checked and floored first, so the cast is exact: NumericDate fractions drop.
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        Some(secs) if (0.0..18_446_744_073_709_549_568.0).contains(&secs) => {
-            Ok(Some(secs.floor() as u64))
-        }
-        _ => Err(TokenError::Malformed(wrong_type)),
-    }
+    claims::date(map.get(name)).map_err(|_| TokenError::Malformed(wrong_type))
 }
 
 #[cfg(test)]
@@ -643,7 +598,7 @@ mod tests {
         let keys = set_of(&[&signer]);
         let token = signer.sign(&with(json!({
             "aud": ["x", AUDIENCE], "scope": null, "scp": ["a", "b"],
-            "auth_time": NOW - 100, "exp": (NOW + 10) as f64 + 0.9
+            "auth_time": NOW - 100, "exp": (NOW + 10) as f64
         })));
         let claims = verify(&token, &keys, &policy(), NOW).unwrap();
         assert_eq!(claims.aud, vec!["x", AUDIENCE]);
@@ -723,6 +678,26 @@ mod tests {
             check(json!({"scope": {"a": 1}})),
             Err(TokenError::Malformed(_))
         ));
+        // The rules shared with introspection answers (crate::claims): a fraction of a second
+        // is dropped (RFC 7519 allows it), a null member is not an absent one, `scope` is a
+        // string split on spaces only.
+        assert!(check(json!({"exp": (NOW + 10) as f64 + 0.9})).is_ok());
+        assert!(matches!(
+            check(json!({"exp": (NOW - 1000) as f64 + 0.9})),
+            Err(TokenError::Expired)
+        ));
+        let mut null_sid = payload();
+        null_sid["sid"] = Value::Null;
+        assert_eq!(
+            verify(&signer.sign(&null_sid), &keys, &p, NOW),
+            Err(TokenError::Malformed("sid is not a string"))
+        );
+        assert_eq!(
+            check(json!({"scope": ["a", "b"]})),
+            Err(TokenError::Malformed("scope is not a string of scopes"))
+        );
+        let tabbed = check(json!({"scope": "a\tb c"})).unwrap();
+        assert_eq!(tabbed.scopes, vec!["a\tb", "c"]);
     }
 
     #[test]

@@ -39,6 +39,7 @@ mod component;
 #[cfg(all(target_arch = "wasm32", target_os = "unknown", feature = "edge"))]
 pub mod edge;
 
+pub mod claims;
 pub mod config;
 pub mod coordination;
 pub mod decision;

@@ -1,7 +1,7 @@
 //! Route matching on the normalised path (crate::path): the first rule whose path and method
 //! match, else the default rule.
 
-use crate::config::{Config, RouteRule};
+use crate::config::{Config, PathMatch, RouteRule};
 use crate::path::NormalizedTarget;
 
 /// The request would be judged by a laxer rule than a backend may apply.
@@ -57,17 +57,17 @@ fn path_matches(rule: &RouteRule, path: &str, case_sensitive: bool) -> bool {
             a.eq_ignore_ascii_case(b)
         }
     };
-    match (&rule.path, &rule.path_prefix) {
-        (Some(exact), _) => eq(path, exact),
+    match &rule.path {
+        Some(PathMatch::Exact(exact)) => eq(path, exact),
         // A directory prefix ("/admin/") also covers the directory itself ("/admin"): backends
         // serve it as the directory's index (Express mounts, http.server's redirect).
-        (None, Some(prefix)) => {
+        Some(PathMatch::Prefix(prefix)) => {
             path.get(..prefix.len()).is_some_and(|p| eq(p, prefix))
                 || prefix
                     .strip_suffix('/')
                     .is_some_and(|dir| !dir.is_empty() && eq(path, dir))
         }
-        (None, None) => true,
+        None => true,
     }
 }
 

@@ -8,7 +8,10 @@
 //   refresh only when the data is missing or past its max staleness; if the refresh fails,
 //   the configured failure mode decides.
 // - Introspection: one call in flight per token, shared by every request carrying it, with the
-//   configured timeout; the engine caches the answer.
+//   configured timeout; the engine caches the answer. The table of calls and waiting requests
+//   is the engine's (the core's, as in the proxy-wasm filter): its decision says whether this
+//   request sends the call, and its answer hands back every waiting request's decision. This
+//   module only keeps each call's promise, under the call id the engine gave it.
 // - Allowed requests go to the backend with identity headers (client-sent copies removed) and
 //   the normalised path the rules matched (the decision's `path`, when the request's differs);
 //   denials get the RFC 6750 challenge and the reason code. Bad input never becomes a 500.
@@ -54,8 +57,9 @@ export function createRevguard(options) {
   const backend = options.backend ? new URL(options.backend) : null;
   const issuersWithUpstream = issuerIndexesWithUpstream(options.config);
 
-  /** Token key -> the one introspection call in flight for it. */
-  const introspections = new Map();
+  /** Introspection calls in flight, by the call id the engine gave them: a promise of the
+   * decisions (by request id) of every request that waited for the call. */
+  const calls = new Map();
   /** The refresh in flight, shared by the requests that must wait for it. */
   let refreshing = null;
 
@@ -116,16 +120,29 @@ export function createRevguard(options) {
     );
   }
 
-  /** The one in-flight introspection for `key`, started if needed. */
-  function introspect(decision) {
-    let call = introspections.get(decision.key);
-    if (!call) {
-      call = send(decision.request, MAX_INTROSPECTION_BYTES).finally(() =>
-        introspections.delete(decision.key),
-      );
-      introspections.set(decision.key, call);
+  /** The decision of a request the engine keeps waiting for introspection. The first request
+   * for a token sends the call (the engine says so: `send`); the others await the same call,
+   * and each takes its own decision, by its `id`, from what the engine hands back. (A request
+   * awaits the sender's promise rather than being resolved by it: workerd cancels work resumed
+   * from another request's context.) */
+  async function introspect(decision, ctx) {
+    if (decision.send) {
+      const call = send(decision.request, MAX_INTROSPECTION_BYTES)
+        .then((answer) => {
+          const decisions = engine.introspectionAnswered(decision.call, answer, now());
+          return new Map(decisions.map((d) => [d.id, d]));
+        })
+        .catch((error) => {
+          log({ event: "revguard.error", error: String(error?.message ?? error) });
+          return new Map();
+        })
+        .finally(() => calls.delete(decision.call));
+      calls.set(decision.call, call);
+      ctx?.waitUntil?.(call);
     }
-    return call;
+    const decisions = await calls.get(decision.call);
+    // Only if the engine failed: no decision for this request.
+    return decisions?.get(decision.id) ?? notReady();
   }
 
   async function handle(request, ctx) {
@@ -142,12 +159,7 @@ export function createRevguard(options) {
         headers: request.headers,
         now: now(),
       });
-      if (decision.decision === "introspect") {
-        const call = introspect(decision);
-        ctx?.waitUntil?.(call);
-        const answer = await call;
-        decision = engine.completeIntrospection(decision.id, answer, now());
-      }
+      if (decision.decision === "introspect") decision = await introspect(decision, ctx);
       if (decision.decision === "allow") return await forward(request, url, decision);
       return deny(decision, request);
     } catch (error) {

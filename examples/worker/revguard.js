@@ -8,7 +8,9 @@
 //   engine.loadSnapshot(bytes);                     // and loadKeys / loadDelta, or let
 //                                                   // dueFetches / fetchCompleted drive them
 //   const d = engine.decide({ method, url, headers, now });
-//   // d.decision: "allow" | "deny" | "introspect" (then: completeIntrospection(d.id, answer, now))
+//   // d.decision: "allow" | "deny" | "introspect" (then, when d.send: send d.request and
+//   // report it with introspectionAnswered(d.call, answer, now): the decisions of every
+//   // request waiting for that call, each with its d.id)
 
 import { initSync, EdgeEngine, notReady as wasmNotReady } from "./pkg/revguard.js";
 
@@ -117,8 +119,11 @@ export class Engine {
    *     of the request's; null when that is already normal)
    *   {decision: "deny", status, reason, www_authenticate, body, log, log_line}
  *     (`log_line`: the structured log line for the denial, JSON text, never the token)
-   *   {decision: "introspect", id, key, request: {upstream, method, path, authority,
-   *    headers, body, timeout_ms}, log}                                                    */
+   *   {decision: "introspect", id, call, send, key, request: {upstream, method, path,
+   *    authority, headers, body, timeout_ms}, log}
+   *     (the engine keeps one call in flight per token: `send` is true for the first request
+   *     with the token, which sends `request`; every request waits for call `call`, and gets
+   *     its decision, under its `id`, from introspectionAnswered)                          */
   decide({ method, url, target, headers, now }) {
     // `target` instead of `url`: the raw request target as a proxy delivers it, judged as is.
     const asSent = target !== undefined;
@@ -128,12 +133,14 @@ export class Engine {
     );
   }
 
-  /** Finishes an `introspect` decision with the endpoint's answer `{status, body}`, or
-   * null when the call failed (timeout, reset). Returns an allow or deny decision. */
-  completeIntrospection(id, answer, now) {
+  /** Reports the answer to introspection call `callId` (an `introspect` decision's `call`):
+   * `{status, body}`, or null when the call failed (timeout, reset). Returns the decisions,
+   * allow or deny, of every request that waited for it: [{id, decision, ...}]. Throws
+   * RevguardError `unknown_introspection` for a call not in flight (answered already). */
+  introspectionAnswered(callId, answer, now) {
     return JSON.parse(
       call(() =>
-        this.#inner.completeIntrospection(id, statusOf(answer), bytes(answer?.body), now),
+        this.#inner.introspectionAnswered(callId, statusOf(answer), bytes(answer?.body), now),
       ),
     );
   }

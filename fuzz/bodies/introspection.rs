@@ -1,6 +1,7 @@
 //! Introspection answers are untrusted bytes: parsing must never panic, and whatever parses
 //! must go through the cache without breaking its bounds.
 
+use revguard::config::Endpoint;
 use revguard::introspection::{
     build_request, cache_key, parse_response, Cached, ClientAuth, IntrospectionCache,
     IntrospectionSettings,
@@ -36,10 +37,11 @@ pub fn run(data: &[u8]) {
     }
     assert!(cache.len() <= 2);
 
+    let Ok(endpoint) = Endpoint::new("idp", "/introspect", Some("idp.example"), 100) else {
+        return;
+    };
     let settings = IntrospectionSettings {
-        upstream: "idp".into(),
-        path: "/introspect".into(),
-        authority: "idp.example".into(),
+        endpoint,
         client_id: answer.client_id.clone().unwrap_or_default(),
         client_secret: answer.sub.clone().unwrap_or_default(),
         auth: if byte(9) % 2 == 0 {
@@ -47,7 +49,6 @@ pub fn run(data: &[u8]) {
         } else {
             ClientAuth::Post
         },
-        timeout_ms: 100,
         cache_ttl_secs: ttl,
         cache_capacity: 2,
         max_response_bytes: max_bytes,

@@ -1,5 +1,9 @@
 //! The configuration document, as proxies pass it (JSON). Every struct rejects unknown fields,
 //! and every default fails closed. Field reference: docs/CONFIGURATION.md.
+//!
+//! This is the document's shape. Validation (`validate.rs`) compiles what the engine runs on
+//! from it: [`Endpoint`](super::Endpoint)s for the upstream sections, key-fetch and revocation
+//! settings, the host kind; route rules hold a [`PathMatch`] rather than two optional paths.
 
 use serde::{Deserialize, Serialize};
 
@@ -58,7 +62,8 @@ pub struct Config {
     pub failure_modes: FailureModes,
     #[serde(default)]
     pub limits: Limits,
-    /// Which proxy runs the filter (proxy-wasm builds only).
+    /// Which proxy runs the filter (proxy-wasm builds only). The core reads only its kind
+    /// ([`HostProfile::kind`]); Kong's settings belong to the proxy-wasm adapter.
     #[serde(default)]
     pub host: HostProfile,
 }
@@ -175,47 +180,142 @@ pub enum PathParameters {
     StripForMatching,
 }
 
+/// A route rule. In the document a listed rule names its paths with exactly one of `path` and
+/// `path_prefix` (the default rule with neither); here that is one [`PathMatch`].
 #[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RouteRuleDocument", into = "RouteRuleDocument")]
 pub struct RouteRule {
     /// A name for logs and metrics.
-    #[serde(default)]
     pub name: Option<String>,
-    /// Matches paths starting with this prefix (at a segment boundary or not: "/api" matches "/apis").
-    #[serde(default)]
-    pub path_prefix: Option<String>,
-    /// Matches exactly this path (query string excluded).
-    #[serde(default)]
-    pub path: Option<String>,
+    /// The paths the rule applies to; `None`: every path (the default rule only).
+    pub path: Option<PathMatch>,
     /// Methods this rule applies to; empty means all.
-    #[serde(default)]
     pub methods: Vec<String>,
     /// Compare the path with letter case (like Envoy's route match). A path that matches a
     /// case-sensitive rule only when case is ignored is refused unless the rule is `no_auth`:
     /// a case-insensitive backend would serve it as the rule's path.
-    #[serde(default = "defaults::yes")]
     pub case_sensitive: bool,
     /// `true` lets requests through without any token check (health checks, public assets).
-    #[serde(default)]
     pub no_auth: bool,
     /// Every scope listed must be granted (`scope` or `scp` claim).
-    #[serde(default)]
     pub required_scopes: Vec<String>,
     /// Every role listed must be present in `roles_claim`.
-    #[serde(default)]
     pub required_roles: Vec<String>,
     /// The token's tenant claim must be present and match.
-    #[serde(default)]
     pub required_tenant: Option<TenantRequirement>,
     /// Maximum age of `auth_time` (sensitive routes; RFC 9470 step-up on failure).
-    #[serde(default)]
     pub max_auth_age_secs: Option<u64>,
     /// When to ask the issuer's introspection endpoint.
-    #[serde(default)]
     pub introspection: IntrospectionPolicy,
     /// When introspection times out, fails or answers garbage; default from `failure_modes`.
-    #[serde(default)]
     pub on_introspection_failure: Option<FailMode>,
+}
+
+/// Which request paths a route rule matches (normalised paths, query string excluded).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathMatch {
+    /// `path`: exactly this path.
+    Exact(String),
+    /// `path_prefix`: paths starting with this prefix, at a segment boundary or not ("/api"
+    /// matches "/apis"); a directory prefix ("/admin/") also matches the directory ("/admin").
+    Prefix(String),
+}
+
+impl PathMatch {
+    /// The rule's path or prefix.
+    pub fn as_str(&self) -> &str {
+        match self {
+            PathMatch::Exact(p) | PathMatch::Prefix(p) => p,
+        }
+    }
+
+    /// The document member it comes from.
+    pub fn field(&self) -> &'static str {
+        match self {
+            PathMatch::Exact(_) => "path",
+            PathMatch::Prefix(_) => "path_prefix",
+        }
+    }
+}
+
+/// A route rule as the document writes it.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteRuleDocument {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    path_prefix: Option<String>,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    methods: Vec<String>,
+    #[serde(default = "defaults::yes")]
+    case_sensitive: bool,
+    #[serde(default)]
+    no_auth: bool,
+    #[serde(default)]
+    required_scopes: Vec<String>,
+    #[serde(default)]
+    required_roles: Vec<String>,
+    #[serde(default)]
+    required_tenant: Option<TenantRequirement>,
+    #[serde(default)]
+    max_auth_age_secs: Option<u64>,
+    #[serde(default)]
+    introspection: IntrospectionPolicy,
+    #[serde(default)]
+    on_introspection_failure: Option<FailMode>,
+}
+
+impl TryFrom<RouteRuleDocument> for RouteRule {
+    type Error = &'static str;
+
+    fn try_from(d: RouteRuleDocument) -> Result<RouteRule, &'static str> {
+        let path = match (d.path, d.path_prefix) {
+            (Some(_), Some(_)) => return Err("give exactly one of path and path_prefix"),
+            (Some(exact), None) => Some(PathMatch::Exact(exact)),
+            (None, Some(prefix)) => Some(PathMatch::Prefix(prefix)),
+            (None, None) => None,
+        };
+        Ok(RouteRule {
+            name: d.name,
+            path,
+            methods: d.methods,
+            case_sensitive: d.case_sensitive,
+            no_auth: d.no_auth,
+            required_scopes: d.required_scopes,
+            required_roles: d.required_roles,
+            required_tenant: d.required_tenant,
+            max_auth_age_secs: d.max_auth_age_secs,
+            introspection: d.introspection,
+            on_introspection_failure: d.on_introspection_failure,
+        })
+    }
+}
+
+impl From<RouteRule> for RouteRuleDocument {
+    fn from(r: RouteRule) -> RouteRuleDocument {
+        let (path, path_prefix) = match r.path {
+            Some(PathMatch::Exact(p)) => (Some(p), None),
+            Some(PathMatch::Prefix(p)) => (None, Some(p)),
+            None => (None, None),
+        };
+        RouteRuleDocument {
+            name: r.name,
+            path_prefix,
+            path,
+            methods: r.methods,
+            case_sensitive: r.case_sensitive,
+            no_auth: r.no_auth,
+            required_scopes: r.required_scopes,
+            required_roles: r.required_roles,
+            required_tenant: r.required_tenant,
+            max_auth_age_secs: r.max_auth_age_secs,
+            introspection: r.introspection,
+            on_introspection_failure: r.on_introspection_failure,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -371,6 +471,9 @@ impl Default for Limits {
     }
 }
 
+/// `host`: which proxy runs the filter. The core's rules depend on the kind only
+/// ([`HostKind`]: upstream syntax, path forwarding); the Kong section's members are settings
+/// of the proxy-wasm adapter ([`KongSettings`]), validated here with the rest of the document.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum HostProfile {
@@ -378,21 +481,43 @@ pub enum HostProfile {
     #[default]
     Envoy,
     /// Upstreams are host:port; shared data lives in the named `shm_kv` zone and may be evicted.
-    Kong {
-        #[serde(default = "defaults::kong_shm_zone")]
-        shm_zone: String,
-        /// Send callouts with `:scheme: https`: ngx_wasm_module opens TLS to the upstream only then
-        /// (Envoy takes TLS from the cluster and needs no such setting).
-        #[serde(default)]
-        tls: bool,
-    },
+    Kong(KongSettings),
+}
+
+/// The proxy-wasm adapter's settings for Kong (`host.kong`): the core never reads them.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KongSettings {
+    /// The `shm_kv` zone holding the shared data of every worker.
+    #[serde(default = "defaults::kong_shm_zone")]
+    pub shm_zone: String,
+    /// Send callouts with `:scheme: https`: ngx_wasm_module opens TLS to the upstream only then
+    /// (Envoy takes TLS from the cluster and needs no such setting).
+    #[serde(default)]
+    pub tls: bool,
+}
+
+/// Which proxy runs the filter, as far as the core's rules care.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HostKind {
+    #[default]
+    Envoy,
+    Kong,
+}
+
+impl HostProfile {
+    pub fn kind(&self) -> HostKind {
+        match self {
+            HostProfile::Envoy => HostKind::Envoy,
+            HostProfile::Kong(_) => HostKind::Kong,
+        }
+    }
 }
 
 impl Default for RouteRule {
     fn default() -> Self {
         RouteRule {
             name: None,
-            path_prefix: None,
             path: None,
             methods: Vec::new(),
             case_sensitive: true,

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use super::endpoint::Endpoint;
 use super::types::*;
 use crate::introspection::{ClientAuth, IntrospectionSettings};
 use crate::jwks::{Algorithm, KeySet};
@@ -44,15 +45,48 @@ pub struct IssuerPolicy {
     pub algorithms: Vec<Algorithm>,
     /// Keys given inline (never stale).
     pub inline_keys: Option<KeySet>,
+    /// Keys fetched from the issuer (`jwks_upstream`).
+    pub key_fetch: Option<KeyFetch>,
 }
 
-/// A validated configuration with everything derived from it once.
+/// An issuer's `jwks_upstream`, compiled.
+#[derive(Clone, Debug)]
+pub struct KeyFetch {
+    pub endpoint: Endpoint,
+    /// At least 1.
+    pub refresh_interval_secs: u64,
+    /// A token with an unknown `kid` triggers at most one refetch per this period.
+    pub unknown_kid_cooldown_secs: u64,
+    /// At least `refresh_interval_secs`.
+    pub max_staleness_secs: u64,
+}
+
+/// The `revocation` section, compiled.
+#[derive(Debug)]
+pub struct RevocationPolicy {
+    pub snapshot: Endpoint,
+    /// The snapshot's delta: same upstream, authority and timeout, `delta_path`.
+    pub delta: Option<Endpoint>,
+    /// At least 1.
+    pub refresh_interval_secs: u64,
+    /// At least `refresh_interval_secs`.
+    pub max_staleness_secs: u64,
+    /// 1 KiB to 256 MiB.
+    pub max_snapshot_bytes: usize,
+    /// The accepted origin keys, with the size limit.
+    pub keys: SnapshotKeys,
+}
+
+/// A validated configuration with everything derived from it once. The engine runs on the
+/// compiled parts (issuers, revocation, introspection, host kind) and reads the plain values
+/// (routes, failure modes, limits, claim names) from `config`.
 #[derive(Debug)]
 pub struct Policy {
     pub config: Config,
     pub issuers: Vec<IssuerPolicy>,
-    pub snapshot_keys: Option<SnapshotKeys>,
+    pub revocation: Option<RevocationPolicy>,
     pub introspection: Option<IntrospectionSettings>,
+    pub host: HostKind,
 }
 
 impl Policy {
@@ -81,14 +115,18 @@ impl Policy {
         // there a non-normal path is refused rather than forwarded as the client wrote it.
         // Envoy re-selects the route after a wasm filter changes request headers on ABI 0.2.1
         // (source/extensions/common/wasm/context.cc, onHeadersModified -> clearRouteCache).
+        let host = config.host.kind();
         let forward = &mut config.path_normalization.forward;
         if forward.is_none() {
-            *forward = Some(match config.host {
-                HostProfile::Envoy => ForwardPath::Normalized,
-                HostProfile::Kong { .. } => ForwardPath::Reject,
+            *forward = Some(match host {
+                HostKind::Envoy => ForwardPath::Normalized,
+                HostKind::Kong => ForwardPath::Reject,
             });
         }
-        let mut v = Validator::default();
+        let mut v = Validator {
+            errors: Vec::new(),
+            host,
+        };
         let issuers = v.issuers(&config);
         v.globals(&config);
         v.token_sources(&config.token_sources);
@@ -97,21 +135,25 @@ impl Policy {
         }
         v.route("default_route", &config.default_route, true, &config);
         v.forward_claims(&config.forward_claims);
-        let snapshot_keys = config.revocation.as_ref().and_then(|r| v.revocation(r));
+        let revocation = config.revocation.as_ref().map(|r| v.revocation(r));
         let introspection = config
             .introspection
             .as_ref()
             .map(|i| v.introspection(i, &config.limits));
         v.failure_modes(&config);
-        if v.errors.is_empty() {
-            Ok(Policy {
+        if !v.errors.is_empty() {
+            return Err(ConfigErrors(v.errors));
+        }
+        // A section compiles to `None` only with an error reported, so none is `None` here.
+        match (revocation, introspection) {
+            (Some(None), _) | (_, Some(None)) => Err(one("$", "a section did not compile".into())),
+            (revocation, introspection) => Ok(Policy {
                 config,
                 issuers,
-                snapshot_keys,
-                introspection,
-            })
-        } else {
-            Err(ConfigErrors(v.errors))
+                revocation: revocation.flatten(),
+                introspection: introspection.flatten(),
+                host,
+            }),
         }
     }
 
@@ -136,9 +178,9 @@ fn strip_position(message: &str) -> String {
     }
 }
 
-#[derive(Default)]
 struct Validator {
     errors: Vec<ConfigError>,
+    host: HostKind,
 }
 
 impl Validator {
@@ -155,21 +197,30 @@ impl Validator {
         }
     }
 
-    fn upstream(&mut self, at: &str, upstream: &str, path: &str, timeout_ms: u64, config: &Config) {
-        self.non_empty(&format!("{at}.upstream"), upstream);
-        if let HostProfile::Kong { .. } = config.host {
-            if !is_host_port(upstream) {
-                self.err(
-                    format!("{at}.upstream"),
-                    "the kong host profile needs host:port",
-                );
+    /// The endpoint a section (at `at`) names; `None` with its errors reported.
+    fn endpoint(
+        &mut self,
+        at: &str,
+        upstream: &str,
+        path: &str,
+        authority: Option<&str>,
+        timeout_ms: u64,
+    ) -> Option<Endpoint> {
+        let kong_needs_port = self.host == HostKind::Kong && !is_host_port(upstream);
+        if kong_needs_port {
+            self.err(
+                format!("{at}.upstream"),
+                "the kong host profile needs host:port",
+            );
+        }
+        match Endpoint::new(upstream, path, authority, timeout_ms) {
+            Ok(endpoint) => (!kong_needs_port).then_some(endpoint),
+            Err(errors) => {
+                for e in errors {
+                    self.err(format!("{at}.{}", e.field()), e.to_string());
+                }
+                None
             }
-        }
-        if !path.starts_with('/') {
-            self.err(format!("{at}.path"), "must start with '/'");
-        }
-        if timeout_ms == 0 || timeout_ms > 60_000 {
-            self.err(format!("{at}.timeout_ms"), "must be between 1 and 60000");
         }
     }
 
@@ -224,9 +275,15 @@ impl Validator {
                 },
                 None => None,
             };
-            if let Some(up) = &issuer.jwks_upstream {
+            let key_fetch = issuer.jwks_upstream.as_ref().and_then(|up| {
                 let at = format!("{at}.jwks_upstream");
-                self.upstream(&at, &up.upstream, &up.path, up.timeout_ms, config);
+                let endpoint = self.endpoint(
+                    &at,
+                    &up.upstream,
+                    &up.path,
+                    up.authority.as_deref(),
+                    up.timeout_ms,
+                );
                 if up.refresh_interval_secs == 0 {
                     self.err(format!("{at}.refresh_interval_secs"), "must be at least 1");
                 }
@@ -236,7 +293,13 @@ impl Validator {
                         "must be at least refresh_interval_secs",
                     );
                 }
-            }
+                Some(KeyFetch {
+                    endpoint: endpoint?,
+                    refresh_interval_secs: up.refresh_interval_secs,
+                    unknown_kid_cooldown_secs: up.unknown_kid_cooldown_secs,
+                    max_staleness_secs: up.max_staleness_secs,
+                })
+            });
             if issuer.jwks.is_none() && issuer.jwks_upstream.is_none() {
                 self.err(
                     &at,
@@ -258,6 +321,7 @@ impl Validator {
                 },
                 algorithms,
                 inline_keys,
+                key_fetch,
             });
         }
         out
@@ -291,8 +355,8 @@ impl Validator {
                 "must be between 1 and 1000000",
             );
         }
-        if let HostProfile::Kong { shm_zone, .. } = &config.host {
-            self.non_empty("host.kong.shm_zone", shm_zone);
+        if let HostProfile::Kong(kong) = &config.host {
+            self.non_empty("host.kong.shm_zone", &kong.shm_zone);
         }
     }
 
@@ -323,20 +387,16 @@ impl Validator {
 
     fn route(&mut self, at: &str, route: &RouteRule, is_default: bool, config: &Config) {
         if is_default {
-            if route.path.is_some() || route.path_prefix.is_some() || !route.methods.is_empty() {
+            if route.path.is_some() || !route.methods.is_empty() {
                 self.err(
                     at,
                     "the default route takes no path, path_prefix or methods",
                 );
             }
         } else {
-            match (&route.path, &route.path_prefix) {
-                (Some(p), None) | (None, Some(p)) => {
-                    let field = if route.path.is_some() {
-                        "path"
-                    } else {
-                        "path_prefix"
-                    };
+            match &route.path {
+                Some(matcher) => {
+                    let (field, p) = (matcher.field(), matcher.as_str());
                     if !p.starts_with('/') {
                         self.err(format!("{at}.{field}"), "must start with '/'");
                     } else if !is_normal_path(p) {
@@ -348,7 +408,7 @@ impl Validator {
                         );
                     }
                 }
-                _ => self.err(at, "give exactly one of path and path_prefix"),
+                None => self.err(at, "give exactly one of path and path_prefix"),
             }
             for (j, m) in route.methods.iter().enumerate() {
                 if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()) {
@@ -401,7 +461,14 @@ impl Validator {
         }
     }
 
-    fn revocation(&mut self, r: &RevocationConfig) -> Option<SnapshotKeys> {
+    fn revocation(&mut self, r: &RevocationConfig) -> Option<RevocationPolicy> {
+        let snapshot = self.endpoint(
+            "revocation",
+            &r.upstream,
+            &r.path,
+            r.authority.as_deref(),
+            r.timeout_ms,
+        );
         if r.refresh_interval_secs == 0 {
             self.err("revocation.refresh_interval_secs", "must be at least 1");
         }
@@ -423,10 +490,9 @@ impl Validator {
                 ),
             );
         }
-        if let Some(p) = &r.delta_path {
-            if !p.starts_with('/') {
-                self.err("revocation.delta_path", "must start with '/'");
-            }
+        let delta_is_relative = r.delta_path.as_ref().is_some_and(|p| !p.starts_with('/'));
+        if delta_is_relative {
+            self.err("revocation.delta_path", "must start with '/'");
         }
         if r.max_snapshot_bytes < 1024 || r.max_snapshot_bytes > 256 * 1024 * 1024 {
             self.err(
@@ -441,16 +507,40 @@ impl Validator {
             );
             return None;
         }
-        match SnapshotKeys::parse(&r.public_keys) {
-            Ok(keys) => Some(keys.with_max_bytes(r.max_snapshot_bytes)),
+        let keys = match SnapshotKeys::parse(&r.public_keys) {
+            Ok(keys) => keys.with_max_bytes(r.max_snapshot_bytes),
             Err(e) => {
                 self.err("revocation.public_keys", e.to_string());
-                None
+                return None;
             }
-        }
+        };
+        let snapshot = snapshot?;
+        let delta = match &r.delta_path {
+            Some(path) => Some(snapshot.with_path(path)?),
+            None => None,
+        };
+        Some(RevocationPolicy {
+            snapshot,
+            delta,
+            refresh_interval_secs: r.refresh_interval_secs,
+            max_staleness_secs: r.max_staleness_secs,
+            max_snapshot_bytes: r.max_snapshot_bytes,
+            keys,
+        })
     }
 
-    fn introspection(&mut self, i: &IntrospectionConfig, limits: &Limits) -> IntrospectionSettings {
+    fn introspection(
+        &mut self,
+        i: &IntrospectionConfig,
+        limits: &Limits,
+    ) -> Option<IntrospectionSettings> {
+        let endpoint = self.endpoint(
+            "introspection",
+            &i.upstream,
+            &i.path,
+            i.authority.as_deref(),
+            i.timeout_ms,
+        );
         self.non_empty("introspection.client_id", &i.client_id);
         if i.cache_ttl_secs == 0 {
             self.err("introspection.cache_ttl_secs", "must be at least 1");
@@ -461,30 +551,21 @@ impl Validator {
                 "must be between 64 and 1048576",
             );
         }
-        IntrospectionSettings {
-            upstream: i.upstream.clone(),
-            path: i.path.clone(),
-            authority: i.authority.clone().unwrap_or_else(|| i.upstream.clone()),
+        Some(IntrospectionSettings {
+            endpoint: endpoint?,
             client_id: i.client_id.clone(),
             client_secret: i.client_secret.clone(),
             auth: match i.client_auth {
                 ClientAuthMethod::ClientSecretBasic => ClientAuth::Basic,
                 ClientAuthMethod::ClientSecretPost => ClientAuth::Post,
             },
-            timeout_ms: i.timeout_ms,
             cache_ttl_secs: i.cache_ttl_secs,
             cache_capacity: limits.introspection_cache_entries,
             max_response_bytes: i.max_response_bytes,
-        }
+        })
     }
 
     fn failure_modes(&mut self, config: &Config) {
-        if let Some(r) = &config.revocation {
-            self.upstream("revocation", &r.upstream, &r.path, r.timeout_ms, config);
-        }
-        if let Some(i) = &config.introspection {
-            self.upstream("introspection", &i.upstream, &i.path, i.timeout_ms, config);
-        }
         if config.introspection.is_none() {
             if config.failure_modes.revocation_stale == StaleMode::Introspect {
                 self.err(
@@ -553,4 +634,134 @@ fn algorithm_names() -> String {
         .map(|a| a.name())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn minimal() -> serde_json::Value {
+        json!({"issuers": [{"issuer": "https://idp", "audiences": ["api"], "algorithms": ["ES256"],
+                            "jwks_upstream": {"upstream": "idp:443", "path": "/jwks"}}]})
+    }
+
+    fn policy(doc: &serde_json::Value) -> Result<Policy, Vec<String>> {
+        Policy::from_json(doc.to_string().as_bytes())
+            .map_err(|e| e.0.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn upstream_sections_compile_to_endpoints() {
+        let origin = crate::snapshot::SigningKey::from_seed([7; 32])
+            .unwrap()
+            .public_key_text();
+        let mut doc = minimal();
+        doc["revocation"] = json!({"upstream": "origin", "path": "/s", "delta_path": "/d",
+                                   "authority": "cdn.example", "timeout_ms": 900,
+                                   "public_keys": [origin]});
+        doc["introspection"] = json!({"upstream": "idp", "path": "/i", "client_id": "gw",
+                                      "client_secret": "s"});
+        let p = policy(&doc).unwrap();
+        let keys = &p.issuers[0].key_fetch.as_ref().unwrap().endpoint;
+        assert_eq!((keys.upstream(), keys.authority()), ("idp:443", "idp:443"));
+        assert_eq!((keys.path(), keys.timeout_ms()), ("/jwks", 2000));
+        let r = p.revocation.as_ref().unwrap();
+        assert_eq!(
+            (r.snapshot.path(), r.snapshot.authority()),
+            ("/s", "cdn.example")
+        );
+        let delta = r.delta.as_ref().unwrap();
+        assert_eq!((delta.upstream(), delta.path()), ("origin", "/d"));
+        assert_eq!(
+            (delta.authority(), delta.timeout_ms()),
+            ("cdn.example", 900)
+        );
+        let i = &p.introspection.as_ref().unwrap().endpoint;
+        assert_eq!(
+            (i.upstream(), i.path(), i.authority()),
+            ("idp", "/i", "idp")
+        );
+        assert_eq!(p.host, HostKind::Envoy);
+
+        doc["revocation"]["delta_path"] = json!("d");
+        doc["introspection"]["timeout_ms"] = json!(0);
+        doc["issuers"][0]["jwks_upstream"]["path"] = json!("jwks");
+        let errors = policy(&doc).unwrap_err();
+        assert_eq!(
+            errors,
+            [
+                "issuers[0].jwks_upstream.path: must start with '/'",
+                "revocation.delta_path: must start with '/'",
+                "introspection.timeout_ms: must be between 1 and 60000",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_route_names_one_path_match() {
+        let mut doc = minimal();
+        doc["routes"] = json!([{"path": "/a"}, {"path_prefix": "/b/", "name": "b"}]);
+        let p = policy(&doc).unwrap();
+        let matches: Vec<_> = p.config.routes.iter().map(|r| r.path.clone()).collect();
+        assert_eq!(
+            matches,
+            [
+                Some(PathMatch::Exact("/a".into())),
+                Some(PathMatch::Prefix("/b/".into()))
+            ]
+        );
+        assert_eq!(p.config.default_route.path, None);
+        // The document form is kept when written back.
+        let written = serde_json::to_value(&p.config.routes[1]).unwrap();
+        assert_eq!(written["path_prefix"], "/b/");
+        assert_eq!(written["path"], serde_json::Value::Null);
+
+        doc["routes"] = json!([{"path": "/a", "path_prefix": "/a"}]);
+        assert_eq!(
+            policy(&doc).unwrap_err(),
+            ["routes[0]: give exactly one of path and path_prefix"]
+        );
+        doc["routes"] = json!([{"name": "nothing"}]);
+        assert_eq!(
+            policy(&doc).unwrap_err(),
+            ["routes[0]: give exactly one of path and path_prefix"]
+        );
+        doc["routes"] = json!([]);
+        doc["default_route"] = json!({"path_prefix": "/"});
+        assert_eq!(
+            policy(&doc).unwrap_err(),
+            ["default_route: the default route takes no path, path_prefix or methods"]
+        );
+    }
+
+    #[test]
+    fn the_kong_section_is_accepted_as_before_and_the_core_keeps_only_the_kind() {
+        let mut doc = minimal();
+        doc["host"] = json!({"kong": {"shm_zone": "rg", "tls": true}});
+        let p = policy(&doc).unwrap();
+        assert_eq!(p.host, HostKind::Kong);
+        assert_eq!(
+            p.config.host,
+            HostProfile::Kong(KongSettings {
+                shm_zone: "rg".into(),
+                tls: true
+            })
+        );
+        doc["host"] = json!({"kong": {}});
+        let HostProfile::Kong(kong) = policy(&doc).unwrap().config.host else {
+            panic!("not kong");
+        };
+        assert_eq!((kong.shm_zone.as_str(), kong.tls), ("revguard", false));
+        doc["host"] = json!("envoy");
+        assert_eq!(policy(&doc).unwrap().host, HostKind::Envoy);
+        doc["host"] = json!({"kong": {"zone": "x"}});
+        let errors = policy(&doc).unwrap_err();
+        assert!(errors[0].contains("unknown field `zone`"), "{errors:?}");
+        doc["host"] = json!({"kong": {"shm_zone": " "}});
+        assert_eq!(
+            policy(&doc).unwrap_err(),
+            ["host.kong.shm_zone: must not be empty"]
+        );
+    }
 }

@@ -24,7 +24,7 @@ mod tests;
 
 use std::collections::HashMap;
 
-use crate::config::Policy;
+use crate::config::{Endpoint, Policy};
 use crate::engine::{Engine, FetchKind, FetchRequest};
 use header::{decode, encode, MAX_ETAG};
 
@@ -139,52 +139,37 @@ impl Coordinator {
     /// names this worker in leases (unique per VM: the adapter draws it at random).
     pub fn new(policy: &Policy, prefix: &str, holder: String) -> Coordinator {
         let mut resources = HashMap::new();
-        let mut add =
-            |kind: FetchKind, upstream: &str, path: &str, ttl: u64, timeout_ms: u64, every: u64| {
-                let key = format!("{prefix}{}/{}/", kind.label(), source_id(upstream, path));
-                resources.insert(
-                    kind,
-                    Resource {
-                        key,
-                        lease_ttl: ttl,
-                        in_flight_secs: timeout_secs(timeout_ms).saturating_add(2),
-                        refresh_interval: every,
-                    },
-                );
-            };
-        for (i, issuer) in policy.config.issuers.iter().enumerate() {
-            if let Some(up) = &issuer.jwks_upstream {
+        let mut add = |kind: FetchKind, endpoint: &Endpoint, ttl: u64, every: u64| {
+            let source = source_id(endpoint.upstream(), endpoint.path());
+            let key = format!("{prefix}{}/{source}/", kind.label());
+            resources.insert(
+                kind,
+                Resource {
+                    key,
+                    lease_ttl: ttl,
+                    in_flight_secs: timeout_secs(endpoint.timeout_ms()).saturating_add(2),
+                    refresh_interval: every,
+                },
+            );
+        };
+        for (i, issuer) in policy.issuers.iter().enumerate() {
+            if let Some(fetch) = &issuer.key_fetch {
                 // Only while the holder's fetch is in flight: workers fall due together at
                 // the interval, so they still skip; a worker that saw an unknown kid does not.
-                let ttl = timeout_secs(up.timeout_ms).saturating_add(1);
-                let kind = FetchKind::Keys(i);
-                let every = up.refresh_interval_secs;
-                add(kind, &up.upstream, &up.path, ttl, up.timeout_ms, every);
+                let ttl = timeout_secs(fetch.endpoint.timeout_ms()).saturating_add(1);
+                let every = fetch.refresh_interval_secs;
+                add(FetchKind::Keys(i), &fetch.endpoint, ttl, every);
             }
         }
-        if let Some(r) = &policy.config.revocation {
+        if let Some(r) = &policy.revocation {
             let ttl = r
                 .refresh_interval_secs
-                .saturating_add(timeout_secs(r.timeout_ms))
+                .saturating_add(timeout_secs(r.snapshot.timeout_ms()))
                 .saturating_add(1);
             let every = r.refresh_interval_secs;
-            add(
-                FetchKind::Snapshot,
-                &r.upstream,
-                &r.path,
-                ttl,
-                r.timeout_ms,
-                every,
-            );
-            if let Some(delta) = &r.delta_path {
-                add(
-                    FetchKind::Delta,
-                    &r.upstream,
-                    delta,
-                    ttl,
-                    r.timeout_ms,
-                    every,
-                );
+            add(FetchKind::Snapshot, &r.snapshot, ttl, every);
+            if let Some(delta) = &r.delta {
+                add(FetchKind::Delta, delta, ttl, every);
             }
         }
         Coordinator {

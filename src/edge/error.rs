@@ -19,7 +19,7 @@ pub enum EdgeError {
     BadStatus(u32),
     /// A fetch kind that `dueFetches` never returns.
     UnknownFetchKind,
-    /// No introspection is waiting under this id: completed already, or evicted as too old.
+    /// No introspection call with this id is in flight: answered already, or never started.
     UnknownIntrospection(u32),
 }
 
@@ -54,11 +54,11 @@ impl fmt::Display for EdgeError {
             EdgeError::BadStatus(s) => write!(f, "{code}: {s} is not an HTTP status code"),
             EdgeError::UnknownFetchKind => write!(
                 f,
-                "{code}: fetch kind must be one returned by dueFetches (keys:N, snapshot, delta)"
+                "{code}: fetch kind must be one returned by dueFetches (keys.N, snapshot, delta)"
             ),
-            EdgeError::UnknownIntrospection(id) => write!(
+            EdgeError::UnknownIntrospection(call) => write!(
                 f,
-                "{code}: no introspection #{id} is waiting (completed already or evicted)"
+                "{code}: no introspection call #{call} is in flight (answered already?)"
             ),
         }
     }

@@ -11,19 +11,19 @@ mod error;
 mod output;
 mod request;
 
-use std::collections::BTreeMap;
-
 use wasm_bindgen::prelude::*;
 
 pub use error::EdgeError;
 
-use crate::decision::{Decision, Denial, PendingIntrospection};
-use crate::engine::Engine;
+use crate::decision::{Decision, Denial, Introspect, PendingIntrospection};
+use crate::engine::{Engine, FetchKind};
 use crate::http::HttpOutcome;
+use crate::introspection::{Callouts, Registered};
 use request::OwnedRequest;
 
-/// Requests waiting for an introspection answer, per engine. A caller that never completes
-/// one cannot grow memory without bound: the oldest is dropped past this.
+/// Requests waiting for an introspection answer, per engine. A caller that never reports its
+/// calls cannot grow memory without bound: past this, a request that needs introspection is
+/// decided at once as if the call had failed (the route's introspection failure mode).
 const MAX_PENDING: usize = 10_000;
 /// JS's `Number.MAX_SAFE_INTEGER` (2^53 - 1): every integer up to it is exact in an f64.
 const MAX_SAFE_INTEGER: u64 = 9_007_199_254_740_991;
@@ -33,12 +33,15 @@ struct Waiting {
     request: OwnedRequest,
 }
 
-/// One engine per isolate: configuration, key sets, revocation data and caches.
+/// One engine per isolate: configuration, key sets, revocation data and caches, and the
+/// introspection calls in flight (the core's table: one call per token, shared by every request
+/// that carries it; the JS side only holds each waiting request's promise, by its `id`).
 #[wasm_bindgen(js_name = EdgeEngine)]
 pub struct EdgeEngine {
     engine: Engine,
-    waiting: BTreeMap<u32, Waiting>,
+    callouts: Callouts<Waiting>,
     next_id: u32,
+    next_call: u32,
 }
 
 #[wasm_bindgen(js_class = EdgeEngine)]
@@ -49,8 +52,9 @@ impl EdgeEngine {
         let engine = Engine::from_config_json(config.as_bytes()).map_err(EdgeError::Config);
         Ok(EdgeEngine {
             engine: engine.map_err(js)?,
-            waiting: BTreeMap::new(),
+            callouts: Callouts::new(MAX_PENDING),
             next_id: 0,
+            next_call: 0,
         })
     }
 
@@ -105,25 +109,26 @@ impl EdgeEngine {
         let now = seconds(now).map_err(js)?;
         let request = OwnedRequest::new(method, url, headers, target_as_sent);
         let decision = request.with_view(|view| self.engine.decide(view, now));
-        Ok(self.answer(decision, request).to_string())
+        Ok(self.answer(decision, request, now).to_string())
     }
 
-    /// Finishes decision `id` (from an `introspect` decision) with the introspection answer:
-    /// `status` undefined for a failed call (timeout, reset). Returns the decision as JSON.
-    #[wasm_bindgen(js_name = completeIntrospection)]
-    pub fn complete_introspection(
+    /// Reports the answer to introspection call `call` (from an `introspect` decision with
+    /// `send`): `status` undefined for a failed call (timeout, reset). Returns the decisions of
+    /// every request that waited for it, as a JSON array of decisions with their `id`.
+    #[wasm_bindgen(js_name = introspectionAnswered)]
+    pub fn introspection_answered(
         &mut self,
-        id: u32,
+        call: u32,
         status: Option<u32>,
         body: &[u8],
         now: f64,
     ) -> Result<String, JsError> {
         let now = seconds(now).map_err(js)?;
         let status = status.map(http_status).transpose().map_err(js)?;
-        let waiting = self
-            .waiting
-            .remove(&id)
-            .ok_or(EdgeError::UnknownIntrospection(id))
+        let finished = self
+            .callouts
+            .complete(call)
+            .ok_or(EdgeError::UnknownIntrospection(call))
             .map_err(js)?;
         let outcome = match status {
             Some(status) => HttpOutcome::Response {
@@ -133,12 +138,19 @@ impl EdgeEngine {
             },
             None => HttpOutcome::Failed,
         };
-        let Waiting { pending, request } = waiting;
-        let decision = request.with_view(|view| {
-            self.engine
-                .complete_introspection(pending, outcome, view, now)
-        });
-        Ok(self.answer(decision, request).to_string())
+        let decisions: Vec<serde_json::Value> = finished
+            .waiters
+            .into_iter()
+            .map(|(id, waiting)| {
+                let (decision, request_id) = self.finish(waiting, outcome, now);
+                let mut value = output::decision(&decision, request_id.as_deref());
+                if let Some(object) = value.as_object_mut() {
+                    object.insert("id".into(), id.into());
+                }
+                value
+            })
+            .collect();
+        Ok(serde_json::Value::Array(decisions).to_string())
     }
 
     /// The fetches due at `now` (key sets, snapshot, delta) as a JSON array; each is marked
@@ -161,7 +173,7 @@ impl EdgeEngine {
         now: f64,
     ) -> Result<String, JsError> {
         let now = seconds(now).map_err(js)?;
-        let kind = output::parse_kind(kind)
+        let kind = FetchKind::from_label(kind)
             .ok_or(EdgeError::UnknownFetchKind)
             .map_err(js)?;
         let status = status.map(http_status).transpose().map_err(js)?;
@@ -182,38 +194,89 @@ impl EdgeEngine {
         let now = seconds(now).map_err(js)?;
         let mut status = serde_json::to_value(self.engine.status(now)).unwrap_or_default();
         if let Some(object) = status.as_object_mut() {
-            object.insert("pending_introspections".into(), self.waiting.len().into());
+            object.insert(
+                "pending_introspections".into(),
+                self.callouts.waiting().into(),
+            );
         }
         Ok(status.to_string())
     }
 }
 
 impl EdgeEngine {
-    /// The decision as JSON; an `introspect` decision's request waits under a fresh id.
-    fn answer(&mut self, decision: Decision, request: OwnedRequest) -> serde_json::Value {
-        let id = matches!(decision, Decision::Introspect(_)).then(|| self.fresh_id());
+    /// The decision as JSON. An `introspect` decision's request waits under a fresh `id` for
+    /// call `call`, which it sends itself (`send`) when it is the first for its token.
+    fn answer(&mut self, decision: Decision, request: OwnedRequest, now: u64) -> serde_json::Value {
         let request_id = request.with_view(|view| view.request_id());
-        let value = output::decision(&decision, id, request_id.as_deref());
-        if let (Decision::Introspect(introspect), Some(id)) = (decision, id) {
-            while self.waiting.len() >= MAX_PENDING && self.waiting.pop_first().is_some() {}
-            self.waiting.insert(
-                id,
-                Waiting {
-                    pending: introspect.pending,
-                    request,
-                },
-            );
-        }
-        value
+        let Decision::Introspect(Introspect {
+            request: call_request,
+            pending,
+        }) = decision
+        else {
+            return output::decision(&decision, request_id.as_deref());
+        };
+        let key = *pending.token_key();
+        let shown = output::introspect(&key, &call_request, pending.log());
+        let id = self.fresh_id();
+        let waiting = Waiting { pending, request };
+        let now_ms = now.saturating_mul(1000);
+        let joined = match self
+            .callouts
+            .register(key, id, waiting, call_request, now_ms)
+        {
+            Registered::Send => None,
+            Registered::Joined => self.callouts.call_of(&key),
+            Registered::Refused(waiting) => {
+                let (decision, request_id) = self.finish(waiting, HttpOutcome::Failed, now);
+                return output::decision(&decision, request_id.as_deref());
+            }
+        };
+        // Every call is "sent" as soon as it is registered: the JS side sends it next.
+        let (call, send) = match joined {
+            Some(call) => (call, false),
+            None => {
+                let call = self.fresh_call();
+                self.callouts.sent(&key, call, id);
+                (call, true)
+            }
+        };
+        output::waiting(shown, output::Ticket { id, call, send })
     }
 
-    /// The next id not in use (ids wrap after 2^32 requests).
+    /// A waiting request decided with the introspection outcome; its request id, for the log.
+    fn finish(
+        &mut self,
+        waiting: Waiting,
+        outcome: HttpOutcome,
+        now: u64,
+    ) -> (Decision, Option<String>) {
+        let Waiting { pending, request } = waiting;
+        request.with_view(|view| {
+            let decision = self
+                .engine
+                .complete_introspection(pending, outcome, view, now);
+            (decision, view.request_id())
+        })
+    }
+
+    /// The next waiter id not in use (ids wrap after 2^32 requests).
     fn fresh_id(&mut self) -> u32 {
         loop {
             let id = self.next_id;
             self.next_id = self.next_id.wrapping_add(1);
-            if !self.waiting.contains_key(&id) {
+            if !self.callouts.is_waiting(id) {
                 return id;
+            }
+        }
+    }
+
+    /// The next call id not in flight (ids wrap after 2^32 calls).
+    fn fresh_call(&mut self) -> u32 {
+        loop {
+            let call = self.next_call;
+            self.next_call = self.next_call.wrapping_add(1);
+            if !self.callouts.is_in_flight(call) {
+                return call;
             }
         }
     }
@@ -224,7 +287,7 @@ impl EdgeEngine {
 /// other build's. `realm` may be empty.
 #[wasm_bindgen(js_name = notReady)]
 pub fn not_ready(realm: &str) -> String {
-    output::decision(&Decision::Deny(Denial::not_ready(realm)), None, None).to_string()
+    output::decision(&Decision::Deny(Denial::not_ready(realm)), None).to_string()
 }
 
 fn js(error: EdgeError) -> JsError {

@@ -5,21 +5,16 @@
 
 use serde_json::{json, Value};
 
-use crate::decision::Decision;
-use crate::engine::{FetchKind, FetchRequest, FetchResult};
+use crate::decision::{Decision, DecisionLog};
+use crate::engine::{FetchRequest, FetchResult};
 use crate::http::HttpRequest;
 
 /// A decision. `allow` carries `path`, the normalised target to forward instead of the
-/// client's (`null` when that is already normal). `introspect` carries the waiting request's
-/// `id`, a `key` shared by every request with the same token (one call in flight per key), and
-/// the call to send.
+/// client's (`null` when that is already normal). `introspect` carries a `key` shared by every
+/// request with the same token and the call to send (see [`waiting`] for the rest).
 /// A `deny` also carries `log_line`, the one structured log line (JSON text) for the denial,
 /// with `request_id`.
-pub fn decision(
-    decision: &Decision,
-    introspection_id: Option<u32>,
-    request_id: Option<&str>,
-) -> Value {
+pub fn decision(decision: &Decision, request_id: Option<&str>) -> Value {
     match decision {
         Decision::Allow(a) => json!({
             "decision": "allow",
@@ -38,14 +33,38 @@ pub fn decision(
             "log": d.log,
             "log_line": d.log_line(request_id),
         }),
-        Decision::Introspect(i) => json!({
-            "decision": "introspect",
-            "id": introspection_id,
-            "key": crate::wire::hex(i.pending.token_key()),
-            "request": http_request(&i.request),
-            "log": i.pending.log(),
-        }),
+        Decision::Introspect(i) => introspect(i.pending.token_key(), &i.request, i.pending.log()),
     }
+}
+
+/// An `introspect` decision: the token's `key`, the `request` to send, the `log` fields.
+pub fn introspect(key: &[u8; 32], request: &HttpRequest, log: &DecisionLog) -> Value {
+    json!({
+        "decision": "introspect",
+        "key": crate::wire::hex(key),
+        "request": http_request(request),
+        "log": log,
+    })
+}
+
+/// Where a request waiting for introspection stands in the core's table of calls.
+pub struct Ticket {
+    /// The waiting request: its decision comes back under this id.
+    pub id: u32,
+    /// The call it waits for, one per token; its answer goes to `introspectionAnswered`.
+    pub call: u32,
+    /// This request is the first for its token: the caller sends `request` (the others wait).
+    pub send: bool,
+}
+
+/// `introspect` (from [`introspect`]) with the waiting request's ticket.
+pub fn waiting(mut introspect: Value, ticket: Ticket) -> Value {
+    if let Some(object) = introspect.as_object_mut() {
+        object.insert("id".into(), ticket.id.into());
+        object.insert("call".into(), ticket.call.into());
+        object.insert("send".into(), ticket.send.into());
+    }
+    introspect
 }
 
 /// An outgoing call with the pseudo-headers turned into fields, for `fetch()`.
@@ -72,32 +91,12 @@ pub fn fetches(due: &[FetchRequest]) -> Value {
             .map(|f| {
                 let mut value = http_request(&f.request);
                 if let Some(object) = value.as_object_mut() {
-                    object.insert("kind".into(), Value::String(kind_name(f.kind)));
+                    object.insert("kind".into(), Value::String(f.kind.label()));
                 }
                 value
             })
             .collect(),
     )
-}
-
-/// `keys:N`, `snapshot` or `delta`: what `fetchCompleted` takes back.
-pub fn kind_name(kind: FetchKind) -> String {
-    match kind {
-        FetchKind::Keys(i) => format!("keys:{i}"),
-        FetchKind::Snapshot => "snapshot".into(),
-        FetchKind::Delta => "delta".into(),
-    }
-}
-
-pub fn parse_kind(name: &str) -> Option<FetchKind> {
-    match name {
-        "snapshot" => Some(FetchKind::Snapshot),
-        "delta" => Some(FetchKind::Delta),
-        _ => name
-            .strip_prefix("keys:")
-            .and_then(|i| i.parse::<usize>().ok())
-            .map(FetchKind::Keys),
-    }
 }
 
 /// `{outcome: "updated", value}` (a generation, or a key count), `{outcome: "not_modified"}`,

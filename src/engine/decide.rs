@@ -388,7 +388,7 @@ impl Engine {
             .as_ref()
             .filter(|_| !self.revocation_is_stale(now))
         else {
-            if config.revocation.is_none() {
+            if self.policy.revocation.is_none() {
                 return if always {
                     Revocation::Confirm(None)
                 } else {

@@ -1,6 +1,8 @@
 //! When to fetch key sets, snapshots and deltas, and what to do with the answers. Pure: the
 //! adapter asks what is due at `now`, sends the requests, and reports each outcome.
 
+use std::rc::Rc;
+
 use serde::Serialize;
 
 use super::{Engine, LoadError};
@@ -27,6 +29,17 @@ impl FetchKind {
             FetchKind::Snapshot => "snapshot".to_string(),
             FetchKind::Delta => "delta".to_string(),
         }
+    }
+
+    /// The kind named by [`FetchKind::label`]; `None` for anything else (only the exact label
+    /// spelling is accepted: no `keys.01`, no `keys.+1`).
+    pub fn from_label(label: &str) -> Option<FetchKind> {
+        let kind = match label {
+            "snapshot" => FetchKind::Snapshot,
+            "delta" => FetchKind::Delta,
+            _ => FetchKind::Keys(label.strip_prefix("keys.")?.parse().ok()?),
+        };
+        (kind.label() == label).then_some(kind)
     }
 }
 
@@ -69,12 +82,7 @@ pub(super) struct Schedule {
 impl Schedule {
     pub(super) fn new(policy: &Policy) -> Schedule {
         Schedule {
-            keys: policy
-                .config
-                .issuers
-                .iter()
-                .map(|_| Slot::default())
-                .collect(),
+            keys: policy.issuers.iter().map(|_| Slot::default()).collect(),
             snapshot: Slot::default(),
             delta: Slot::default(),
         }
@@ -94,12 +102,13 @@ impl Engine {
     /// report it with [`Engine::fetch_completed`].
     pub fn due_fetches(&mut self, now: u64) -> Vec<FetchRequest> {
         let mut due = Vec::new();
-        for (i, issuer) in self.policy.config.issuers.iter().enumerate() {
-            let Some(up) = &issuer.jwks_upstream else {
+        let policy = Rc::clone(&self.policy);
+        for (i, issuer) in policy.issuers.iter().enumerate() {
+            let Some(fetch) = &issuer.key_fetch else {
                 continue;
             };
             let unknown_kid = self.issuers.get(i).is_some_and(|s| s.unknown_kid_seen);
-            let cooldown = up.unknown_kid_cooldown_secs;
+            let cooldown = fetch.unknown_kid_cooldown_secs;
             if let Some(slot) = self.fetches.keys.get_mut(i) {
                 // An unknown kid pulls the next fetch forward, to at most one per cooldown.
                 let due_at = match (unknown_kid, slot.last_started) {
@@ -108,11 +117,7 @@ impl Engine {
                     (false, _) => slot.next_due,
                 };
                 if is_due(slot, due_at, now) {
-                    let authority = up.authority.as_deref().unwrap_or(&up.upstream);
-                    let request = conditional(
-                        HttpRequest::get(&up.upstream, authority, &up.path, up.timeout_ms),
-                        slot,
-                    );
+                    let request = conditional(fetch.endpoint.get(), slot);
                     slot.in_flight_since = Some(now);
                     slot.last_started = Some(now);
                     due.push(FetchRequest {
@@ -122,20 +127,12 @@ impl Engine {
                 }
             }
         }
-        if let Some(r) = &self.policy.config.revocation {
-            let authority = r.authority.as_deref().unwrap_or(&r.upstream);
+        if let Some(r) = &policy.revocation {
             let generation = self.revocation.as_ref().map_or(0, |s| s.generation());
             let node_id = self.node_id.as_deref();
             let slot = &mut self.fetches.snapshot;
             if is_due(slot, slot.next_due, now) {
-                let request = identified(
-                    conditional(
-                        HttpRequest::get(&r.upstream, authority, &r.path, r.timeout_ms),
-                        slot,
-                    ),
-                    node_id,
-                    generation,
-                );
+                let request = identified(conditional(r.snapshot.get(), slot), node_id, generation);
                 slot.in_flight_since = Some(now);
                 slot.last_started = Some(now);
                 due.push(FetchRequest {
@@ -145,16 +142,9 @@ impl Engine {
             }
             let have_snapshot = self.revocation.is_some();
             let slot = &mut self.fetches.delta;
-            if let (Some(path), true) = (&r.delta_path, have_snapshot) {
+            if let (Some(delta), true) = (&r.delta, have_snapshot) {
                 if is_due(slot, slot.next_due, now) {
-                    let request = identified(
-                        conditional(
-                            HttpRequest::get(&r.upstream, authority, path, r.timeout_ms),
-                            slot,
-                        ),
-                        node_id,
-                        generation,
-                    );
+                    let request = identified(conditional(delta.get(), slot), node_id, generation);
                     slot.in_flight_since = Some(now);
                     slot.last_started = Some(now);
                     due.push(FetchRequest {
@@ -255,14 +245,14 @@ impl Engine {
 
     /// How often `kind` is fetched, in seconds.
     pub fn refresh_interval(&self, kind: FetchKind) -> u64 {
-        let config = &self.policy.config;
+        let policy = &self.policy;
         match kind {
-            FetchKind::Keys(i) => config
+            FetchKind::Keys(i) => policy
                 .issuers
                 .get(i)
-                .and_then(|c| c.jwks_upstream.as_ref())
-                .map_or(300, |u| u.refresh_interval_secs),
-            FetchKind::Snapshot | FetchKind::Delta => config
+                .and_then(|c| c.key_fetch.as_ref())
+                .map_or(300, |f| f.refresh_interval_secs),
+            FetchKind::Snapshot | FetchKind::Delta => policy
                 .revocation
                 .as_ref()
                 .map_or(60, |r| r.refresh_interval_secs),
@@ -274,7 +264,6 @@ impl Engine {
             FetchKind::Keys(_) => Some(crate::jwks::MAX_JWKS_BYTES),
             FetchKind::Snapshot | FetchKind::Delta => self
                 .policy
-                .config
                 .revocation
                 .as_ref()
                 .map(|r| r.max_snapshot_bytes),
@@ -501,5 +490,18 @@ mod tests {
         assert_eq!(FetchKind::Keys(3).label(), "keys.3");
         assert_eq!(FetchKind::Snapshot.label(), "snapshot");
         assert_eq!(FetchKind::Delta.label(), "delta");
+        for kind in [
+            FetchKind::Keys(0),
+            FetchKind::Keys(12),
+            FetchKind::Snapshot,
+            FetchKind::Delta,
+        ] {
+            assert_eq!(FetchKind::from_label(&kind.label()), Some(kind));
+        }
+        for bad in [
+            "keys:0", "keys.", "keys.01", "keys.+1", "keys.-1", "Snapshot", "", "keys.x",
+        ] {
+            assert_eq!(FetchKind::from_label(bad), None, "{bad}");
+        }
     }
 }

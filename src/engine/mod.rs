@@ -197,8 +197,9 @@ impl Engine {
     pub fn load_snapshot(&mut self, bytes: &[u8]) -> Result<u64, LoadError> {
         let keys = self
             .policy
-            .snapshot_keys
+            .revocation
             .as_ref()
+            .map(|r| &r.keys)
             .ok_or(LoadError::RevocationNotConfigured)?;
         let before = self.snapshot_generation();
         match &mut self.revocation {
@@ -220,8 +221,9 @@ impl Engine {
     pub fn load_delta(&mut self, bytes: &[u8]) -> Result<u64, LoadError> {
         let keys: &SnapshotKeys = self
             .policy
-            .snapshot_keys
+            .revocation
             .as_ref()
+            .map(|r| &r.keys)
             .ok_or(LoadError::RevocationNotConfigured)?;
         let state = self.revocation.as_mut().ok_or(LoadError::NoBaseSnapshot)?;
         let before = Some(state.generation());
@@ -266,7 +268,7 @@ impl Engine {
     /// True when revocation is configured and there is no snapshot, or it is too old or dated
     /// in the future.
     fn revocation_is_stale(&self, now: u64) -> bool {
-        match (&self.policy.config.revocation, &self.revocation) {
+        match (&self.policy.revocation, &self.revocation) {
             (None, _) => false,
             (Some(_), None) => true,
             (Some(cfg), Some(state)) => state.is_stale(
@@ -293,15 +295,10 @@ impl Engine {
 
     /// Issuer `issuer`'s fetched keys, unless never fetched or past their max staleness.
     fn fresh_fetched_keys(&self, issuer: usize, now: u64) -> Option<&KeySet> {
-        let up = self
-            .policy
-            .config
-            .issuers
-            .get(issuer)?
-            .jwks_upstream
-            .as_ref()?;
+        let fetch = self.policy.issuers.get(issuer)?.key_fetch.as_ref()?;
         let fetched = self.issuers.get(issuer)?.fetched.as_ref()?;
-        (now.saturating_sub(fetched.fetched_at) <= up.max_staleness_secs).then_some(&fetched.keys)
+        (now.saturating_sub(fetched.fetched_at) <= fetch.max_staleness_secs)
+            .then_some(&fetched.keys)
     }
 
     /// Whether the key set that verified a cached token is still one `usable_keys` offers.

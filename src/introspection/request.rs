@@ -8,6 +8,8 @@ use std::fmt;
 
 pub use crate::http::HttpRequest;
 
+use crate::config::Endpoint;
+
 use ct_codecs::{Base64, Encoder};
 
 /// How the plugin authenticates to the introspection endpoint (RFC 6749 section 2.3.1).
@@ -25,17 +27,12 @@ pub enum ClientAuth {
 /// (no control characters in `path` or `authority`).
 #[derive(Clone, PartialEq, Eq)]
 pub struct IntrospectionSettings {
-    /// The host's name for the endpoint: a cluster (Envoy), `host:port` (Kong) or a URL origin.
-    pub upstream: String,
-    /// The endpoint's path, e.g. `/oauth2/introspect`.
-    pub path: String,
-    /// The `:authority` (Host) the endpoint expects.
-    pub authority: String,
+    /// Where the call goes (upstream, path such as `/oauth2/introspect`, authority) and how
+    /// long the host waits for an answer before the call counts as failed.
+    pub endpoint: Endpoint,
     pub client_id: String,
     pub client_secret: String,
     pub auth: ClientAuth,
-    /// How long the host waits for an answer before the call counts as failed.
-    pub timeout_ms: u64,
     /// The longest an active answer is reused (see `IntrospectionCache::put`).
     pub cache_ttl_secs: u64,
     /// How many answers the cache holds.
@@ -48,13 +45,10 @@ pub struct IntrospectionSettings {
 impl fmt::Debug for IntrospectionSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IntrospectionSettings")
-            .field("upstream", &self.upstream)
-            .field("path", &self.path)
-            .field("authority", &self.authority)
+            .field("endpoint", &self.endpoint)
             .field("client_id", &self.client_id)
             .field("client_secret", &"<redacted>")
             .field("auth", &self.auth)
-            .field("timeout_ms", &self.timeout_ms)
             .field("cache_ttl_secs", &self.cache_ttl_secs)
             .field("cache_capacity", &self.cache_capacity)
             .field("max_response_bytes", &self.max_response_bytes)
@@ -74,8 +68,11 @@ pub fn build_request(
     }
     let mut headers = vec![
         (":method".to_owned(), "POST".to_owned()),
-        (":path".to_owned(), settings.path.clone()),
-        (":authority".to_owned(), settings.authority.clone()),
+        (":path".to_owned(), settings.endpoint.path().to_owned()),
+        (
+            ":authority".to_owned(),
+            settings.endpoint.authority().to_owned(),
+        ),
         (
             "content-type".to_owned(),
             "application/x-www-form-urlencoded".to_owned(),
@@ -96,10 +93,10 @@ pub fn build_request(
         }
     }
     HttpRequest {
-        upstream: settings.upstream.clone(),
+        upstream: settings.endpoint.upstream().to_owned(),
         headers,
         body: form_body(&pairs).into_bytes(),
-        timeout_ms: settings.timeout_ms,
+        timeout_ms: settings.endpoint.timeout_ms(),
     }
 }
 
@@ -133,13 +130,16 @@ mod tests {
 
     fn settings(auth: ClientAuth) -> IntrospectionSettings {
         IntrospectionSettings {
-            upstream: "idp_cluster".to_owned(),
-            path: "/oauth2/introspect".to_owned(),
-            authority: "idp.example.com".to_owned(),
+            endpoint: Endpoint::new(
+                "idp_cluster",
+                "/oauth2/introspect",
+                Some("idp.example.com"),
+                250,
+            )
+            .unwrap(),
             client_id: "s6BhdRkqt3".to_owned(),
             client_secret: "7Fjfp0ZBr1KtDRbnfVdmIw".to_owned(),
             auth,
-            timeout_ms: 250,
             cache_ttl_secs: 30,
             cache_capacity: 1000,
             max_response_bytes: 16384,

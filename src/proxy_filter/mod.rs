@@ -8,6 +8,7 @@
 mod host;
 mod metrics;
 mod request;
+mod settings;
 mod shared;
 mod worker;
 

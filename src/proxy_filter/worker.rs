@@ -12,12 +12,13 @@ use proxy_wasm::types::{BufferType, MapType};
 use super::host::{self, Level};
 use super::metrics::Metrics;
 use super::request::OwnedRequest;
+use super::settings::Settings;
 use super::shared::HostStore;
-use crate::config::HostProfile;
 use crate::coordination::{shared_node_id, Claim, Coordinator};
 use crate::decision::{Decision, Denial, PendingIntrospection};
 use crate::engine::{Engine, FetchKind, FetchResult};
 use crate::http::{HttpOutcome, HttpRequest};
+use crate::introspection::{Callouts, Finished, Registered, Swept, TokenKey};
 
 pub type SharedWorker = Rc<RefCell<Worker>>;
 
@@ -28,23 +29,15 @@ pub enum Step {
     Pause,
 }
 
-/// A stream waiting for an introspection answer.
+/// A stream waiting for an introspection answer (its context id is its waiter id).
 struct Waiter {
-    context_id: u32,
     pending: PendingIntrospection,
     request: OwnedRequest,
 }
 
-/// One introspection callout, shared by every stream of this VM with the same token.
-struct Callout {
-    waiters: Vec<Waiter>,
-    /// Kept to send again from the root if the dispatching stream goes away.
-    call: HttpRequest,
-    started_ms: u64,
-    /// The dispatching context still exists (the host delivers the answer to it).
-    owner_alive: bool,
-    owner: u32,
-}
+/// A callout whose stream went away is sent again (or, past its timeout plus this, failed)
+/// from the root context's tick.
+const CALLOUT_GRACE_MS: u64 = 1000;
 
 /// A call answer as read from the host. `status == None`: failed (zero headers).
 struct Answer {
@@ -54,14 +47,19 @@ struct Answer {
 }
 
 impl Answer {
+    /// A failed call: no answer.
+    fn failed() -> Answer {
+        Answer {
+            status: None,
+            etag: None,
+            body: Vec::new(),
+        }
+    }
+
     fn read(num_headers: usize, body_size: usize, max_body: usize) -> Answer {
         // After a reset there are no response maps: reading one would fail the VM.
         if num_headers == 0 {
-            return Answer {
-                status: None,
-                etag: None,
-                body: Vec::new(),
-            };
+            return Answer::failed();
         }
         let headers = host::header_pairs(MapType::HttpCallResponseHeaders).unwrap_or_default();
         let text = |name: &[u8]| {
@@ -101,9 +99,9 @@ pub struct Worker {
     engine: Option<Engine>,
     coordinator: Option<Coordinator>,
     pub metrics: Metrics,
-    callouts: HashMap<[u8; 32], Callout>,
-    /// Host call token -> the callout's token key.
-    introspection_calls: HashMap<u32, [u8; 32]>,
+    /// Introspection callouts in flight (by host call token), one per token, with the streams
+    /// waiting for each.
+    callouts: Callouts<Waiter>,
     /// Host call token -> the fetch it answers.
     fetch_calls: HashMap<u32, FetchKind>,
     /// Kong with `tls`: callouts carry `:scheme: https`.
@@ -141,11 +139,9 @@ impl Worker {
 
     /// Installs a new configuration (fresh engine; shared data namespaced per host profile).
     pub fn configure(&mut self, mut engine: Engine) {
-        let (prefix, tls) = match &engine.policy().config.host {
-            HostProfile::Envoy => ("revguard/".to_string(), false),
-            HostProfile::Kong { shm_zone, tls } => (format!("{shm_zone}/"), *tls),
-        };
-        self.callout_tls = tls;
+        let settings = Settings::from_host(&engine.policy().config.host);
+        self.callout_tls = settings.callout_tls;
+        let prefix = &settings.shared_prefix;
         // This VM's name in leases.
         let holder = crate::node_id::random();
         // Envoy names its node (`node.id`: Istio's `sidecar~<ip>~<pod>.<ns>~...`); Kong does
@@ -153,9 +149,9 @@ impl Worker {
         let node_id = host::property(&["node", "id"])
             .and_then(|v| String::from_utf8(v).ok())
             .filter(|id| crate::node_id::is_valid(id))
-            .unwrap_or_else(|| shared_node_id(&mut HostStore, &prefix, &holder));
+            .unwrap_or_else(|| shared_node_id(&mut HostStore, prefix, &holder));
         engine.set_default_node_id(&node_id);
-        let mut coordinator = Coordinator::new(engine.policy(), &prefix, holder);
+        let mut coordinator = Coordinator::new(engine.policy(), prefix, holder);
         // A VM started (or restarted) after the others loads what they published now, rather
         // than failing closed on every request until its first tick.
         let synced = coordinator.sync(&HostStore, &mut engine, now_secs());
@@ -163,7 +159,6 @@ impl Worker {
         self.coordinator = Some(coordinator);
         self.engine = Some(engine);
         self.callouts.clear();
-        self.introspection_calls.clear();
         self.fetch_calls.clear();
     }
 
@@ -279,55 +274,67 @@ impl Worker {
                 };
                 let key = *introspect.pending.token_key();
                 let waiter = Waiter {
-                    context_id,
                     pending: introspect.pending,
                     request,
                 };
-                if let Some(callout) = self.callouts.get_mut(&key) {
-                    self.metrics.count("revguard.introspection.joined");
-                    callout.waiters.push(waiter);
-                    return Step::Pause;
-                }
-                match dispatch(&introspect.request, self.callout_tls) {
-                    Ok(token) => {
-                        self.metrics.count("revguard.introspection.call");
-                        self.introspection_calls.insert(token, key);
-                        self.callouts.insert(
-                            key,
-                            Callout {
-                                waiters: vec![waiter],
-                                call: introspect.request,
-                                started_ms: host::now_millis(),
-                                owner_alive: true,
-                                owner: context_id,
-                            },
-                        );
+                let now_ms = host::now_millis();
+                match self
+                    .callouts
+                    .register(key, context_id, waiter, introspect.request, now_ms)
+                {
+                    Registered::Joined => {
+                        self.metrics.count("revguard.introspection.joined");
                         Step::Pause
                     }
-                    Err(status) => {
-                        host::log(
-                            Level::Warn,
-                            &format!(
-                                "revguard: introspection call to {} refused by the host ({status})",
-                                introspect.request.upstream
-                            ),
-                        );
-                        self.metrics.count("revguard.introspection.failed");
-                        let Some(engine) = self.engine.as_mut() else {
-                            return Step::Pause;
-                        };
-                        let decision = waiter.request.with_view(|view| {
-                            engine.complete_introspection(
-                                waiter.pending,
-                                HttpOutcome::Failed,
-                                view,
-                                now_secs(),
-                            )
-                        });
-                        self.perform(decision, Some(waiter.request), context_id, resume, true)
-                    }
+                    Registered::Send => match self.send_callout(&key, context_id) {
+                        Ok(()) => {
+                            self.metrics.count("revguard.introspection.call");
+                            Step::Pause
+                        }
+                        Err(refusal) => {
+                            host::log(Level::Warn, &refusal);
+                            self.metrics.count("revguard.introspection.failed");
+                            // Only this stream waits: it registered the token first.
+                            let waiters = self.callouts.send_failed(&key).map(|f| f.waiters);
+                            let mut step = Step::Pause;
+                            for (id, waiter) in waiters.unwrap_or_default() {
+                                step = self.fail_at_once(waiter, id, resume);
+                            }
+                            step
+                        }
+                    },
+                    // This stream waits already: impossible, as it is paused while it waits.
+                    Registered::Refused(waiter) => self.fail_at_once(waiter, context_id, resume),
                 }
             }
+        }
+    }
+
+    /// Finishes `waiter` (stream `context_id`, the effective one) as a failed callout.
+    fn fail_at_once(&mut self, waiter: Waiter, context_id: u32, resume: bool) -> Step {
+        let Some(engine) = self.engine.as_mut() else {
+            return Step::Pause;
+        };
+        let decision = waiter.request.with_view(|view| {
+            engine.complete_introspection(waiter.pending, HttpOutcome::Failed, view, now_secs())
+        });
+        self.perform(decision, Some(waiter.request), context_id, resume, true)
+    }
+
+    /// Sends the callout for `key` from context `owner`; the refusal, as a log line.
+    fn send_callout(&mut self, key: &TokenKey, owner: u32) -> Result<(), String> {
+        let Some(call) = self.callouts.request(key) else {
+            return Err("revguard: introspection callout lost".to_string());
+        };
+        match dispatch(call, self.callout_tls) {
+            Ok(token) => {
+                self.callouts.sent(key, token, owner);
+                Ok(())
+            }
+            Err(status) => Err(format!(
+                "revguard: introspection call to {} refused by the host ({status})",
+                call.upstream
+            )),
         }
     }
 
@@ -339,21 +346,21 @@ impl Worker {
         body_size: usize,
         current: u32,
     ) {
-        if let Some(key) = self.introspection_calls.remove(&token) {
+        if let Some(finished) = self.callouts.complete(token) {
             let max = self
                 .engine
                 .as_ref()
                 .and_then(|e| e.policy().introspection.as_ref())
                 .map_or(0, |s| s.max_response_bytes.saturating_add(1));
             let answer = Answer::read(num_headers, body_size, max);
-            self.finish_callout(key, &answer, current);
+            self.finish_callout(finished, &answer, current);
         } else if let Some(kind) = self.fetch_calls.remove(&token) {
             let max = match kind {
                 FetchKind::Keys(_) => crate::jwks::MAX_JWKS_BYTES,
                 FetchKind::Snapshot | FetchKind::Delta => self
                     .engine
                     .as_ref()
-                    .and_then(|e| e.policy().config.revocation.as_ref())
+                    .and_then(|e| e.policy().revocation.as_ref())
                     .map_or(0, |r| r.max_snapshot_bytes),
             };
             let answer = Answer::read(num_headers, body_size, max.saturating_add(1));
@@ -361,20 +368,15 @@ impl Worker {
         }
     }
 
-    /// Finishes every stream waiting on the callout for `key`, then restores `current`.
-    fn finish_callout(&mut self, key: [u8; 32], answer: &Answer, current: u32) {
-        let Some(callout) = self.callouts.remove(&key) else {
-            return;
-        };
-        let latency = host::now_millis().saturating_sub(callout.started_ms);
+    /// Finishes every stream waiting on a callout, then restores `current`.
+    fn finish_callout(&mut self, finished: Finished<Waiter>, answer: &Answer, current: u32) {
+        let latency = host::now_millis().saturating_sub(finished.started_ms);
         self.metrics
             .histogram("revguard.introspection.latency_ms", latency);
         let outcome = answer.outcome();
         let mut label = "failed";
-        for waiter in callout.waiters {
-            if waiter.context_id != current
-                && host::set_effective_context(waiter.context_id).is_err()
-            {
+        for (context_id, waiter) in finished.waiters {
+            if context_id != current && host::set_effective_context(context_id).is_err() {
                 continue;
             }
             let Some(engine) = self.engine.as_mut() else {
@@ -388,13 +390,7 @@ impl Worker {
                 (Decision::Allow(_), _) => "active",
                 _ => "inactive",
             };
-            self.perform(
-                decision,
-                Some(waiter.request),
-                waiter.context_id,
-                true,
-                true,
-            );
+            self.perform(decision, Some(waiter.request), context_id, true, true);
         }
         self.metrics
             .count(&format!("revguard.introspection.{label}"));
@@ -404,12 +400,7 @@ impl Worker {
     /// Stream `context_id` ended: it no longer waits, and if it dispatched a callout still in
     /// flight, the host may drop that answer (the root sends it again for the others).
     pub fn stream_done(&mut self, context_id: u32) {
-        for callout in self.callouts.values_mut() {
-            callout.waiters.retain(|w| w.context_id != context_id);
-            if callout.owner == context_id {
-                callout.owner_alive = false;
-            }
-        }
+        self.callouts.leave(context_id);
     }
 
     /// Periodic work on the root context: load what other workers published, start due
@@ -456,42 +447,17 @@ impl Worker {
     }
 
     fn rescue_callouts(&mut self, root: u32) {
-        let now_ms = host::now_millis();
-        let mut late = Vec::new();
-        let mut orphaned = Vec::new();
-        self.callouts.retain(|key, callout| {
-            if callout.waiters.is_empty() && !callout.owner_alive {
-                return false;
-            }
-            let limit = callout.call.timeout_ms.saturating_add(1000);
-            if now_ms.saturating_sub(callout.started_ms) > limit {
-                late.push(*key);
-            } else if !callout.owner_alive {
-                orphaned.push(*key);
-            }
-            true
-        });
-        self.introspection_calls
-            .retain(|_, key| !late.contains(key) && !orphaned.contains(key));
-        let failed = Answer {
-            status: None,
-            etag: None,
-            body: Vec::new(),
-        };
-        for key in late {
-            self.finish_callout(key, &failed, root);
-        }
-        for key in orphaned {
-            let Some(callout) = self.callouts.get_mut(&key) else {
-                continue;
+        let failed = Answer::failed();
+        for swept in self.callouts.sweep(host::now_millis(), CALLOUT_GRACE_MS) {
+            let finished = match swept {
+                Swept::Expired(finished) => Some(finished),
+                Swept::Orphaned(key) => match self.send_callout(&key, root) {
+                    Ok(()) => None,
+                    Err(_) => self.callouts.send_failed(&key),
+                },
             };
-            match dispatch(&callout.call, self.callout_tls) {
-                Ok(token) => {
-                    callout.owner = root;
-                    callout.owner_alive = true;
-                    self.introspection_calls.insert(token, key);
-                }
-                Err(_) => self.finish_callout(key, &failed, root),
+            if let Some(finished) = finished {
+                self.finish_callout(finished, &failed, root);
             }
         }
     }

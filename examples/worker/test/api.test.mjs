@@ -67,18 +67,21 @@ test("now must be Unix seconds; statuses must be HTTP statuses", () => {
     assert.equal(code(() => engine.decide({ ...req, now })), "invalid_argument", String(now));
   }
   assert.equal(code(() => engine.fetchCompleted("snapshot", { status: 70000 }, valid.now)), "invalid_argument");
-  assert.equal(code(() => engine.fetchCompleted("keys:x", null, valid.now)), "invalid_argument");
-  assert.equal(code(() => engine.completeIntrospection(12345, null, valid.now)), "unknown_introspection");
+  assert.equal(code(() => engine.fetchCompleted("keys:0", null, valid.now)), "invalid_argument");
+  assert.equal(code(() => engine.introspectionAnswered(12345, null, valid.now)), "unknown_introspection");
 });
 
-test("an introspect decision carries the call; its id finishes it once", () => {
+test("an introspect decision carries the call; one call per token, answered once", () => {
   const engine = loaded();
   const req = { method: "GET", url: flagged.request.path, headers: flagged.request.headers, now: flagged.now };
   const first = engine.decide(req);
   const second = engine.decide(req);
   assert.equal(first.decision, "introspect");
   assert.notEqual(first.id, second.id);
-  assert.equal(first.key, second.key, "same token, same key: one call in flight");
+  assert.equal(first.key, second.key, "same token, same key");
+  assert.equal(first.call, second.call, "one call in flight");
+  assert.equal(first.send, true, "the first request sends the call");
+  assert.equal(second.send, false, "the second waits for it");
   assert.equal(first.request.method, "POST");
   assert.equal(first.request.upstream, "idp");
   assert.equal(first.request.path, "/introspect");
@@ -87,12 +90,13 @@ test("an introspect decision carries the call; its id finishes it once", () => {
   assert.equal(engine.status(flagged.now).pending_introspections, 2);
 
   const answer = { status: 200, body: '{"active":false}' };
-  const done = engine.completeIntrospection(first.id, answer, flagged.now);
-  assert.equal(done.decision, "deny");
-  assert.equal(done.reason, "revoked");
-  assert.equal(code(() => engine.completeIntrospection(first.id, answer, flagged.now)), "unknown_introspection");
-  // The second waiter is answered from the cache the first answer filled.
-  assert.equal(engine.completeIntrospection(second.id, answer, flagged.now).reason, "revoked");
+  const done = engine.introspectionAnswered(first.call, answer, flagged.now);
+  assert.deepEqual(done.map((d) => d.id), [first.id, second.id], "every waiting request, in order");
+  for (const d of done) {
+    assert.equal(d.decision, "deny");
+    assert.equal(d.reason, "revoked");
+  }
+  assert.equal(code(() => engine.introspectionAnswered(first.call, answer, flagged.now)), "unknown_introspection");
   assert.equal(engine.decide(req).reason, "revoked", "cached: no new call");
   assert.equal(engine.status(flagged.now).pending_introspections, 0);
 });
@@ -100,11 +104,16 @@ test("an introspect decision carries the call; its id finishes it once", () => {
 test("waiting introspections are bounded", () => {
   const engine = loaded();
   const req = { method: "GET", url: flagged.request.path, headers: flagged.request.headers, now: flagged.now };
-  const ids = [];
-  for (let i = 0; i < 10_050; i++) ids.push(engine.decide(req).id);
+  const decisions = [];
+  for (let i = 0; i < 10_050; i++) decisions.push(engine.decide(req));
   assert.equal(engine.status(flagged.now).pending_introspections, 10_000);
-  assert.equal(code(() => engine.completeIntrospection(ids[0], null, flagged.now)), "unknown_introspection");
-  assert.equal(engine.completeIntrospection(ids.at(-1), null, flagged.now).reason, "introspection_failed");
+  // Past the bound, a request is decided at once as if its call had failed.
+  assert.equal(decisions[10_000].decision, "deny");
+  assert.equal(decisions[10_000].reason, "introspection_failed");
+  const done = engine.introspectionAnswered(decisions[0].call, null, flagged.now);
+  assert.equal(done.length, 10_000);
+  assert.ok(done.every((d) => d.reason === "introspection_failed"));
+  assert.equal(engine.status(flagged.now).pending_introspections, 0);
 });
 
 test("the fetch schedule: due fetches, conditional requests, backoff", () => {
@@ -115,10 +124,10 @@ test("the fetch schedule: due fetches, conditional requests, backoff", () => {
   const engine = new Engine(config);
   const t = valid.now;
   const due = engine.dueFetches(t);
-  assert.deepEqual(due.map((f) => f.kind), ["keys:0", "snapshot"], "no delta before a snapshot");
+  assert.deepEqual(due.map((f) => f.kind), ["keys.0", "snapshot"], "no delta before a snapshot");
   assert.deepEqual([due[0].upstream, due[0].method, due[0].path], ["idp", "GET", "/jwks"]);
   assert.deepEqual(engine.dueFetches(t), [], "in flight");
-  assert.deepEqual(engine.fetchCompleted("keys:0", { status: 200, body: file.jwks[0] }, t), {
+  assert.deepEqual(engine.fetchCompleted("keys.0", { status: 200, body: file.jwks[0] }, t), {
     outcome: "updated",
     value: 1,
   });
@@ -196,6 +205,6 @@ test("arbitrary request input never throws (a denial instead)", () => {
     const d = engine.decide({ method, url, headers, now: valid.now });
     assert.ok(["allow", "deny", "introspect"].includes(d.decision));
     if (d.decision === "deny") assert.ok(d.status >= 400 && d.reason);
-    if (d.decision === "introspect") engine.completeIntrospection(d.id, { status: 200, body: junk() }, valid.now);
+    if (d.decision === "introspect") engine.introspectionAnswered(d.call, { status: 200, body: junk() }, valid.now);
   }
 });

@@ -42,7 +42,8 @@ export function runCase(file, c) {
     if (d.decision === "introspect" && c.introspection != null) {
       const answer =
         c.introspection.status == null ? null : { status: c.introspection.status, body: c.introspection.body ?? "" };
-      d = engine.completeIntrospection(d.id, answer, c.now);
+      const id = d.id;
+      d = engine.introspectionAnswered(d.call, answer, c.now).find((w) => w.id === id);
     }
     return normalize(d);
   } finally {

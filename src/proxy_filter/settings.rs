@@ -1,0 +1,28 @@
+//! The adapter's own settings: where this host keeps the data workers share, and whether
+//! callouts ask the host for TLS. They come from the document's `host` section (Kong's
+//! `shm_zone` and `tls`), which the core validates with the rest of the document but never
+//! reads: its rules depend on the host kind only.
+
+use crate::config::HostProfile;
+
+pub struct Settings {
+    /// Prefix of every shared-data key: `revguard/` on Envoy, `<shm_zone>/` on Kong.
+    pub shared_prefix: String,
+    /// Kong with `tls`: callouts carry `:scheme: https` (ngx_wasm_module opens TLS only then).
+    pub callout_tls: bool,
+}
+
+impl Settings {
+    pub fn from_host(host: &HostProfile) -> Settings {
+        match host {
+            HostProfile::Envoy => Settings {
+                shared_prefix: "revguard/".to_string(),
+                callout_tls: false,
+            },
+            HostProfile::Kong(kong) => Settings {
+                shared_prefix: format!("{}/", kong.shm_zone),
+                callout_tls: kong.tls,
+            },
+        }
+    }
+}
