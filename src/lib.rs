@@ -49,6 +49,9 @@ pub mod introspection;
 pub mod json;
 pub mod jwks;
 pub mod jwt;
+/// The origin service (`revguard origin serve`): native only, never in a wasm build.
+#[cfg(not(target_arch = "wasm32"))]
+pub mod origin;
 pub mod path;
 pub mod reason;
 pub mod request;
