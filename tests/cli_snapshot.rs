@@ -440,7 +440,10 @@ fn a_build_time_in_the_future_is_refused() {
         ]
     };
     let args = build(clock + 3600);
-    fails(&args.iter().map(String::as_str).collect::<Vec<_>>(), "ahead of the clock");
+    fails(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        "ahead of the clock",
+    );
     assert!(!out.exists());
     let args = build(clock + 60);
     ok(&args.iter().map(String::as_str).collect::<Vec<_>>());

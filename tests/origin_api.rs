@@ -82,7 +82,10 @@ fn an_ingested_revocation_reaches_the_plugin() {
     assert_eq!(listed[0]["reason"], "leaked");
     assert_eq!(listed[0]["source"], "ops");
     assert_eq!(listed[0]["created_by"], "tests");
-    assert!(!o.log_text().contains(origin_common::TOKEN), "a raw token was logged");
+    assert!(
+        !o.log_text().contains(origin_common::TOKEN),
+        "a raw token was logged"
+    );
 }
 
 #[test]
@@ -93,7 +96,10 @@ fn un_revoking_publishes_a_full_snapshot_without_the_entry() {
     let a = o.post(r#"[{"jti":"a","id":"evt-a"},{"jti":"b"}]"#, &[]);
     assert_eq!(a.status, 201, "{a:?}");
     let g = o.wait_generation(2);
-    assert_eq!(o.state(&keys).check(&jti("a")), Verdict::Revoked(IdKind::Jti));
+    assert_eq!(
+        o.state(&keys).check(&jti("a")),
+        Verdict::Revoked(IdKind::Jti)
+    );
 
     let d = o.delete("/v1/revocations/evt-a?reason=mistake");
     assert_eq!(d.status, 200, "{d:?}");
@@ -117,9 +123,15 @@ fn un_revoking_publishes_a_full_snapshot_without_the_entry() {
     assert_eq!(removed[0]["removed"]["by"], "tests");
     assert_eq!(o.list_all("").len(), 1);
     let again = o.delete("/v1/revocations/evt-a");
-    assert_eq!((again.status, again.error_code().as_str()), (409, "already_removed"));
+    assert_eq!(
+        (again.status, again.error_code().as_str()),
+        (409, "already_removed")
+    );
     let missing = o.delete("/v1/revocations/nope");
-    assert_eq!((missing.status, missing.error_code().as_str()), (404, "not_found"));
+    assert_eq!(
+        (missing.status, missing.error_code().as_str()),
+        (404, "not_found")
+    );
 }
 
 #[test]
@@ -145,7 +157,10 @@ fn idempotency_by_key_and_by_event_id() {
     assert_eq!(e2.status, 201);
     assert_eq!(e2.json()["revocations"][0]["created"], false);
     let e3 = o.post(r#"{"id":"evt-1","jti":"other"}"#, &[]);
-    assert_eq!((e3.status, e3.error_code().as_str()), (409, "idempotency_conflict"));
+    assert_eq!(
+        (e3.status, e3.error_code().as_str()),
+        (409, "idempotency_conflict")
+    );
     // A batch with one conflicting event id commits nothing.
     let mixed = o.post(r#"[{"jti":"new-1"},{"id":"evt-1","jti":"other"}]"#, &[]);
     assert_eq!(mixed.status, 409);
@@ -249,8 +264,8 @@ fn conditional_gets_and_held_requests() {
     assert!(state.generation() > g);
     state = {
         let snap = o.get("/revocations/snapshot", &[]);
-        let mut st = revguard::snapshot::RevocationState::from_snapshot(&snap.body, &s.keys())
-            .unwrap();
+        let mut st =
+            revguard::snapshot::RevocationState::from_snapshot(&snap.body, &s.keys()).unwrap();
         st.apply_delta(&body, &s.keys()).unwrap();
         st
     };
@@ -293,7 +308,10 @@ fn expired_entries_are_dropped_at_compaction() {
     let body = json!([{"jti": "short", "exp": exp}, {"jti": "keep"}, {"jti": "filler", "id": "f"}]);
     assert_eq!(o.post(&body.to_string(), &[]).status, 201);
     let g = o.wait_generation(2);
-    assert_eq!(o.state(&keys).check(&jti("short")), Verdict::Revoked(IdKind::Jti));
+    assert_eq!(
+        o.state(&keys).check(&jti("short")),
+        Verdict::Revoked(IdKind::Jti)
+    );
     while now_secs() <= exp + 1 {
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -303,7 +321,10 @@ fn expired_entries_are_dropped_at_compaction() {
     let state = o.state(&keys);
     assert_eq!(state.snapshot_generation(), g2);
     assert_eq!(state.check(&jti("short")), Verdict::Clear);
-    assert_eq!(state.check(&jti("keep")), Verdict::MaybeRevoked(IdKind::Jti));
+    assert_eq!(
+        state.check(&jti("keep")),
+        Verdict::MaybeRevoked(IdKind::Jti)
+    );
     // Still listed for the audit trail.
     assert_eq!(o.list_all("&value=short").len(), 1);
 }
@@ -323,8 +344,24 @@ fn bad_input_gets_a_clear_answer_and_changes_nothing() {
     let big = format!(r#"{{"jti":"{}"}}"#, "x".repeat(4000));
     let six = json!([{"jti":"1"},{"jti":"2"},{"jti":"3"},{"jti":"4"},{"jti":"5"},{"jti":"6"}])
         .to_string();
-    let cases: Vec<(&str, Vec<(&str, &str)>, String, u16, &str, &str)> = vec![
-        ("no token", vec![json_ct], r#"{"jti":"a"}"#.into(), 401, "missing_token", ""),
+    /// (name, headers, body, status, error code, text in the detail)
+    type Case<'a> = (
+        &'a str,
+        Vec<(&'a str, &'a str)>,
+        String,
+        u16,
+        &'a str,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "no token",
+            vec![json_ct],
+            r#"{"jti":"a"}"#.into(),
+            401,
+            "missing_token",
+            "",
+        ),
         (
             "wrong token",
             vec![json_ct, ("authorization", "Bearer nope")],
@@ -333,7 +370,14 @@ fn bad_input_gets_a_clear_answer_and_changes_nothing() {
             "invalid_token",
             "",
         ),
-        ("malformed", vec![json_ct, ("authorization", &auth)], r#"{"jti":"#.into(), 400, "invalid_json", ""),
+        (
+            "malformed",
+            vec![json_ct, ("authorization", &auth)],
+            r#"{"jti":"#.into(),
+            400,
+            "invalid_json",
+            "",
+        ),
         (
             "unknown field",
             vec![json_ct, ("authorization", &auth)],
@@ -366,7 +410,14 @@ fn bad_input_gets_a_clear_answer_and_changes_nothing() {
             "invalid_revocation",
             "not_before",
         ),
-        ("empty batch", vec![json_ct, ("authorization", &auth)], "[]".into(), 422, "invalid_revocation", "empty"),
+        (
+            "empty batch",
+            vec![json_ct, ("authorization", &auth)],
+            "[]".into(),
+            422,
+            "invalid_revocation",
+            "empty",
+        ),
         (
             "not json",
             vec![("content-type", "text/plain"), ("authorization", &auth)],
@@ -375,11 +426,29 @@ fn bad_input_gets_a_clear_answer_and_changes_nothing() {
             "unsupported_media_type",
             "",
         ),
-        ("oversized", vec![json_ct, ("authorization", &auth)], big, 413, "body_too_large", ""),
-        ("batch too large", vec![json_ct, ("authorization", &auth)], six, 413, "batch_too_large", ""),
+        (
+            "oversized",
+            vec![json_ct, ("authorization", &auth)],
+            big,
+            413,
+            "body_too_large",
+            "",
+        ),
+        (
+            "batch too large",
+            vec![json_ct, ("authorization", &auth)],
+            six,
+            413,
+            "batch_too_large",
+            "",
+        ),
         (
             "bad idempotency key",
-            vec![json_ct, ("authorization", &auth), ("idempotency-key", "a b")],
+            vec![
+                json_ct,
+                ("authorization", &auth),
+                ("idempotency-key", "a b"),
+            ],
             r#"{"jti":"a"}"#.into(),
             400,
             "invalid_header",
@@ -391,9 +460,15 @@ fn bad_input_gets_a_clear_answer_and_changes_nothing() {
         assert_eq!(a.status, status, "{name}: {a:?}");
         let v = a.json();
         assert_eq!(v["error"], code, "{name}: {v}");
-        assert!(v["detail"].as_str().unwrap().contains(detail), "{name}: {v}");
+        assert!(
+            v["detail"].as_str().unwrap().contains(detail),
+            "{name}: {v}"
+        );
         if status == 401 {
-            assert!(a.header("www-authenticate").unwrap().starts_with("Bearer"), "{name}");
+            assert!(
+                a.header("www-authenticate").unwrap().starts_with("Bearer"),
+                "{name}"
+            );
         }
     }
     for (path, status, code) in [
@@ -402,11 +477,19 @@ fn bad_input_gets_a_clear_answer_and_changes_nothing() {
         ("/v1/revocations?colour=red", 400, "invalid_query"),
     ] {
         let a = o.get_auth(path);
-        assert_eq!((a.status, a.error_code().as_str()), (status, code), "{path}");
+        assert_eq!(
+            (a.status, a.error_code().as_str()),
+            (status, code),
+            "{path}"
+        );
     }
     for path in ["/v1/fleet", "/v1/revocations"] {
         let a = o.get(path, &[]);
-        assert_eq!((a.status, a.error_code().as_str()), (401, "missing_token"), "{path}");
+        assert_eq!(
+            (a.status, a.error_code().as_str()),
+            (401, "missing_token"),
+            "{path}"
+        );
     }
     assert_eq!(o.get("/nowhere", &[]).status, 404);
     assert_eq!(o.list_all("").len(), count);
@@ -444,11 +527,11 @@ fn the_fleet_view_and_metrics() {
     let view = o.fleet();
     assert_eq!(view["counts"]["behind"], 0);
     let published = view["published"].as_array().unwrap();
-    let newest = published
-        .iter()
-        .find(|p| p["generation"] == g2)
-        .unwrap();
-    assert!(newest["reached_all_live_nodes_after_ms"].is_i64(), "{newest}");
+    let newest = published.iter().find(|p| p["generation"] == g2).unwrap();
+    assert!(
+        newest["reached_all_live_nodes_after_ms"].is_i64(),
+        "{newest}"
+    );
     assert!(newest["bytes"].as_u64().unwrap() > 0);
 
     let m = o.get("/metrics", &[]);

@@ -72,7 +72,11 @@ fn every_acknowledged_revocation_survives_sigkill() {
     // Published: the restart's first publication covers everything in the store.
     let state = o.state(&s.keys());
     for id in &acked {
-        assert_ne!(state.check(&jti(id)), Verdict::Clear, "{id} is not published");
+        assert_ne!(
+            state.check(&jti(id)),
+            Verdict::Clear,
+            "{id} is not published"
+        );
     }
     // History is strictly increasing.
     let gens: Vec<u64> = o.fleet()["published"]
@@ -114,7 +118,10 @@ fn restarts_are_monotonic_and_a_restored_backup_is_refused_unless_jumping() {
 
     // Restore the older database: the high-water mark says more was published.
     copy_db(&backup, &s.dir);
-    let err = s.start_with(&[]).err().expect("a restored backup must be refused");
+    let err = s
+        .start_with(&[])
+        .err()
+        .expect("a restored backup must be refused");
     assert!(err.contains("behind what was already published"), "{err}");
     assert!(err.contains("--jump-generation-to"), "{err}");
     let err = s
@@ -124,7 +131,9 @@ fn restarts_are_monotonic_and_a_restored_backup_is_refused_unless_jumping() {
     assert!(err.contains("must be above"), "{err}");
 
     let target = g3 + 100;
-    let o = s.start_with(&["--jump-generation-to", &target.to_string()]).unwrap();
+    let o = s
+        .start_with(&["--jump-generation-to", &target.to_string()])
+        .unwrap();
     assert_eq!(o.generation(), target);
     let state = o.state(&s.keys());
     assert_eq!(state.snapshot_generation(), target);
@@ -142,7 +151,11 @@ fn the_export_dir_holds_the_current_files() {
     let s = Setup::new("origin_export", json!({"export_dir": "public"}));
     let o = s.start();
     let dir = s.dir.join("public");
-    assert_eq!(o.post(r#"[{"jti":"e1","id":"e1"},{"jti":"e2"}]"#, &[]).status, 201);
+    assert_eq!(
+        o.post(r#"[{"jti":"e1","id":"e1"},{"jti":"e2"}]"#, &[])
+            .status,
+        201
+    );
     let g = o.wait_generation(2);
     let snap = std::fs::read(dir.join("snapshot")).unwrap();
     let delta = std::fs::read(dir.join("delta")).unwrap();
@@ -176,7 +189,11 @@ fn the_export_dir_holds_the_current_files() {
         "--dir",
         other.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(
         std::fs::read(other.join("snapshot")).unwrap(),
         std::fs::read(dir.join("snapshot")).unwrap()
@@ -187,7 +204,10 @@ fn the_export_dir_holds_the_current_files() {
     for name in ["origin.db", "origin.db-wal", "origin.db-shm"] {
         let _ = std::fs::remove_file(s.dir.join(name));
     }
-    let err = s.start_with(&[]).err().expect("an empty store below the export must be refused");
+    let err = s
+        .start_with(&[])
+        .err()
+        .expect("an empty store below the export must be refused");
     assert!(err.contains("export dir"), "{err}");
 }
 
@@ -246,7 +266,14 @@ fn a_full_disk_refuses_the_write_and_changes_nothing() {
     let mnt = s.dir.join("tiny");
     std::fs::create_dir_all(&mnt).unwrap();
     let mount = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs", mnt.to_str().unwrap()])
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=1m",
+            "tmpfs",
+            mnt.to_str().unwrap(),
+        ])
         .output();
     match mount {
         Ok(out) if out.status.success() => {}
@@ -258,7 +285,9 @@ fn a_full_disk_refuses_the_write_and_changes_nothing() {
             return;
         }
         Err(e) => {
-            eprintln!("SKIPPED a_full_disk_refuses_the_write_and_changes_nothing: no mount command ({e})");
+            eprintln!(
+                "SKIPPED a_full_disk_refuses_the_write_and_changes_nothing: no mount command ({e})"
+            );
             return;
         }
     }
@@ -298,7 +327,11 @@ fn a_clock_behind_the_last_build_holds_publication_and_refuses_ingest() {
     assert_eq!(o.generation(), g, "must not publish an older build time");
     let count = o.list_all("").len();
     let a = o.post(r#"{"jti":"d"}"#, &[]);
-    assert_eq!((a.status, a.error_code().as_str()), (503, "clock_behind"), "{a:?}");
+    assert_eq!(
+        (a.status, a.error_code().as_str()),
+        (503, "clock_behind"),
+        "{a:?}"
+    );
     assert_eq!(o.list_all("").len(), count);
     assert!(o.log_text().contains("clock_behind"));
     let metrics = String::from_utf8(o.get("/metrics", &[]).body).unwrap();

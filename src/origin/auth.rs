@@ -78,7 +78,10 @@ mod tests {
             HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
         );
         assert_eq!(authenticate(&h, &tokens), Ok("ops"));
-        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer nope"));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer nope"),
+        );
         assert_eq!(authenticate(&h, &tokens), Err(OriginError::InvalidToken));
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
         assert_eq!(authenticate(&h, &tokens), Err(OriginError::MissingToken));

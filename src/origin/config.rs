@@ -167,8 +167,7 @@ fn last_segment(path: &str) -> &str {
 
 /// Reads and validates `path`.
 pub fn load(path: &Path) -> Result<OriginConfig, String> {
-    let bytes =
-        std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let base = path.parent().unwrap_or(Path::new("."));
     parse(&bytes, base).map_err(|e| format!("{}: {e}", path.display()))
 }
@@ -295,7 +294,9 @@ fn validate(raw: RawConfig, base: &Path) -> Result<OriginConfig, String> {
             return Err(format!("api_tokens[{i}].name: {:?} is used twice", t.name));
         }
         let digest = parse_digest(&t.sha256).ok_or_else(|| {
-            format!("api_tokens[{i}].sha256: must be 64 lower-case hex digits (SHA-256 of the token)")
+            format!(
+                "api_tokens[{i}].sha256: must be 64 lower-case hex digits (SHA-256 of the token)"
+            )
         })?;
         tokens.push((t.name.clone(), digest));
     }
@@ -379,7 +380,10 @@ mod tests {
     fn defaults_and_relative_paths() {
         let c = cfg("").unwrap();
         assert_eq!(c.database, PathBuf::from("/etc/rg/db.sqlite"));
-        assert_eq!(c.high_water_mark_file, PathBuf::from("/etc/rg/db.sqlite.hwm"));
+        assert_eq!(
+            c.high_water_mark_file,
+            PathBuf::from("/etc/rg/db.sqlite.hwm")
+        );
         assert_eq!(c.snapshot_file_name(), "snapshot");
         assert_eq!(c.delta_file_name(), "delta");
         assert_eq!(c.debounce_ms, 50);
@@ -405,7 +409,10 @@ mod tests {
             (r#","delta_path":"/revocations/snapshot""#, "must differ"),
             (r#","fp_rate":2"#, "fp_rate"),
             (r#","api_tokens":[]"#, "api_tokens"),
-            (r#","api_tokens":[{"name":"a","sha256":"00"}]"#, "api_tokens[0].sha256"),
+            (
+                r#","api_tokens":[{"name":"a","sha256":"00"}]"#,
+                "api_tokens[0].sha256",
+            ),
             (r#","public_keys":["nope"]"#, "public_keys"),
         ] {
             let err = cfg(extra).unwrap_err();

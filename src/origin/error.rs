@@ -89,9 +89,7 @@ impl OriginError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             OriginError::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
-            OriginError::Storage(_) | OriginError::Internal(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            OriginError::Storage(_) | OriginError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }
@@ -112,7 +110,10 @@ impl fmt::Display for OriginError {
                 write!(f, "the body is over the {limit}-byte limit")
             }
             OriginError::BatchTooLarge { count, limit } => {
-                write!(f, "{count} revocations in one request, over the limit of {limit}")
+                write!(
+                    f,
+                    "{count} revocations in one request, over the limit of {limit}"
+                )
             }
             OriginError::IdempotencyConflict(d) => write!(f, "{d}"),
             OriginError::NotFound(d) => write!(f, "{d}"),
@@ -123,7 +124,10 @@ impl fmt::Display for OriginError {
                  publishing is held until it catches up"
             ),
             OriginError::GenerationExhausted(g) => {
-                write!(f, "generation {g} is at the generation bound: refusing to publish")
+                write!(
+                    f,
+                    "generation {g} is at the generation bound: refusing to publish"
+                )
             }
             OriginError::StorageFull => {
                 f.write_str("the database or disk is full: nothing was committed")

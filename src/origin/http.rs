@@ -108,11 +108,7 @@ fn now_secs() -> u64 {
     u64::try_from(unix_now_ms() / 1000).unwrap_or(0)
 }
 
-async fn post_revocations(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+async fn post_revocations(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     match ingest(&st, &headers, body).await {
         Ok(r) => r,
         Err(e) => {
@@ -223,9 +219,10 @@ fn parse_list_query(query: Option<&str>) -> Result<ListFilter, OriginError> {
             "value" => f.value = Some(v),
             "source" => f.source = Some(v),
             "since" => {
-                f.since = Some(v.parse().map_err(|_| {
-                    OriginError::InvalidQuery("since must be Unix seconds".into())
-                })?)
+                f.since =
+                    Some(v.parse().map_err(|_| {
+                        OriginError::InvalidQuery("since must be Unix seconds".into())
+                    })?)
             }
             "state" => {
                 f.state = match v.as_str() {
@@ -244,20 +241,14 @@ fn parse_list_query(query: Option<&str>) -> Result<ListFilter, OriginError> {
                     .parse()
                     .ok()
                     .filter(|n| (1..=1000).contains(n))
-                    .ok_or_else(|| {
-                        OriginError::InvalidQuery("limit must be 1 to 1000".into())
-                    })?
+                    .ok_or_else(|| OriginError::InvalidQuery("limit must be 1 to 1000".into()))?
             }
             "cursor" => {
-                f.after_seq = v
-                    .parse()
-                    .ok()
-                    .filter(|n: &i64| *n >= 0)
-                    .ok_or_else(|| {
-                        OriginError::InvalidQuery(
-                            "cursor must be a next_cursor value from an earlier page".into(),
-                        )
-                    })?
+                f.after_seq = v.parse().ok().filter(|n: &i64| *n >= 0).ok_or_else(|| {
+                    OriginError::InvalidQuery(
+                        "cursor must be a next_cursor value from an earlier page".into(),
+                    )
+                })?
             }
             other => {
                 return Err(OriginError::InvalidQuery(format!(
@@ -293,7 +284,9 @@ async fn delete_revocation(
 ) -> Result<Response, OriginError> {
     let actor = authenticate(&headers, &st.config.api_tokens)?.to_string();
     if !valid_key(&id) {
-        return Err(OriginError::NotFound(format!("no revocation with id {id:?}")));
+        return Err(OriginError::NotFound(format!(
+            "no revocation with id {id:?}"
+        )));
     }
     let mut reason: Option<String> = None;
     for (k, v) in form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes()) {
@@ -312,8 +305,8 @@ async fn delete_revocation(
         }
     }
     let store = Arc::clone(&st.store);
-    let record = blocking(move || store.remove(&id, &actor, reason.as_deref(), unix_now_ms()))
-        .await?;
+    let record =
+        blocking(move || store.remove(&id, &actor, reason.as_deref(), unix_now_ms())).await?;
     st.changed.notify_one();
     st.metrics.removed();
     Ok(json_response(
@@ -555,8 +548,20 @@ mod tests {
     fn list_query() {
         let f = parse_list_query(Some("kind=jti&limit=5&cursor=7&state=all")).unwrap();
         assert_eq!((f.limit, f.after_seq, f.state), (5, 7, ListState::All));
-        for bad in ["kind=x", "limit=0", "limit=1001", "cursor=-1", "bogus=1", "since=x", "limit=1&limit=2"] {
-            assert_eq!(parse_list_query(Some(bad)).unwrap_err().code(), "invalid_query", "{bad}");
+        for bad in [
+            "kind=x",
+            "limit=0",
+            "limit=1001",
+            "cursor=-1",
+            "bogus=1",
+            "since=x",
+            "limit=1&limit=2",
+        ] {
+            assert_eq!(
+                parse_list_query(Some(bad)).unwrap_err().code(),
+                "invalid_query",
+                "{bad}"
+            );
         }
     }
 }

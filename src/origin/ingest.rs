@@ -207,20 +207,31 @@ fn parse_one(value: serde_json::Value, prefix: &str) -> Result<NewRevocation, Or
     }
     let target = match (raw.jti, raw.sid, raw.sub, raw.tenant, raw.not_before) {
         (Some(_), _, _, _, Some(_)) => {
-            return Err(bad("not_before", "a \"jti\" revocation takes no not_before"))
+            return Err(bad(
+                "not_before",
+                "a \"jti\" revocation takes no not_before",
+            ))
         }
         (_, Some(_), _, _, Some(_)) => {
-            return Err(bad("not_before", "a \"sid\" revocation takes no not_before"))
+            return Err(bad(
+                "not_before",
+                "a \"sid\" revocation takes no not_before",
+            ))
         }
         (Some(v), _, _, _, None) => RevocationTarget::Jti(v),
         (_, Some(v), _, _, None) => RevocationTarget::Sid(v),
         (_, _, Some(sub), _, Some(not_before)) => RevocationTarget::Subject { sub, not_before },
-        (_, _, _, Some(tenant), Some(not_before)) => RevocationTarget::Tenant { tenant, not_before },
+        (_, _, _, Some(tenant), Some(not_before)) => {
+            RevocationTarget::Tenant { tenant, not_before }
+        }
         (_, _, Some(_), _, None) => {
             return Err(bad("not_before", "a \"sub\" revocation needs not_before"))
         }
         (_, _, _, Some(_), None) => {
-            return Err(bad("not_before", "a \"tenant\" revocation needs not_before"))
+            return Err(bad(
+                "not_before",
+                "a \"tenant\" revocation needs not_before",
+            ))
         }
         (None, None, None, None, _) => {
             return Err(OriginError::InvalidRevocation(
@@ -255,8 +266,7 @@ mod tests {
         let one = parse_body(br#"{"jti":"a","reason":"leak","id":"e-1"}"#, 3).unwrap();
         assert_eq!(one.len(), 1);
         assert_eq!(one[0].id.as_deref(), Some("e-1"));
-        let batch =
-            parse_body(br#"[{"sid":"s"},{"sub":"u","not_before":5,"exp":9}]"#, 3).unwrap();
+        let batch = parse_body(br#"[{"sid":"s"},{"sub":"u","not_before":5,"exp":9}]"#, 3).unwrap();
         assert_eq!(batch.len(), 2);
         assert_eq!(batch[1].revocation.exp, Some(9));
         assert_ne!(batch[0].fingerprint(), batch[1].fingerprint());
@@ -272,7 +282,10 @@ mod tests {
         assert!(err(r#"{"jti":""}"#).starts_with("jti"));
         assert!(err(r#"[{"jti":"a","id":"x"},{"jti":"b","id":"x"}]"#).contains("twice"));
         assert!(err(r#"{"jti":"a","id":"a b"}"#).starts_with("id"));
-        assert_eq!(err(r#"[{"jti":"a"},{"jti":"b"},{"jti":"c"},{"jti":"d"}]"#), "batch_too_large");
+        assert_eq!(
+            err(r#"[{"jti":"a"},{"jti":"b"},{"jti":"c"},{"jti":"d"}]"#),
+            "batch_too_large"
+        );
         assert!(err("[]").contains("empty"));
         assert!(err("7").contains("object"));
         assert!(err("{").contains("EOF"));

@@ -47,12 +47,10 @@ impl Metrics {
             revocations_removed: Counter::default(),
             publications: Family::default(),
             publish_errors: Family::default(),
-            reached_fleet: Histogram::new(
-                [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0].into_iter(),
-            ),
-            commit_to_publish: Histogram::new(
-                [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0].into_iter(),
-            ),
+            reached_fleet: Histogram::new([
+                0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+            ]),
+            commit_to_publish: Histogram::new([0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0]),
             registry: Registry::default(),
         };
         registry.register(
@@ -141,11 +139,14 @@ impl Metrics {
         self.publications.get_or_create(&label("kind", kind)).inc();
         self.generation
             .set(i64::try_from(generation).unwrap_or(i64::MAX));
-        self.built_at.set(i64::try_from(built_at).unwrap_or(i64::MAX));
+        self.built_at
+            .set(i64::try_from(built_at).unwrap_or(i64::MAX));
     }
 
     pub fn publish_error(&self, code: &str) {
-        self.publish_errors.get_or_create(&label("error", code)).inc();
+        self.publish_errors
+            .get_or_create(&label("error", code))
+            .inc();
     }
 
     pub fn reached_fleet(&self, seconds: f64) {

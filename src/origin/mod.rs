@@ -73,8 +73,8 @@ pub fn check_generations(
     jump: Option<u64>,
 ) -> Result<(), String> {
     let stored = store.last_generation().map_err(|e| e.to_string())?;
-    let hwm = export::read_high_water_mark(&config.high_water_mark_file)
-        .map_err(|e| e.to_string())?;
+    let hwm =
+        export::read_high_water_mark(&config.high_water_mark_file).map_err(|e| e.to_string())?;
     let exported = config
         .export_dir
         .as_deref()
@@ -146,7 +146,10 @@ pub fn serve(opts: ServeOptions) -> Result<(), String> {
             return Err(format!("cannot publish the jumped generation: {e}"));
         }
         metrics.publish_error(e.code());
-        eprintln!("revguard origin: first publication failed ({}): {e}", e.code());
+        eprintln!(
+            "revguard origin: first publication failed ({}): {e}",
+            e.code()
+        );
     }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

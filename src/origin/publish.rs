@@ -88,19 +88,13 @@ pub struct Rules {
 }
 
 /// What to publish next, from the store's state. `heartbeat` publishes even without changes.
-pub fn plan(
-    state: &StoreState,
-    rules: &Rules,
-    key_id: [u8; 8],
-    now: u64,
-    heartbeat: bool,
-) -> Plan {
+pub fn plan(state: &StoreState, rules: &Rules, key_id: [u8; 8], now: u64, heartbeat: bool) -> Plan {
     let Some(snap) = &state.snapshot else {
         return Plan::Full;
     };
     let other_key = snapshot_header(&snap.bytes).map_or(true, |h| h.key_id != key_id);
-    let limit = (snap.entries as f64 * rules.compaction_fraction)
-        .max(rules.compaction_min_entries as f64);
+    let limit =
+        (snap.entries as f64 * rules.compaction_fraction).max(rules.compaction_min_entries as f64);
     if state.force_full
         || other_key
         || state.last_removal_change > snap.change_seq

@@ -174,7 +174,9 @@ pub struct StoreState {
 pub enum Plan {
     Full,
     /// A delta of the active entries after this sequence number.
-    Delta { after_seq: i64 },
+    Delta {
+        after_seq: i64,
+    },
     Nothing,
 }
 
@@ -293,7 +295,9 @@ fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
     let removed = match removed_at {
         Some(at_ms) => Some(Removal {
             at_ms,
-            by: row.get::<_, Option<String>>("removed_by")?.unwrap_or_default(),
+            by: row
+                .get::<_, Option<String>>("removed_by")?
+                .unwrap_or_default(),
             reason: row.get("removed_reason")?,
         }),
         None => None,
@@ -484,7 +488,11 @@ impl Store {
             )
             .optional()?;
         match removed_at {
-            None => return Err(OriginError::NotFound(format!("no revocation with id {id:?}"))),
+            None => {
+                return Err(OriginError::NotFound(format!(
+                    "no revocation with id {id:?}"
+                )))
+            }
             Some(Some(_)) => return Err(OriginError::AlreadyRemoved(id.to_string())),
             Some(None) => {}
         }

@@ -42,7 +42,11 @@ impl Setup {
     pub fn new(name: &str, extra: Value) -> Setup {
         let dir = workdir(name);
         let out = revguard(&["keygen", "--out", dir.join("origin").to_str().unwrap()]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let public_key = String::from_utf8(out.stdout).unwrap().trim().to_string();
         let s = Setup {
             config: dir.join("origin.json"),
@@ -70,7 +74,7 @@ impl Setup {
     }
 
     pub fn keys(&self) -> SnapshotKeys {
-        SnapshotKeys::parse(&[self.public_key.clone()]).unwrap()
+        SnapshotKeys::parse(std::slice::from_ref(&self.public_key)).unwrap()
     }
 
     pub fn start(&self) -> Origin {
@@ -158,7 +162,12 @@ fn answer(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Answer {
     let headers = r
         .headers()
         .iter()
-        .map(|(n, v)| (n.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(n, v)| {
+            (
+                n.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     let body = r
         .body_mut()
@@ -252,7 +261,9 @@ impl Origin {
     }
 
     pub fn generation(&self) -> u64 {
-        self.get("/healthz", &[]).json()["generation"].as_u64().unwrap()
+        self.get("/healthz", &[]).json()["generation"]
+            .as_u64()
+            .unwrap()
     }
 
     /// Every revocation listed (following the cursor), with `query`.
