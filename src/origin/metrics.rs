@@ -137,6 +137,11 @@ impl Metrics {
 
     pub fn published(&self, kind: &str, generation: u64, built_at: u64) {
         self.publications.get_or_create(&label("kind", kind)).inc();
+        self.current(generation, built_at);
+    }
+
+    /// Sets the current generation and build time gauges.
+    pub fn current(&self, generation: u64, built_at: u64) {
         self.generation
             .set(i64::try_from(generation).unwrap_or(i64::MAX));
         self.built_at

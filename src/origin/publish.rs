@@ -176,8 +176,7 @@ impl Publisher {
             snapshot: snapshot.as_ref().map(ServedFile::new),
             delta: delta.as_ref().map(ServedFile::new),
         };
-        self.metrics
-            .published("loaded", served.generation(), served.built_at());
+        self.metrics.current(served.generation(), served.built_at());
         self.served.send_replace(served);
         Ok(())
     }
@@ -269,15 +268,27 @@ impl Publisher {
         })?;
         // Committed. From here a failure means "not served yet"; the generation is used.
         export::write_high_water_mark(&self.config.high_water_mark_file, generation)?;
+        // What is served is what the store now holds: the new file, and for a delta its base
+        // as read in the same transaction (not whatever is served now: an earlier publication
+        // may have been committed but not served).
         let served_file = ServedFile::new(&file);
-        let mut next = self.current();
-        match kind {
-            FileKindName::Snapshot => {
-                next.snapshot = Some(served_file);
-                next.delta = None;
+        let next = match kind {
+            FileKindName::Snapshot => Served {
+                snapshot: Some(served_file),
+                delta: None,
+            },
+            FileKindName::Delta => {
+                let current = self.current();
+                let base = match (current.snapshot, &state.snapshot) {
+                    (Some(s), Some(b)) if s.generation == b.generation => Some(s),
+                    (_, b) => b.as_ref().map(ServedFile::new),
+                };
+                Served {
+                    snapshot: base,
+                    delta: Some(served_file),
+                }
             }
-            FileKindName::Delta => next.delta = Some(served_file),
-        }
+        };
         if let (Some(dir), Some(snap)) = (&self.config.export_dir, &next.snapshot) {
             export::export(
                 dir,
