@@ -8,7 +8,7 @@
 //!    delta size for one added revocation.
 //!
 //! `cargo bench --bench origin` (options after `--`: `--entries M`, `--held N`,
-//! `--samples S`). Prints a Markdown table.
+//! `--samples S`, `--phases latency,throughput,held,big`). Prints a Markdown table.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -163,6 +163,33 @@ fn wait_generation(a: &ureq::Agent, base: &str, g: u64) {
     }
 }
 
+/// Waits until the generation has not changed for 5 s (heartbeats are every 30 s); returns it.
+fn wait_quiet(a: &ureq::Agent, base: &str) -> u64 {
+    let mut last = generation(a, base);
+    let mut since = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let g = generation(a, base);
+        if g != last {
+            last = g;
+            since = Instant::now();
+        } else if since.elapsed() > Duration::from_secs(5) {
+            return g;
+        }
+    }
+}
+
+/// Whether a phase runs: all by default, or those named by `--phases a,b`.
+fn phase(name: &str) -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    match args.iter().position(|a| a == "--phases") {
+        Some(i) => args
+            .get(i + 1)
+            .is_some_and(|v| v.split(',').any(|p| p == name)),
+        None => true,
+    }
+}
+
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
     args.iter()
@@ -179,7 +206,7 @@ fn main() {
     let mut rows: Vec<(String, String)> = Vec::new();
 
     // 1. POST -> published latency.
-    {
+    if phase("latency") {
         let dir = fresh_dir("bench_origin_latency");
         let o = start(&dir, json!({}));
         let a = agent();
@@ -224,7 +251,7 @@ fn main() {
     }
 
     // 2. Ingest throughput.
-    {
+    if phase("throughput") {
         let dir = fresh_dir("bench_origin_throughput");
         let o = start(&dir, json!({}));
         let count = Arc::new(AtomicU64::new(0));
@@ -275,7 +302,7 @@ fn main() {
     }
 
     // 3. Held fetches.
-    {
+    if phase("held") {
         let dir = fresh_dir("bench_origin_held");
         let o = start(&dir, json!({}));
         let pid = o.child.id();
@@ -325,7 +352,7 @@ fn main() {
     }
 
     // 4. A big store.
-    {
+    if phase("big") {
         let dir = fresh_dir("bench_origin_big");
         let o = start(&dir, json!({"max_batch": 20_000}));
         let a = agent();
@@ -340,8 +367,9 @@ fn main() {
             n += per;
         }
         let ingest = t.elapsed().as_secs_f64();
+        // Let the publisher catch up (full builds during the ingest) before measuring.
+        let g = wait_quiet(&a, &o.base);
         // Removing one entry forces a full snapshot of the rest.
-        let g = generation(&a, &o.base);
         // Find one id to remove.
         let mut r = a
             .get(&format!("{}/v1/revocations?limit=1", o.base))
@@ -367,11 +395,12 @@ fn main() {
                 full = p.clone();
             }
         }
-        let g2 = full["generation"].as_u64().unwrap();
-        wait_generation(&a, &o.base, g2);
+        let g2 = wait_quiet(&a, &o.base);
+        assert_eq!(full["generation"].as_u64(), Some(g2));
         assert_eq!(post(&a, &o.base, r#"{"jti":"one-more"}"#), 201);
         wait_generation(&a, &o.base, g2 + 1);
-        let (_, _, delta_len) = get(&a, &format!("{}/revocations/delta", o.base), &[]);
+        let (status, _, delta_len) = get(&a, &format!("{}/revocations/delta", o.base), &[]);
+        assert_eq!(status, 200, "no delta was published");
         rows.push((
             format!("store of {entries} entries: ingest in batches of {per}"),
             format!(

@@ -253,8 +253,13 @@ fn conditional_gets_and_held_requests() {
         let body = r.body_mut().read_to_vec().unwrap();
         (status, applied, body)
     });
-    // Let the request get held first (if it is not yet, it is answered at once: same result).
-    std::thread::sleep(Duration::from_millis(300));
+    // Wait until the request is held (the gauge counts held requests).
+    while !String::from_utf8(o.get("/metrics", &[]).body)
+        .unwrap()
+        .contains("revguard_origin_held_requests 1")
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let g = o.generation();
     assert_eq!(o.post(r#"{"jti":"held"}"#, &[]).status, 201);
     let (status, applied, body) = held.join().unwrap();
@@ -304,7 +309,7 @@ fn expired_entries_are_dropped_at_compaction() {
     let s = Setup::new("origin_expiry", json!({}));
     let o = s.start();
     let keys = s.keys();
-    let exp = now_secs() + 1;
+    let exp = now_secs() + 4;
     let body = json!([{"jti": "short", "exp": exp}, {"jti": "keep"}, {"jti": "filler", "id": "f"}]);
     assert_eq!(o.post(&body.to_string(), &[]).status, 201);
     let g = o.wait_generation(2);

@@ -130,6 +130,12 @@ fn restarts_are_monotonic_and_a_restored_backup_is_refused_unless_jumping() {
         .expect("a jump not above the published generation must be refused");
     assert!(err.contains("must be above"), "{err}");
 
+    let err = s
+        .start_with(&["--jump-generation-to", &((1u64 << 53) + 1).to_string()])
+        .err()
+        .expect("a jump past 2^53 must be refused");
+    assert!(err.contains("at most 9007199254740992"), "{err}");
+
     let target = g3 + 100;
     let o = s
         .start_with(&["--jump-generation-to", &target.to_string()])

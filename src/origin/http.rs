@@ -466,6 +466,7 @@ async fn serve_file(State(st): State<AppState>, headers: HeaderMap, kind: FileKi
         let current = validator(&served, kind);
         if wait > 0 && none_match(inm, &current) {
             held = Some(wait);
+            let _guard = st.metrics.hold();
             // Held until this resource changes or the wait ends: no CPU while waiting.
             let _ = tokio::time::timeout(
                 Duration::from_secs(wait),

@@ -19,6 +19,7 @@ pub struct Metrics {
     nodes_live: Gauge,
     nodes_behind: Gauge,
     nodes_refused: Gauge,
+    held_requests: Gauge,
     ingest_requests: Family<Labels, Counter>,
     revocations_ingested: Counter,
     revocations_removed: Counter,
@@ -42,6 +43,7 @@ impl Metrics {
             nodes_live: Gauge::default(),
             nodes_behind: Gauge::default(),
             nodes_refused: Gauge::default(),
+            held_requests: Gauge::default(),
             ingest_requests: Family::default(),
             revocations_ingested: Counter::default(),
             revocations_removed: Counter::default(),
@@ -82,6 +84,11 @@ impl Metrics {
             "revguard_origin_fleet_nodes_refused",
             "Nodes not recorded because the node table was full",
             m.nodes_refused.clone(),
+        );
+        registry.register(
+            "revguard_origin_held_requests",
+            "Snapshot and delta requests held now (Prefer: wait)",
+            m.held_requests.clone(),
         );
         registry.register(
             "revguard_origin_ingest_requests",
@@ -148,6 +155,12 @@ impl Metrics {
             .set(i64::try_from(built_at).unwrap_or(i64::MAX));
     }
 
+    /// Counts a held request until the returned guard is dropped (answered or abandoned).
+    pub fn hold(&self) -> HeldGuard {
+        self.held_requests.inc();
+        HeldGuard(self.held_requests.clone())
+    }
+
     pub fn publish_error(&self, code: &str) {
         self.publish_errors
             .get_or_create(&label("error", code))
@@ -174,6 +187,15 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+/// Decrements the held-requests gauge when dropped.
+pub struct HeldGuard(Gauge);
+
+impl Drop for HeldGuard {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
