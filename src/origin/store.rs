@@ -446,12 +446,9 @@ impl Store {
                     actor
                 ],
             )?;
+            // The row is the audit record of the revocation (who, when, reason, source);
+            // the audit table records what changes a row afterwards (un-revoking).
             let seq = tx.last_insert_rowid();
-            tx.execute(
-                "INSERT INTO audit(at_ms, actor, action, revocation_id, detail)
-                 VALUES(?1,?2,'revoke',?3,?4)",
-                params![now_ms, actor, id, item.reason],
-            )?;
             inserted = inserted.saturating_add(1);
             answers.push(serde_json::json!({"id": id, "seq": seq, "created": true}));
         }
