@@ -1,6 +1,7 @@
 //! The origin's HTTP API against the real binary on loopback: ingest -> publication -> what a
 //! plugin decodes; un-revoking; idempotency; listing; conditional and held GETs; heartbeats;
 //! expiry at compaction; bad input; the fleet view and metrics.
+#![cfg(not(target_arch = "wasm32"))] // spawns the native binary and talks HTTP
 
 mod origin_common;
 

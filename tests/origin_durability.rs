@@ -2,6 +2,7 @@
 //! generations never go backwards across restarts, a restored backup is refused unless told
 //! to jump, export files are complete, the signing key must be private, a full database or
 //! disk refuses the write and changes nothing, and a clock behind the last build holds.
+#![cfg(not(target_arch = "wasm32"))] // spawns the native binary and talks HTTP
 
 mod origin_common;
 
