@@ -51,6 +51,7 @@ fn every_acknowledged_revocation_survives_sigkill() {
         })
     };
     while acked.lock().unwrap().len() < 150 {
+        assert!(!writer.is_finished(), "the writer stopped early");
         std::thread::sleep(Duration::from_millis(10));
     }
     let before = o.generation();
