@@ -51,6 +51,9 @@ pub mod json;
 pub mod jwks;
 pub mod jwt;
 pub mod node_id;
+/// The origin service (`revguard origin serve`): native only, never in a wasm build.
+#[cfg(not(target_arch = "wasm32"))]
+pub mod origin;
 pub mod path;
 pub mod reason;
 pub mod request;

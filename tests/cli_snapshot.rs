@@ -9,7 +9,8 @@ use support::{revguard, workdir};
 
 use revguard::snapshot::{IdKind, RevocationState, SnapshotKeys, TokenIds, Verdict};
 
-const NOW: u64 = 1_800_000_000;
+/// A fixed build time in the past (2026-09-21): `--now` may not be ahead of the clock.
+const NOW: u64 = 1_790_000_000;
 
 fn ok(args: &[&str]) -> String {
     let out = revguard(args);
@@ -42,13 +43,13 @@ fn json(text: &str) -> serde_json::Value {
 const V1: &str = r#"{"jti":"tok-1"}
 {"sid":"sess-1"}
 
-{"sub":"alice","not_before":1799999000}
-{"tenant":"acme","not_before":1799990000,"exp":1900000000}
+{"sub":"alice","not_before":1789999000}
+{"tenant":"acme","not_before":1789990000,"exp":1900000000}
 {"jti":"long-gone","exp":1000}
 "#;
 
 const V2_EXTRA: &str = r#"{"jti":"tok-2"}
-{"sub":"bob","not_before":1800000000}
+{"sub":"bob","not_before":1790000000}
 "#;
 
 struct Setup {
@@ -341,8 +342,130 @@ fn every_command_has_help() {
         &["snapshot", "build", "--help"],
         &["snapshot", "delta", "--help"],
         &["snapshot", "inspect", "--help"],
+        &["origin", "--help"],
+        &["origin", "serve", "--help"],
+        &["origin", "export", "--help"],
+        &["origin", "token", "--help"],
     ] {
         let text = ok(args);
         assert!(text.contains("Usage:"), "{args:?}");
     }
+}
+
+#[test]
+fn generations_that_would_lock_gateways_are_refused() {
+    let s = setup("generations");
+    let out = s.dir.join("out.bin");
+    let build = |generation: &str, extra: &[&str]| {
+        let mut args = vec![
+            "snapshot".to_string(),
+            "build".into(),
+            "--revocations".into(),
+            p(&s.v1).into(),
+            "--generation".into(),
+            generation.into(),
+            "--key".into(),
+            p(&s.key).into(),
+            "--out".into(),
+            p(&out).into(),
+            "--now".into(),
+            NOW.to_string(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args
+    };
+    let run_fails = |args: Vec<String>, needle: &str| {
+        fails(&args.iter().map(String::as_str).collect::<Vec<_>>(), needle)
+    };
+    run_fails(build(&u64::MAX.to_string(), &[]), "2^53");
+    run_fails(build(&((1u64 << 53) + 1).to_string(), &[]), "2^53");
+    run_fails(build("0", &[]), "between 1 and");
+    // A step over 1,000,000 from the previous snapshot needs --force.
+    run_fails(build("1000011", &["--previous", p(&s.snap)]), "--force");
+    run_fails(build("10", &["--previous", p(&s.snap)]), "greater than");
+    assert!(!out.exists());
+    let args = build("1000011", &["--previous", p(&s.snap), "--force"]);
+    ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let args = build("11", &["--previous", p(&s.snap)]);
+    ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+
+    let delta = |generation: &str, extra: &[&str]| {
+        let mut args = vec![
+            "snapshot".to_string(),
+            "delta".into(),
+            "--base".into(),
+            p(&s.snap).into(),
+            "--from".into(),
+            p(&s.v1).into(),
+            "--to".into(),
+            p(&s.v2).into(),
+            "--generation".into(),
+            generation.into(),
+            "--key".into(),
+            p(&s.key).into(),
+            "--out".into(),
+            p(&s.dir.join("d.bin")).into(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args
+    };
+    run_fails(delta(&u64::MAX.to_string(), &[]), "2^53");
+    run_fails(delta("2000000", &[]), "--force");
+    let args = delta("2000000", &["--force"]);
+    ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_build_time_in_the_future_is_refused() {
+    let s = setup("future");
+    let clock = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let out = s.dir.join("future.bin");
+    let build = |now: u64| {
+        vec![
+            "snapshot".to_string(),
+            "build".into(),
+            "--revocations".into(),
+            p(&s.v1).into(),
+            "--generation".into(),
+            "20".into(),
+            "--key".into(),
+            p(&s.key).into(),
+            "--out".into(),
+            p(&out).into(),
+            "--now".into(),
+            now.to_string(),
+        ]
+    };
+    let args = build(clock + 3600);
+    fails(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        "ahead of the clock",
+    );
+    assert!(!out.exists());
+    let args = build(clock + 60);
+    ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    fails(
+        &[
+            "snapshot",
+            "delta",
+            "--base",
+            p(&s.snap),
+            "--from",
+            p(&s.v1),
+            "--to",
+            p(&s.v2),
+            "--generation",
+            "11",
+            "--key",
+            p(&s.key),
+            "--out",
+            p(&s.dir.join("d.bin")),
+            "--now",
+            &(clock + 3600).to_string(),
+        ],
+        "ahead of the clock",
+    );
 }

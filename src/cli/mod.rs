@@ -2,6 +2,7 @@
 
 mod check;
 mod keygen;
+mod origin;
 mod snapshot;
 
 use std::path::Path;
@@ -29,6 +30,9 @@ enum Command {
     Snapshot(snapshot::Command),
     /// Decide one request offline and print the decision as JSON.
     Check(check::Args),
+    /// The origin service: a durable revocation API that publishes signed snapshots and deltas.
+    #[command(subcommand)]
+    Origin(origin::Command),
 }
 
 /// A command's failure: a message for the operator. Exit status 1.
@@ -40,6 +44,7 @@ pub fn run() -> ExitCode {
         Command::Keygen(args) => keygen::run(args),
         Command::Snapshot(cmd) => snapshot::run(cmd),
         Command::Check(args) => check::run(args),
+        Command::Origin(cmd) => origin::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

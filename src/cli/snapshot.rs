@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 use revguard::snapshot::{
-    build_delta, build_snapshot, inspect, parse_revocations, BuildOptions, DeltaOptions,
-    Revocation, RevocationLimits, RevocationTarget, SigningKey, SnapshotKeys, DEFAULT_FP_RATE,
-    DEFAULT_MAX_AGE_SECS,
+    build_delta, build_snapshot, inspect, parse_revocations, snapshot_header, BuildOptions,
+    DeltaOptions, Revocation, RevocationLimits, RevocationTarget, SigningKey, SnapshotKeys,
+    DEFAULT_FP_RATE, DEFAULT_MAX_AGE_SECS, MAX_FUTURE_SKEW_SECS, MAX_GENERATION,
+    MAX_GENERATION_STEP,
 };
 
 use super::{print_json, read_file, write_atomic, CliResult};
@@ -38,7 +39,8 @@ pub struct BuildArgs {
     /// The revocation list (JSON Lines).
     #[arg(long, value_name = "FILE")]
     revocations: PathBuf,
-    /// The snapshot's generation: must be greater than any snapshot or delta published before.
+    /// The snapshot's generation: must be greater than any snapshot or delta published before,
+    /// and at most 2^53 (plugins never accept a lower generation again).
     #[arg(long)]
     generation: u64,
     /// The signing key file written by `revguard keygen` (<prefix>.key).
@@ -47,13 +49,20 @@ pub struct BuildArgs {
     /// Where to write the snapshot (written atomically).
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
+    /// The snapshot published before this one: --generation must be above its generation by
+    /// at most 1,000,000 (unless --force).
+    #[arg(long, value_name = "FILE")]
+    previous: Option<PathBuf>,
+    /// Accept a generation step over 1,000,000.
+    #[arg(long)]
+    force: bool,
     /// Target false-positive rate of the Bloom filter over jti and sid entries.
     #[arg(long, default_value_t = DEFAULT_FP_RATE)]
     fp_rate: f64,
     /// How long, in seconds, a plugin may trust this snapshot.
     #[arg(long, default_value_t = DEFAULT_MAX_AGE_SECS)]
     max_age: u64,
-    /// Build time in Unix seconds (default: now).
+    /// Build time in Unix seconds (default: now; at most 300 s ahead of the clock).
     #[arg(long)]
     now: Option<u64>,
 }
@@ -69,16 +78,20 @@ pub struct DeltaArgs {
     /// The current revocation list.
     #[arg(long, value_name = "FILE")]
     to: PathBuf,
-    /// The delta's generation: greater than the base snapshot's and any earlier delta's.
+    /// The delta's generation: greater than the base snapshot's and any earlier delta's, at
+    /// most 1,000,000 above the base (unless --force), and at most 2^53.
     #[arg(long)]
     generation: u64,
+    /// Accept a generation step over 1,000,000 above the base.
+    #[arg(long)]
+    force: bool,
     /// The signing key file written by `revguard keygen` (<prefix>.key).
     #[arg(long, value_name = "FILE")]
     key: PathBuf,
     /// Where to write the delta (written atomically).
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
-    /// Build time in Unix seconds (default: now).
+    /// Build time in Unix seconds (default: now; at most 300 s ahead of the clock).
     #[arg(long)]
     now: Option<u64>,
     /// How long, in seconds, a plugin may trust this delta.
@@ -105,6 +118,18 @@ pub fn run(command: Command) -> CliResult {
 }
 
 fn run_build(args: BuildArgs) -> CliResult {
+    check_generation(args.generation)?;
+    if let Some(previous) = &args.previous {
+        let bytes = read_file(previous)?;
+        let header = snapshot_header(&bytes).map_err(|e| format!("{}: {e}", previous.display()))?;
+        if args.generation <= header.generation {
+            return Err(format!(
+                "--generation {} must be greater than the generation of --previous ({})",
+                args.generation, header.generation
+            ));
+        }
+        check_step(header.generation, args.generation, args.force, "--previous")?;
+    }
     let key = read_signing_key(&args.key)?;
     let entries = read_revocations(&args.revocations)?;
     let opts = BuildOptions {
@@ -127,8 +152,13 @@ fn run_build(args: BuildArgs) -> CliResult {
 }
 
 fn run_delta(args: DeltaArgs) -> CliResult {
+    check_generation(args.generation)?;
     let key = read_signing_key(&args.key)?;
     let base = read_file(&args.base)?;
+    let base_generation = snapshot_header(&base)
+        .map_err(|e| format!("{}: {e}", args.base.display()))?
+        .generation;
+    check_step(base_generation, args.generation, args.force, "--base")?;
     let from = read_revocations(&args.from)?;
     let to = read_revocations(&args.to)?;
     let known: HashSet<&RevocationTarget> = from.iter().map(|r| &r.target).collect();
@@ -196,8 +226,42 @@ fn read_revocations(path: &Path) -> Result<Vec<Revocation>, String> {
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// The build time: `--now` if given (refused if more than [`MAX_FUTURE_SKEW_SECS`] ahead of
+/// the clock: a future build time keeps a snapshot "fresh" past its real age), else the clock.
 fn now_or(now: Option<u64>) -> Result<u64, String> {
-    now.map_or_else(super::unix_now, Ok)
+    let clock = super::unix_now()?;
+    match now {
+        Some(t) if t > clock.saturating_add(MAX_FUTURE_SKEW_SECS) => Err(format!(
+            "--now {t} is {} s ahead of the clock ({clock}); at most {MAX_FUTURE_SKEW_SECS} s \
+             of skew is accepted",
+            t - clock
+        )),
+        Some(t) => Ok(t),
+        None => Ok(clock),
+    }
+}
+
+/// A generation plugins could never move past is refused.
+fn check_generation(generation: u64) -> CliResult {
+    if generation == 0 || generation > MAX_GENERATION {
+        return Err(format!(
+            "--generation {generation}: must be between 1 and {MAX_GENERATION} (2^53); plugins \
+             refuse every later snapshot with a lower generation"
+        ));
+    }
+    Ok(())
+}
+
+/// A step of more than [`MAX_GENERATION_STEP`] over the previous generation needs --force.
+fn check_step(previous: u64, generation: u64, force: bool, what: &str) -> CliResult {
+    if generation > previous && generation - previous > MAX_GENERATION_STEP && !force {
+        return Err(format!(
+            "--generation {generation} is {} above the generation of {what} ({previous}), over \
+             the bound of {MAX_GENERATION_STEP}; pass --force if this is intended",
+            generation - previous
+        ));
+    }
+    Ok(())
 }
 
 fn random_salt() -> Result<[u8; 32], String> {

@@ -15,6 +15,16 @@ use super::table::{IdSet, NotBeforeTable};
 pub const DEFAULT_FP_RATE: f64 = 0.001;
 /// Default time a plugin may trust a snapshot, in seconds.
 pub const DEFAULT_MAX_AGE_SECS: u64 = 300;
+/// Highest generation the origin tools publish (2^53, exact in a JSON number / IEEE double).
+/// Plugins refuse anything not newer than what they hold, so a generation near `u64::MAX`
+/// would lock every gateway out of all later updates.
+pub const MAX_GENERATION: u64 = 1 << 53;
+/// Largest step from one generation to the next the tools take without `--force`: a typo
+/// (an extra digit) would otherwise burn through the generation space.
+pub const MAX_GENERATION_STEP: u64 = 1_000_000;
+/// How far in the future a build time may be (clock skew allowance), in seconds. A snapshot
+/// built "in the future" looks fresh for longer than it should.
+pub const MAX_FUTURE_SKEW_SECS: u64 = 300;
 
 /// Parameters of a full snapshot.
 #[derive(Clone, Debug, PartialEq)]

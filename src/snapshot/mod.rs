@@ -17,7 +17,8 @@ mod table;
 
 pub use build::{
     bloom_seed, build_delta, build_snapshot, snapshot_header, BuildOptions, DeltaOptions,
-    DEFAULT_FP_RATE, DEFAULT_MAX_AGE_SECS,
+    DEFAULT_FP_RATE, DEFAULT_MAX_AGE_SECS, MAX_FUTURE_SKEW_SECS, MAX_GENERATION,
+    MAX_GENERATION_STEP,
 };
 pub use delta::DeltaHeader;
 pub use error::SnapshotError;
