@@ -301,7 +301,7 @@ fn an_idle_origin_keeps_re_signing() {
     assert!(later >= g + 2);
     let state = o.state(&s.keys());
     assert!(state.built_at() > built, "no newer build time");
-    assert!(!state.is_stale(now_secs(), 120));
+    assert!(!state.is_stale(now_secs(), 120, 60));
     assert_eq!(o.get("/revocations/delta", &[]).status, 200);
 }
 

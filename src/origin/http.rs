@@ -31,10 +31,9 @@ pub const FILE_CACHE_CONTROL: &str = "public, max-age=0, s-maxage=1, must-revali
 /// Held (long-poll) answers and API answers are never cached.
 pub const NO_STORE: &str = "no-store";
 
-/// Node id header sent by plugins.
-pub const NODE_HEADER: &str = "x-revguard-node";
-/// Generation-held header sent by plugins, and the current generation on file answers.
-pub const GENERATION_HEADER: &str = "x-revguard-generation";
+/// The node id and generation-held headers plugins send (the core's, [`crate::node_id`]); the
+/// generation header also carries the current generation on file answers.
+pub use crate::node_id::{GENERATION_HEADER, NODE_HEADER};
 /// The current full snapshot's generation, on file answers (a client holding an older one
 /// fetches the snapshot before the delta).
 pub const SNAPSHOT_GENERATION_HEADER: &str = "x-revguard-snapshot-generation";
