@@ -122,6 +122,7 @@ test("the fetch schedule: due fetches, conditional requests, backoff", () => {
     revocation: { ...file.config.revocation, refresh_interval_secs: 10, max_staleness_secs: 120 },
   };
   const engine = new Engine(config);
+  engine.setDefaultNodeId("edge-a");
   const t = valid.now;
   const due = engine.dueFetches(t);
   assert.deepEqual(due.map((f) => f.kind), ["keys.0", "snapshot"], "no delta before a snapshot");
@@ -137,7 +138,12 @@ test("the fetch schedule: due fetches, conditional requests, backoff", () => {
   const next = engine.dueFetches(t + 10);
   assert.deepEqual(next.map((f) => f.kind).sort(), ["delta", "snapshot"]);
   const snap = next.find((f) => f.kind === "snapshot");
-  assert.deepEqual(snap.headers, [["if-none-match", '"v1"']]);
+  // Conditional, and naming the node and the generation it holds (the origin's fleet view).
+  assert.deepEqual(snap.headers, [
+    ["if-none-match", '"v1"'],
+    ["x-revguard-node", "edge-a"],
+    ["x-revguard-generation", "5"],
+  ]);
   assert.deepEqual(engine.fetchCompleted("snapshot", { status: 304 }, t + 10), { outcome: "not_modified" });
   const failed = engine.fetchCompleted("delta", null, t + 10);
   assert.equal(failed.outcome, "failed");
