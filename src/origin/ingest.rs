@@ -5,7 +5,9 @@
 use serde::Deserialize;
 
 use super::error::OriginError;
-use crate::snapshot::{Revocation, RevocationTarget};
+use crate::snapshot::{
+    target_from_fields, Revocation, RevocationFields, RevocationTarget, TargetError,
+};
 
 /// Longest id (jti, sid, sub, tenant) accepted, in bytes.
 pub const MAX_ID_BYTES: usize = 1024;
@@ -205,40 +207,29 @@ fn parse_one(value: serde_json::Value, prefix: &str) -> Result<NewRevocation, Or
             ));
         }
     }
-    let target = match (raw.jti, raw.sid, raw.sub, raw.tenant, raw.not_before) {
-        (Some(_), _, _, _, Some(_)) => {
-            return Err(bad(
-                "not_before",
-                "a \"jti\" revocation takes no not_before",
-            ))
-        }
-        (_, Some(_), _, _, Some(_)) => {
-            return Err(bad(
-                "not_before",
-                "a \"sid\" revocation takes no not_before",
-            ))
-        }
-        (Some(v), _, _, _, None) => RevocationTarget::Jti(v),
-        (_, Some(v), _, _, None) => RevocationTarget::Sid(v),
-        (_, _, Some(sub), _, Some(not_before)) => RevocationTarget::Subject { sub, not_before },
-        (_, _, _, Some(tenant), Some(not_before)) => {
-            RevocationTarget::Tenant { tenant, not_before }
-        }
-        (_, _, Some(_), _, None) => {
-            return Err(bad("not_before", "a \"sub\" revocation needs not_before"))
-        }
-        (_, _, _, Some(_), None) => {
-            return Err(bad(
-                "not_before",
-                "a \"tenant\" revocation needs not_before",
-            ))
-        }
-        (None, None, None, None, _) => {
-            return Err(OriginError::InvalidRevocation(
-                "needs one of \"jti\", \"sid\", \"sub\", \"tenant\"".to_string(),
-            ))
-        }
+    let fields = RevocationFields {
+        jti: raw.jti,
+        sid: raw.sid,
+        sub: raw.sub,
+        tenant: raw.tenant,
+        not_before: raw.not_before,
     };
+    // Kinds and lengths were checked above, with the field named: what is left is not_before.
+    let target = target_from_fields(fields).map_err(|e| match e {
+        TargetError::MissingNotBefore(kind) => bad(
+            "not_before",
+            &format!("a \"{kind}\" revocation needs not_before"),
+        ),
+        TargetError::UnexpectedNotBefore(kind) => bad(
+            "not_before",
+            &format!("a \"{kind}\" revocation takes no not_before"),
+        ),
+        TargetError::NoKind | TargetError::SeveralKinds | TargetError::EmptyId => {
+            OriginError::InvalidRevocation(
+                "needs exactly one non-empty \"jti\", \"sid\", \"sub\" or \"tenant\"".to_string(),
+            )
+        }
+    })?;
     Ok(NewRevocation {
         id: raw.id,
         revocation: Revocation {

@@ -31,6 +31,7 @@ pub use ids::{key_id, IdHasher, IdKind};
 pub use inspect::{inspect, EntryCounts, FilterInfo, Inspection};
 pub use keys::{SigningKey, SnapshotKeys, DEFAULT_MAX_BYTES, SECRET_KEY_PREFIX};
 pub use revocations::{
-    parse_revocations, Revocation, RevocationLimits, RevocationListError, RevocationTarget,
+    parse_revocations, target_from_fields, Revocation, RevocationFields, RevocationLimits,
+    RevocationListError, RevocationTarget, TargetError,
 };
 pub use state::{Applied, HashedIds, RevocationState, TokenIds, Verdict};

@@ -174,50 +174,74 @@ fn parse_line(text: &str, line: usize) -> Result<Revocation, RevocationListError
             line,
             detail: e.to_string(),
         })?;
-    let kinds = [&raw.jti, &raw.sid, &raw.sub, &raw.tenant];
-    match kinds.iter().filter(|k| k.is_some()).count() {
-        0 => return Err(RevocationListError::NoKind { line }),
-        1 => {}
-        _ => return Err(RevocationListError::SeveralKinds { line }),
-    }
-    let non_empty = |id: String| {
-        if id.is_empty() {
-            Err(RevocationListError::EmptyId { line })
-        } else {
-            Ok(id)
-        }
+    let fields = RevocationFields {
+        jti: raw.jti,
+        sid: raw.sid,
+        sub: raw.sub,
+        tenant: raw.tenant,
+        not_before: raw.not_before,
     };
-    let target = match (raw.jti, raw.sid, raw.sub, raw.tenant, raw.not_before) {
-        (Some(_), _, _, _, Some(_)) => {
-            return Err(RevocationListError::UnexpectedNotBefore { line, kind: "jti" })
+    let target = target_from_fields(fields).map_err(|e| match e {
+        TargetError::NoKind => RevocationListError::NoKind { line },
+        TargetError::SeveralKinds => RevocationListError::SeveralKinds { line },
+        TargetError::EmptyId => RevocationListError::EmptyId { line },
+        TargetError::MissingNotBefore(kind) => RevocationListError::MissingNotBefore { line, kind },
+        TargetError::UnexpectedNotBefore(kind) => {
+            RevocationListError::UnexpectedNotBefore { line, kind }
         }
-        (_, Some(_), _, _, Some(_)) => {
-            return Err(RevocationListError::UnexpectedNotBefore { line, kind: "sid" })
-        }
-        (Some(jti), _, _, _, None) => RevocationTarget::Jti(non_empty(jti)?),
-        (_, Some(sid), _, _, None) => RevocationTarget::Sid(non_empty(sid)?),
-        (_, _, Some(sub), _, Some(not_before)) => RevocationTarget::Subject {
-            sub: non_empty(sub)?,
-            not_before,
-        },
-        (_, _, _, Some(tenant), Some(not_before)) => RevocationTarget::Tenant {
-            tenant: non_empty(tenant)?,
-            not_before,
-        },
-        (_, _, Some(_), _, None) => {
-            return Err(RevocationListError::MissingNotBefore { line, kind: "sub" })
-        }
-        (_, _, _, Some(_), None) => {
-            return Err(RevocationListError::MissingNotBefore {
-                line,
-                kind: "tenant",
-            })
-        }
-        (None, None, None, None, _) => return Err(RevocationListError::NoKind { line }),
-    };
+    })?;
     Ok(Revocation {
         target,
         exp: raw.exp,
+    })
+}
+
+/// The fields of one revocation, as the JSON Lines list and the origin's API spell them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RevocationFields {
+    pub jti: Option<String>,
+    pub sid: Option<String>,
+    pub sub: Option<String>,
+    pub tenant: Option<String>,
+    pub not_before: Option<u64>,
+}
+
+/// Why fields do not name one revocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TargetError {
+    NoKind,
+    SeveralKinds,
+    EmptyId,
+    /// `sub` and `tenant` need `not_before`.
+    MissingNotBefore(&'static str),
+    /// `jti` and `sid` take none.
+    UnexpectedNotBefore(&'static str),
+}
+
+/// The one rule of what a revocation is, for the list and the origin's API alike: exactly one
+/// of `jti`, `sid`, `sub`, `tenant`, not empty; `not_before` with `sub` and `tenant` only.
+pub fn target_from_fields(f: RevocationFields) -> Result<RevocationTarget, TargetError> {
+    let kinds = [&f.jti, &f.sid, &f.sub, &f.tenant];
+    match kinds.iter().filter(|k| k.is_some()).count() {
+        0 => return Err(TargetError::NoKind),
+        1 => {}
+        _ => return Err(TargetError::SeveralKinds),
+    }
+    if kinds.iter().any(|k| k.as_deref() == Some("")) {
+        return Err(TargetError::EmptyId);
+    }
+    Ok(match (f.jti, f.sid, f.sub, f.tenant, f.not_before) {
+        (Some(_), _, _, _, Some(_)) => return Err(TargetError::UnexpectedNotBefore("jti")),
+        (_, Some(_), _, _, Some(_)) => return Err(TargetError::UnexpectedNotBefore("sid")),
+        (Some(jti), _, _, _, None) => RevocationTarget::Jti(jti),
+        (_, Some(sid), _, _, None) => RevocationTarget::Sid(sid),
+        (_, _, Some(sub), _, Some(not_before)) => RevocationTarget::Subject { sub, not_before },
+        (_, _, _, Some(tenant), Some(not_before)) => {
+            RevocationTarget::Tenant { tenant, not_before }
+        }
+        (_, _, Some(_), _, None) => return Err(TargetError::MissingNotBefore("sub")),
+        (_, _, _, Some(_), None) => return Err(TargetError::MissingNotBefore("tenant")),
+        (None, None, None, None, _) => return Err(TargetError::NoKind),
     })
 }
 
