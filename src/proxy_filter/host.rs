@@ -3,7 +3,7 @@
 //! and its map reader panics on non-UTF-8 header names; these return the status instead.
 
 use std::ptr::{null, null_mut};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use proxy_wasm::types::{BufferType, MapType};
 
@@ -43,6 +43,22 @@ extern "C" {
         grpc_status: i32,
     ) -> u32;
     fn proxy_set_effective_context(context_id: u32) -> u32;
+    fn proxy_get_current_time_nanoseconds(time: *mut u64) -> u32;
+    fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
+    fn proxy_get_buffer_bytes(
+        buffer: u32,
+        start: usize,
+        max: usize,
+        data: *mut *mut u8,
+        size: *mut usize,
+    ) -> u32;
+    fn proxy_get_shared_data(
+        key: *const u8,
+        key_size: usize,
+        data: *mut *mut u8,
+        size: *mut usize,
+        cas: *mut u32,
+    ) -> u32;
     fn proxy_get_property(
         path: *const u8,
         path_size: usize,
@@ -220,20 +236,42 @@ pub fn log(level: Level, message: &str) {
     let _ = unsafe { proxy_log(level as u32, message.as_ptr(), message.len()) };
 }
 
-/// The host clock, in milliseconds since the Unix epoch.
+// The SDK's versions of the next four calls panic on any status they do not expect
+// (proxy-wasm-rust-sdk 0.2.5 src/hostcalls.rs), which traps the VM; a host may answer a status
+// they do not list (a buffer or shared-data key the host refuses, a tick period it rejects).
+
+/// The host clock, in milliseconds since the Unix epoch (0 if the host refuses).
 pub fn now_millis() -> u64 {
-    proxy_wasm::hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    let mut nanos = 0u64;
+    // SAFETY: `nanos` is valid for one u64 during the call.
+    let status = unsafe { proxy_get_current_time_nanoseconds(&mut nanos) };
+    if status == OK {
+        nanos / 1_000_000
+    } else {
+        0
+    }
 }
 
-/// A buffer's bytes (call response body, plugin configuration), at most `max` of them.
+/// Asks for `on_tick` every `period` (`Err`: the host refused).
+pub fn set_tick_period(period: Duration) -> Result<(), Status> {
+    let ms = u32::try_from(period.as_millis()).unwrap_or(u32::MAX);
+    // SAFETY: a plain value.
+    check(unsafe { proxy_set_tick_period_milliseconds(ms) })
+}
+
+/// A buffer's bytes (call response body, plugin configuration), at most `max` of them; empty
+/// when the host has none or refuses.
 pub fn buffer(kind: BufferType, max: usize) -> Vec<u8> {
-    proxy_wasm::hostcalls::get_buffer(kind, 0, max)
-        .ok()
-        .flatten()
-        .unwrap_or_default()
+    let mut data: *mut u8 = null_mut();
+    let mut size = 0usize;
+    // SAFETY: the host writes a buffer pointer and its size into the two locals.
+    let status = unsafe { proxy_get_buffer_bytes(kind as u32, 0, max, &mut data, &mut size) };
+    let bytes = take_host_buffer(data, size);
+    if status == OK {
+        bytes
+    } else {
+        Vec::new()
+    }
 }
 
 /// A host property (`path` segments joined by NUL, as proxy-wasm-cpp-host splits them), or
@@ -249,12 +287,17 @@ pub fn property(path: &[&str]) -> Option<Vec<u8>> {
     (status == OK).then_some(value)
 }
 
-/// Shared data: value and CAS, or `None` when absent (never written, or evicted).
+/// Shared data: value and CAS, or `None` when absent (never written, or evicted) or refused.
 pub fn get_shared_data(key: &str) -> Option<(Vec<u8>, u32)> {
-    match proxy_wasm::hostcalls::get_shared_data(key) {
-        Ok((Some(value), cas)) => Some((value, cas.unwrap_or(0))),
-        _ => None,
-    }
+    let mut data: *mut u8 = null_mut();
+    let mut size = 0usize;
+    let mut cas = 0u32;
+    // SAFETY: `key` is valid for its length; the host writes into the three locals.
+    let status =
+        unsafe { proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) };
+    let present = !data.is_null();
+    let value = take_host_buffer(data, size);
+    (status == OK && present).then_some((value, cas))
 }
 
 /// `Duration` of `ms` milliseconds, clamped to what a host accepts as a call timeout.

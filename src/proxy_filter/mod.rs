@@ -71,7 +71,7 @@ impl RootContext for Root {
         };
         worker.configure(engine);
         if !self.tick_set {
-            self.tick_set = proxy_wasm::hostcalls::set_tick_period(TICK).is_ok();
+            self.tick_set = host::set_tick_period(TICK).is_ok();
         }
         true
     }
