@@ -76,16 +76,16 @@ pub fn temp_path(path: &Path) -> Result<std::path::PathBuf, String> {
     )))
 }
 
-/// Writes through a temporary file in the same directory and renames it into place, so a
-/// failure never leaves a half-written output behind.
+/// Writes through a temporary file in the same directory, fsyncs it, renames it into place
+/// and fsyncs the directory (the origin's durable writer): a failure or a crash never leaves
+/// a half-written snapshot behind, and a written one survives a power loss.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> CliResult {
-    let tmp = temp_path(path)?;
-    let result = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(format!("cannot write {}: {e}", path.display()));
-    }
-    Ok(())
+    use revguard::origin::error::OriginError;
+    revguard::origin::export::write_durable(path, bytes).map_err(|e| match e {
+        // The detail already names the path.
+        OriginError::Storage(detail) => format!("cannot write {detail}"),
+        other => format!("cannot write {}: {other}", path.display()),
+    })
 }
 
 /// The system clock, Unix seconds.
