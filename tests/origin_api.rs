@@ -7,16 +7,9 @@ mod origin_common;
 
 use std::time::Duration;
 
-use origin_common::{now_secs, Setup};
+use origin_common::{jti, now_secs, Setup};
 use revguard::snapshot::{IdKind, TokenIds, Verdict};
 use serde_json::json;
-
-fn jti(v: &str) -> TokenIds<'_> {
-    TokenIds {
-        jti: Some(v),
-        ..TokenIds::default()
-    }
-}
 
 #[test]
 fn an_ingested_revocation_reaches_the_plugin() {

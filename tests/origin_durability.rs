@@ -10,16 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use origin_common::{now_secs, Setup};
-use revguard::snapshot::{inspect, TokenIds, Verdict};
+use origin_common::{jti, now_secs, Setup};
+use revguard::snapshot::{inspect, Verdict};
 use serde_json::json;
-
-fn jti(v: &str) -> TokenIds<'_> {
-    TokenIds {
-        jti: Some(v),
-        ..TokenIds::default()
-    }
-}
 
 #[test]
 fn every_acknowledged_revocation_survives_sigkill() {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use revguard::snapshot::{RevocationState, SnapshotKeys};
+use revguard::snapshot::{RevocationState, SnapshotKeys, TokenIds};
 use serde_json::{json, Value};
 
 pub const TOKEN: &str = "rgo_test-token-for-the-origin-tests";
@@ -324,4 +324,12 @@ pub fn now_secs() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs()
+}
+
+/// The ids of a token that carries only `jti`.
+pub fn jti(v: &str) -> TokenIds<'_> {
+    TokenIds {
+        jti: Some(v),
+        ..TokenIds::default()
+    }
 }
