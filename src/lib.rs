@@ -52,7 +52,7 @@ pub mod jwks;
 pub mod jwt;
 pub mod node_id;
 /// The origin service (`revguard origin serve`): native only, never in a wasm build.
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(all(not(target_arch = "wasm32"), feature = "origin"))]
 pub mod origin;
 pub mod path;
 pub mod reason;
