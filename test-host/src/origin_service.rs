@@ -16,13 +16,26 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Builds the `revguard` binary (dev profile, the workspace's target directory: a no-op when
-/// `cargo test --workspace` already built it) and returns its path.
+/// Builds the `revguard` binary (dev profile, the workspace's target directory) and returns its
+/// path. A no-op once built: the tests and the demo run the same command.
+///
+/// `-p revguard-test-host` is selected too (only the `revguard` binary is built): cargo unifies
+/// dependency features over the selected packages, so the binary's dependencies resolve as in the
+/// test host's own build and reuse its compiled units (serde, syn and the proc macros, the JOSE
+/// crates). With `-p revguard` alone they resolve differently and all build a second time.
 pub fn revguard_binary() -> Result<PathBuf, String> {
     let root = repo_root();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let status = Command::new(cargo)
-        .args(["build", "--quiet", "-p", "revguard", "--bin", "revguard"])
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "revguard-test-host",
+            "-p",
+            "revguard",
+        ])
+        .args(["--bin", "revguard"])
         .arg("--manifest-path")
         .arg(root.join("Cargo.toml"))
         .env_remove("RUSTFLAGS")

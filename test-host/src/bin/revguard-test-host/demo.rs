@@ -116,7 +116,17 @@ fn wait_until_ready(proxy: &mut Proxy, workers: usize) -> Result<(), String> {
 }
 
 pub fn run(args: Args) -> Result<(), String> {
-    let wasm = crate::wasm::revguard(args.wasm.as_deref())?;
+    // The origin's binary and the filter are two cargo builds with their own target directories:
+    // side by side, each fills the core the other leaves idle in its serial phases (the filter's
+    // single-unit LTO link, SQLite's C compile). On a fresh clone that is most of the wait.
+    eprintln!("building the origin service (cargo build -p revguard --bin revguard) ...");
+    let origin_build = std::thread::spawn(revguard_test_host::origin_service::revguard_binary);
+    let wasm = crate::wasm::revguard(args.wasm.as_deref());
+    let origin_built = origin_build
+        .join()
+        .unwrap_or_else(|_| Err("the origin build thread failed".to_string()));
+    let wasm = wasm?;
+    origin_built?;
     let state = std::env::temp_dir().join(format!("revguard-demo-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&state);
     let origin = OriginService::start(&state, json!({}))?;
