@@ -21,8 +21,9 @@ fn repo_root() -> PathBuf {
 ///
 /// `-p revguard-test-host` is selected too (only the `revguard` binary is built): cargo unifies
 /// dependency features over the selected packages, so the binary's dependencies resolve as in the
-/// test host's own build and reuse its compiled units (serde, syn and the proc macros, the JOSE
-/// crates). With `-p revguard` alone they resolve differently and all build a second time.
+/// test host's own build and reuse most of its compiled units (syn, serde and the proc macros);
+/// only what axum adds features to (serde_json, then jwt-simple and revguard) builds again. With
+/// `-p revguard` alone the proc macros resolve differently and nearly everything builds twice.
 pub fn revguard_binary() -> Result<PathBuf, String> {
     let root = repo_root();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());

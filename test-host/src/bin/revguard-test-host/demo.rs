@@ -119,7 +119,7 @@ pub fn run(args: Args) -> Result<(), String> {
     // The origin's binary and the filter are two cargo builds with their own target directories:
     // side by side, each fills the core the other leaves idle in its serial phases (the filter's
     // single-unit LTO link, SQLite's C compile). On a fresh clone that is most of the wait.
-    eprintln!("building the origin service (cargo build -p revguard --bin revguard) ...");
+    eprintln!("building the origin service (the revguard binary) ...");
     let origin_build = std::thread::spawn(revguard_test_host::origin_service::revguard_binary);
     let wasm = crate::wasm::revguard(args.wasm.as_deref());
     let origin_built = origin_build
