@@ -340,6 +340,10 @@ export class Idp {
       jwks: { keys: this.keys },
       clientDefaults: { id_token_signed_response_alg: "ES256" },
       scopes: ["openid", "orders:read"],
+      // Its outgoing requests (back-channel logout) refuse special-use addresses, loopback
+      // included (lib/helpers/fetch_request.js: an SSRF guard passed as `dispatcher`); every
+      // party of these tests is on loopback, so the guard is left out here.
+      fetch: (url, { dispatcher: _guard, ...options }) => globalThis.fetch(url, options),
       // The session id in JWT access tokens (not there by default), so that a back-channel
       // logout's `sid` revocation matches the tokens of that session.
       formats: {

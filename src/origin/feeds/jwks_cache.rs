@@ -54,12 +54,16 @@ pub fn plan(entry: &Entry, src: &JwksSource, kid: Option<&str>, now_ms: i64) -> 
 }
 
 /// The keys to verify with after an optional fetch, or why there are none: no keys ever, keys
-/// older than `max_stale`, or a `kid` the keys lack while the IdP cannot be asked (a failed or
-/// held refetch: it may be a new key, so the token is neither accepted nor refused).
+/// older than `max_stale`, or a `kid` the keys lack and no fetch since the request arrived
+/// (`asked_at_ms`): a failed refetch, or one held by the cooldown. It may be a key the IdP
+/// just rotated in, so the token is neither accepted nor refused: the sender retries (an IdP
+/// does not retry a 400, and the logout would be lost). Only a `kid` missing from a key set
+/// fetched after the request arrived is refused.
 pub fn after_fetch(
     entry: &Entry,
     src: &JwksSource,
     kid: Option<&str>,
+    asked_at_ms: i64,
     now_ms: i64,
     error: Option<&str>,
 ) -> Result<Arc<KeySet>, KeysUnavailable> {
@@ -81,9 +85,10 @@ pub fn after_fetch(
         return Err(unavailable("the key set is stale and cannot be refreshed"));
     }
     if let Some(kid) = kid {
-        if !has_kid(keys, kid) && entry.last_failed {
+        let fetched_since_asked = entry.fetched_at_ms.is_some_and(|t| t >= asked_at_ms);
+        if !has_kid(keys, kid) && !fetched_since_asked {
             return Err(unavailable(
-                "the token's key is not in the cached key set, which cannot be refreshed",
+                "the token's key is not in the cached key set, which cannot be refreshed now",
             ));
         }
     }
@@ -146,6 +151,7 @@ impl JwksCache {
         kid: Option<&str>,
     ) -> Result<Arc<KeySet>, KeysUnavailable> {
         let slot = self.entry(&src.uri)?;
+        let asked_at_ms = super::now_ms();
         let mut entry = slot.lock().await;
         let now_ms = super::now_ms();
         let mut error = None;
@@ -172,7 +178,14 @@ impl JwksCache {
                 }
             }
         }
-        after_fetch(&entry, src, kid, super::now_ms(), error.as_deref())
+        after_fetch(
+            &entry,
+            src,
+            kid,
+            asked_at_ms,
+            super::now_ms(),
+            error.as_deref(),
+        )
     }
 }
 
@@ -232,20 +245,23 @@ mod tests {
             last_failed: true,
             ..Entry::default()
         };
-        let err = after_fetch(&none, &s, None, 4_000, Some("refused")).unwrap_err();
+        let err = after_fetch(&none, &s, None, 4_000, 4_000, Some("refused")).unwrap_err();
         assert_eq!(err.retry_after_secs, 7);
         assert!(err.detail.contains("refused"), "{}", err.detail);
         let e = with_keys(1_000_000);
-        assert!(after_fetch(&e, &s, Some("k1"), 1_001_000, None).is_ok());
-        // An unknown kid after a successful refetch: the keys (the token is then refused).
-        assert!(after_fetch(&e, &s, Some("k2"), 1_001_000, None).is_ok());
-        // ... after a failed one: unavailable (it may be a new key).
+        assert!(after_fetch(&e, &s, Some("k1"), 1_001_000, 1_001_000, None).is_ok());
+        // An unknown kid, keys fetched for this request: the keys (the token is then refused).
+        assert!(after_fetch(&e, &s, Some("k2"), 999_999, 1_000_001, None).is_ok());
+        // ... keys from before the request (refetch held by the cooldown, or failed):
+        // unavailable, it may be a new key.
+        assert!(after_fetch(&e, &s, Some("k2"), 1_001_000, 1_001_000, None).is_err());
         let mut failing = e.clone();
         failing.last_failed = true;
         failing.last_attempt_ms = Some(1_400_000);
-        assert!(after_fetch(&failing, &s, Some("k2"), 1_400_000, Some("x")).is_err());
+        assert!(after_fetch(&failing, &s, Some("k2"), 1_400_000, 1_400_000, Some("x")).is_err());
         // Last good keys are kept while refreshes fail, up to max_stale.
-        assert!(after_fetch(&failing, &s, Some("k1"), 1_400_000, Some("x")).is_ok());
-        assert!(after_fetch(&failing, &s, Some("k1"), 1_000_000 + 3_601_000, Some("x")).is_err());
+        assert!(after_fetch(&failing, &s, Some("k1"), 1_400_000, 1_400_000, Some("x")).is_ok());
+        let late = 1_000_000 + 3_601_000;
+        assert!(after_fetch(&failing, &s, Some("k1"), late, late, Some("x")).is_err());
     }
 }
