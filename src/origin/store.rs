@@ -809,3 +809,80 @@ impl Store {
         Ok(u(n))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::RevocationTarget;
+
+    fn item(sid: &str) -> NewRevocation {
+        NewRevocation {
+            id: None,
+            revocation: Revocation {
+                target: RevocationTarget::Sid(sid.into()),
+                exp: Some(2_000_000_000),
+            },
+            reason: Some("backchannel-logout".into()),
+            source: Some("backchannel_logout".into()),
+        }
+    }
+
+    fn key(jti: &str, expires_at: u64) -> ReplayKey {
+        ReplayKey {
+            namespace: "backchannel_logout",
+            issuer: "https://idp.example".into(),
+            jti: jti.into(),
+            expires_at,
+        }
+    }
+
+    fn count(store: &Store) -> usize {
+        let filter = ListFilter {
+            limit: 100,
+            ..ListFilter::default()
+        };
+        store.list(&filter).unwrap().0.len()
+    }
+
+    #[test]
+    fn an_event_commits_once_with_its_replay_record() {
+        let dir = std::env::temp_dir().join(format!("rg-store-{}", new_id().unwrap()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&dir.join("o.db"), None).unwrap();
+        let now_ms = 1_000_000_000;
+        let first = store
+            .ingest_event(&key("j1", 1_000_500), &[item("s1")], "idp", now_ms)
+            .unwrap();
+        assert_eq!(first, EventOutcome::Committed { inserted: 1 });
+        let rows = store
+            .list(&ListFilter {
+                limit: 10,
+                ..ListFilter::default()
+            })
+            .unwrap()
+            .0;
+        assert_eq!(rows[0].created_by, "idp");
+        assert_eq!(rows[0].source.as_deref(), Some("backchannel_logout"));
+        // The same jti again, even with other content: nothing written.
+        let again = store
+            .ingest_event(&key("j1", 1_000_500), &[item("s2")], "idp", now_ms)
+            .unwrap();
+        assert_eq!(again, EventOutcome::Replayed);
+        assert_eq!(count(&store), 1);
+        // Another feed's namespace is another event.
+        let mut ssf = key("j1", 1_000_500);
+        ssf.namespace = "ssf";
+        assert_eq!(
+            store.ingest_event(&ssf, &[], "tx", now_ms).unwrap(),
+            EventOutcome::Committed { inserted: 0 }
+        );
+        // Past its expiry the record is dropped (the event's own window refuses it by then).
+        let later = store
+            .ingest_event(&key("j1", 1_002_000), &[item("s3")], "idp", 1_000_501_000)
+            .unwrap();
+        assert_eq!(later, EventOutcome::Committed { inserted: 1 });
+        assert_eq!(count(&store), 2);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

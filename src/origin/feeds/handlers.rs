@@ -117,7 +117,11 @@ pub async fn backchannel_logout(
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_STORE));
             r
         }
-        Err(e) => logout_error(&e),
+        Err(e) => {
+            // The reason, never the token (untrusted parts in it are bounded and escaped).
+            eprintln!("revguard origin: back-channel logout refused: {e}");
+            logout_error(&e)
+        }
     }
 }
 
@@ -186,7 +190,13 @@ pub async fn ssf_push(State(st): State<AppState>, headers: HeaderMap, body: Body
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_STORE));
             r
         }
-        Err(e) => ssf_error(&e),
+        Err(e) => {
+            eprintln!(
+                "revguard origin: SSF push refused ({}): {e}",
+                ssf_code(&e).1
+            );
+            ssf_error(&e)
+        }
     }
 }
 

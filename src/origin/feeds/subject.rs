@@ -33,7 +33,7 @@ fn member<'a>(obj: &'a Map<String, Value>, name: &str, at: &str) -> Result<&'a s
     }
 }
 
-fn format_of<'a>(obj: &'a Map<String, Value>, at: &str) -> Result<String, FeedError> {
+fn format_of(obj: &Map<String, Value>, at: &str) -> Result<String, FeedError> {
     let format = match (obj.get("format"), obj.get("subject_type")) {
         (Some(Value::String(f)), _) | (None, Some(Value::String(f))) => f,
         (None, None) => return Err(bad(format!("{at} has no format"))),
