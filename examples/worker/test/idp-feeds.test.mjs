@@ -96,7 +96,9 @@ test("back-channel logout: oidc-provider's own call revokes the session's sid, a
   const session = await idp.signIn({ user: "alice", clientId: "web" });
   assert.equal(claimsOf(session.accessToken).sid, session.sid);
   const before = await origin.generation();
+  const started = performance.now();
   const calls = await idp.signOut(session);
+  const signedOut = performance.now();
   assert.deepEqual(calls.map((c) => [c.clientId, c.ok]), [["web", true]], JSON.stringify(calls));
   const listed = await origin.revocations({ kind: "sid", value: session.sid });
   assert.equal(listed.length, 1, JSON.stringify(listed));
@@ -105,6 +107,10 @@ test("back-channel logout: oidc-provider's own call revokes the session's sid, a
   assert.equal(listed[0].reason, "backchannel-logout");
   assert.ok(listed[0].exp > Date.now() / 1000 + 3000, JSON.stringify(listed[0]));
   await published(before);
+  console.log(
+    `back-channel logout: end_session confirm answered (back-channel call committed) in ` +
+      `${(signedOut - started).toFixed(0)} ms; generation published ${(performance.now() - started).toFixed(0)} ms after sign-out began`,
+  );
 });
 
 test("back-channel logout: the IdP's JWKS unreachable gets a retryable 503 and revokes nothing; the same token is accepted once it is back", async () => {
@@ -231,4 +237,10 @@ test("SSF: bad signature, wrong audience, replayed jti, unknown event, malformed
   }
   assert.equal((await origin.revocations()).length, countBefore);
   assert.equal(await origin.generation(), generationBefore);
+  // Counted by outcome.
+  const metrics = await (await fetch(new URL("/metrics", origin.url))).text();
+  for (const outcome of ["bad_key_or_signature", "wrong_audience", "unknown_issuer", "replayed",
+    "authentication_failed"]) {
+    assert.match(metrics, new RegExp(`revguard_origin_feed_events_total\\{feed="ssf",outcome="${outcome}"\\} [1-9]`), outcome);
+  }
 });

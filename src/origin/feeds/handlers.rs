@@ -106,10 +106,13 @@ pub async fn backchannel_logout(
     body: Body,
 ) -> Response {
     let result = logout_request(&st, &headers, body).await;
-    st.metrics.ingest(match &result {
-        Ok(()) => "logout_ok",
-        Err(e) => outcome(e),
-    });
+    st.metrics.feed_event(
+        logout::FEED,
+        match &result {
+            Ok(()) => "ok",
+            Err(e) => e.code(),
+        },
+    );
     match result {
         Ok(()) => {
             let mut r = StatusCode::OK.into_response();
@@ -119,7 +122,10 @@ pub async fn backchannel_logout(
         }
         Err(e) => {
             // The reason, never the token (untrusted parts in it are bounded and escaped).
-            eprintln!("revguard origin: back-channel logout refused: {e}");
+            eprintln!(
+                "revguard origin: back-channel logout refused ({}): {e}",
+                e.code()
+            );
             logout_error(&e)
         }
     }
@@ -160,8 +166,8 @@ async fn logout_request(st: &AppState, headers: &HeaderMap, body: Body) -> Resul
 
 /// Section 2.8: 400 with an OAuth-style error for a token that is not valid (a replay too);
 /// the IdP's keys unavailable or our store failing: a retryable 5xx.
-fn logout_error(e: &FeedError) -> Response {
-    let (status, code) = match e {
+fn logout_code(e: &FeedError) -> (StatusCode, &'static str) {
+    match e {
         FeedError::KeysUnavailable(_) => {
             (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
         }
@@ -170,7 +176,11 @@ fn logout_error(e: &FeedError) -> Response {
         }
         FeedError::Origin(o) => (o.status(), "server_error"),
         _ => (StatusCode::BAD_REQUEST, "invalid_request"),
-    };
+    }
+}
+
+fn logout_error(e: &FeedError) -> Response {
+    let (status, code) = logout_code(e);
     let body = json!({"error": code, "error_description": e.to_string()});
     respond(status, body, retry_after(e))
 }
@@ -179,10 +189,13 @@ fn logout_error(e: &FeedError) -> Response {
 
 pub async fn ssf_push(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let result = push_request(&st, &headers, body).await;
-    st.metrics.ingest(match &result {
-        Ok(()) => "ssf_ok",
-        Err(e) => outcome(e),
-    });
+    st.metrics.feed_event(
+        ssf::FEED,
+        match &result {
+            Ok(()) => "ok",
+            Err(e) => e.code(),
+        },
+    );
     match result {
         Ok(()) => {
             let mut r = StatusCode::ACCEPTED.into_response();
@@ -191,10 +204,7 @@ pub async fn ssf_push(State(st): State<AppState>, headers: HeaderMap, body: Body
             r
         }
         Err(e) => {
-            eprintln!(
-                "revguard origin: SSF push refused ({}): {e}",
-                ssf_code(&e).1
-            );
+            eprintln!("revguard origin: SSF push refused ({}): {e}", e.code());
             ssf_error(&e)
         }
     }
@@ -312,17 +322,6 @@ fn retry_after(e: &FeedError) -> Option<u64> {
         FeedError::KeysUnavailable(u) => Some(u.retry_after_secs),
         FeedError::Origin(o) if o.status() == StatusCode::SERVICE_UNAVAILABLE => Some(1),
         _ => None,
-    }
-}
-
-/// The metrics outcome of a refused event (bounded label values).
-fn outcome(e: &FeedError) -> &'static str {
-    match e {
-        FeedError::KeysUnavailable(_) => "feed_keys_unavailable",
-        FeedError::Replayed => "feed_replayed",
-        FeedError::AuthenticationFailed | FeedError::AccessDenied => "feed_unauthorized",
-        FeedError::Origin(o) => o.code(),
-        _ => "feed_invalid",
     }
 }
 

@@ -70,6 +70,24 @@ pub enum FeedError {
     Origin(OriginError),
 }
 
+impl FeedError {
+    /// A stable code for metrics and logs (finer than either feed's wire codes).
+    pub fn code(&self) -> &'static str {
+        match self {
+            FeedError::BadRequest(_) => "malformed_request",
+            FeedError::UnknownIssuer => "unknown_issuer",
+            FeedError::WrongAudience => "wrong_audience",
+            FeedError::BadKey(_) => "bad_key_or_signature",
+            FeedError::Invalid(_) => "invalid_token",
+            FeedError::Replayed => "replayed",
+            FeedError::KeysUnavailable(_) => "keys_unavailable",
+            FeedError::AuthenticationFailed => "authentication_failed",
+            FeedError::AccessDenied => "access_denied",
+            FeedError::Origin(o) => o.code(),
+        }
+    }
+}
+
 impl fmt::Display for FeedError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
