@@ -14,7 +14,7 @@
 //! `sub`, every token of the subject issued before the logout token's `iat`. Either revocation
 //! expires once every token it can match has: `iat` + `token_lifetime_secs` + skew.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::config::LogoutIdp;
 use super::{check_common, revocation, FeedError, FeedEvent, MAX_EVENT_TOKEN_BYTES};
@@ -64,7 +64,16 @@ pub fn validate(
         max_token_bytes: MAX_EVENT_TOKEN_BYTES,
     };
     let (_, claims) = verify_signed(token, keys, &policy, now)?;
-    let common = check_common(&claims, &idp.issuer, &idp.client_ids, &idp.time, now)?;
+    event_from_claims(&claims, idp, now)
+}
+
+/// The claim rules and the effect, on the claims of a token whose signature verified.
+pub fn event_from_claims(
+    claims: &Map<String, Value>,
+    idp: &LogoutIdp,
+    now: u64,
+) -> Result<FeedEvent, FeedError> {
+    let common = check_common(claims, &idp.issuer, &idp.client_ids, &idp.time, now)?;
     match claims.get("events") {
         Some(Value::Object(events)) => match events.get(LOGOUT_EVENT) {
             Some(Value::Object(_)) => {}
@@ -81,8 +90,8 @@ pub fn validate(
     if claims.contains_key("nonce") {
         return Err(invalid("a logout token must not contain a nonce"));
     }
-    let sid = id_claim(&claims, "sid")?;
-    let sub = id_claim(&claims, "sub")?;
+    let sid = id_claim(claims, "sid")?;
+    let sub = id_claim(claims, "sub")?;
     let target = match (sid, sub) {
         (Some(sid), _) => RevocationTarget::Sid(sid),
         (None, Some(sub)) => RevocationTarget::Subject {

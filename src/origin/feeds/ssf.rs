@@ -100,15 +100,24 @@ pub fn validate(
         }
         other => other.into(),
     })?;
+    event_from_claims(&claims, transmitter, now)
+}
+
+/// The claim rules and the mapping, on the claims of a SET whose signature verified.
+pub fn event_from_claims(
+    claims: &Map<String, Value>,
+    transmitter: &SsfTransmitter,
+    now: u64,
+) -> Result<FeedEvent, FeedError> {
     let audiences = std::slice::from_ref(&transmitter.audience);
     let common = check_common(
-        &claims,
+        claims,
         &transmitter.issuer,
         audiences,
         &transmitter.time,
         now,
     )?;
-    let (event_type, payload) = one_event(&claims)?;
+    let (event_type, payload) = one_event(claims)?;
     let replay = ReplayKey {
         namespace: FEED,
         issuer: transmitter.issuer.clone(),
