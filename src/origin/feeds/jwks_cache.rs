@@ -22,8 +22,6 @@ pub struct Entry {
     pub keys: Option<Arc<KeySet>>,
     pub fetched_at_ms: Option<i64>,
     pub last_attempt_ms: Option<i64>,
-    /// Whether the last attempt failed (cleared by a success).
-    pub last_failed: bool,
 }
 
 /// Why no keys can be given: the caller answers 503 with `Retry-After`.
@@ -166,14 +164,12 @@ impl JwksCache {
                 Ok(keys) => {
                     entry.keys = Some(Arc::new(keys));
                     entry.fetched_at_ms = Some(now_ms);
-                    entry.last_failed = false;
                 }
                 Err(e) => {
                     eprintln!(
                         "revguard origin: key set {} could not be refreshed: {e}",
                         src.uri
                     );
-                    entry.last_failed = true;
                     error = Some(e);
                 }
             }
@@ -211,7 +207,6 @@ mod tests {
             keys: Some(Arc::new(keys)),
             fetched_at_ms: Some(fetched_at_ms),
             last_attempt_ms: Some(fetched_at_ms),
-            last_failed: false,
         }
     }
 
@@ -230,7 +225,6 @@ mod tests {
         // A failure is not retried within the cooldown either.
         let failed = Entry {
             last_attempt_ms: Some(2_000),
-            last_failed: true,
             ..Entry::default()
         };
         assert!(!plan(&failed, &s, None, 5_000));
@@ -242,7 +236,6 @@ mod tests {
         let s = src();
         let none = Entry {
             last_attempt_ms: Some(1_000),
-            last_failed: true,
             ..Entry::default()
         };
         let err = after_fetch(&none, &s, None, 4_000, 4_000, Some("refused")).unwrap_err();
@@ -256,7 +249,6 @@ mod tests {
         // unavailable, it may be a new key.
         assert!(after_fetch(&e, &s, Some("k2"), 1_001_000, 1_001_000, None).is_err());
         let mut failing = e.clone();
-        failing.last_failed = true;
         failing.last_attempt_ms = Some(1_400_000);
         assert!(after_fetch(&failing, &s, Some("k2"), 1_400_000, 1_400_000, Some("x")).is_err());
         // Last good keys are kept while refreshes fail, up to max_stale.
