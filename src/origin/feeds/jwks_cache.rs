@@ -210,6 +210,50 @@ mod tests {
         }
     }
 
+    /// A one-connection server on loopback answering `reply` to whatever it receives.
+    fn serve_once(reply: Vec<u8>) -> u16 {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            if let Ok((mut conn, _)) = listener.accept() {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf);
+                let _ = conn.write_all(&reply);
+            }
+        });
+        port
+    }
+
+    #[test]
+    fn fetch_over_http_and_https() {
+        let signer = Signer::generate("ES256", "k1");
+        let body = jwks(&[signer.public_jwk()]);
+        let mut reply = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        reply.extend_from_slice(&body);
+        let mut s = src();
+        s.uri = format!("http://127.0.0.1:{}/jwks", serve_once(reply));
+        let keys = fetch(&s).unwrap();
+        assert_eq!(keys.kids().collect::<Vec<_>>(), vec![Some("k1")]);
+        // A status other than 200, and TLS to a server that does not speak it: errors, not
+        // panics (the rustls client is configured and runs).
+        s.uri = format!(
+            "http://127.0.0.1:{}/jwks",
+            serve_once(b"HTTP/1.1 302 Found\r\nlocation: /x\r\ncontent-length: 0\r\n\r\n".to_vec())
+        );
+        assert!(fetch(&s).is_err());
+        s.uri = format!(
+            "https://127.0.0.1:{}/jwks",
+            serve_once(b"HTTP/1.1 200 OK\r\n\r\n".to_vec())
+        );
+        let err = fetch(&s).unwrap_err();
+        assert!(err.contains("request failed"), "{err}");
+    }
+
     #[test]
     fn fetch_plan() {
         let s = src();
