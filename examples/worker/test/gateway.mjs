@@ -30,6 +30,8 @@ export class TestHostGateway {
     ];
     this.workers = workers;
     this.logs = "";
+    this.sent = 0; // requests sent so far (the gateway's round-robin position)
+    this.locked = Promise.resolve(); // the previous request, which the next one waits for
   }
 
   /** Starts the process; resolves once it prints the addresses it listens on. */
@@ -52,22 +54,32 @@ export class TestHostGateway {
     });
   }
 
-  /** GET `path` with a bearer token: `{status, json}` (json: the error body, or null). */
-  async get(path, token) {
-    const response = await fetch(new URL(path, this.url), { headers: { authorization: `Bearer ${token}` } });
-    const text = await response.text();
-    let json = null;
-    try {
-      json = JSON.parse(text);
-    } catch {}
-    return { status: response.status, json };
+  /** GET `path` with a bearer token: `{status, json, worker}` (json: the error body, or null;
+   * worker: the VM that answered). Requests are sent one at a time: the gateway hands them to
+   * its worker VMs round-robin in arrival order (gateway.rs), so counting them names the VM. */
+  get(path, token) {
+    const sent = this.locked.then(async () => {
+      const worker = this.sent++ % this.workers;
+      const response = await fetch(new URL(path, this.url), { headers: { authorization: `Bearer ${token}` } });
+      const text = await response.text();
+      let json = null;
+      try {
+        json = JSON.parse(text);
+      } catch {}
+      return { status: response.status, json, worker };
+    });
+    this.locked = sent.catch(() => {});
+    return sent;
   }
 
-  /** One request per worker VM (the gateway spreads requests round-robin, one at a time here):
-   * the statuses, in worker order modulo where the rotation started. */
+  /** The status each worker VM answers for `token`, indexed by worker. */
   async everyWorker(path, token) {
-    const statuses = [];
-    for (let i = 0; i < this.workers; i++) statuses.push((await this.get(path, token)).status);
+    // Until every VM answered once (other callers' requests may take some turns).
+    const statuses = new Array(this.workers).fill(undefined);
+    while (statuses.includes(undefined)) {
+      const { status, worker } = await this.get(path, token);
+      statuses[worker] ??= status;
+    }
     return statuses;
   }
 
