@@ -135,6 +135,7 @@ impl EdgeEngine {
                 status,
                 etag: None,
                 body,
+                origin: Default::default(),
             },
             None => HttpOutcome::Failed,
         };
@@ -182,6 +183,7 @@ impl EdgeEngine {
                 status,
                 etag: etag.as_deref(),
                 body,
+                origin: Default::default(),
             },
             None => HttpOutcome::Failed,
         };

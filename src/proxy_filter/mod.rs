@@ -1,7 +1,7 @@
 //! The proxy-wasm adapter: host events in, core calls, host calls out. No decisions here.
 //!
 //! One VM per worker thread (Envoy) or instance (Kong). Its root context configures the
-//! engine and drives fetches from a 1 s tick; its HTTP streams ask the engine for each request.
+//! engine and drives fetches from a 200 ms tick; its HTTP streams ask the engine for each request.
 //! Both reach the VM's [`worker::Worker`] through an `Rc<RefCell<_>>`: proxy-wasm callbacks
 //! never nest, so a failed borrow is an impossible state, answered with a 503, never a trap.
 
@@ -21,7 +21,13 @@ use crate::engine::Engine;
 use host::Level;
 use worker::{SharedWorker, Step, Worker};
 
-const TICK: Duration = Duration::from_secs(1);
+/// What a worker published reaches the other workers of the proxy at their next tick (each
+/// reads one small version key per resource, `Coordinator::sync`), so the tick bounds that
+/// step. Measured in the test host (`ticks.rs`): an idle tick costs a few hostcalls. Kong sets
+/// the period once per root context (ngx_wasm_module `proxy_set_tick_period` refuses a second
+/// call), Envoy re-arms a per-root timer (source/extensions/common/wasm/context.cc,
+/// `Context::setTickPeriod`).
+const TICK: Duration = Duration::from_millis(200);
 /// One byte over the core's 1 MiB configuration limit, so it reports an oversized document.
 const MAX_CONFIG_READ: usize = 1024 * 1024 + 1;
 

@@ -106,6 +106,7 @@ fn handle(slot: &mut Option<Engine>, request: IncomingRequest) -> Result<Reply, 
                     status: r.status,
                     etag: None,
                     body: &r.body,
+                    origin: Default::default(),
                 },
                 Err(e) => {
                     eprintln!("revguard: introspection call failed: {e}");
@@ -151,6 +152,7 @@ fn refresh(engine: &mut Engine, now: u64) {
                     status: r.status,
                     etag: r.etag.as_deref(),
                     body: &r.body,
+                    origin: Default::default(),
                 },
                 Err(_) => HttpOutcome::Failed,
             };
