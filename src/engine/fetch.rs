@@ -203,6 +203,10 @@ impl Engine {
         match &result {
             Ok(r) => {
                 slot.failures = 0;
+                // A validator this slot did not have: the request could not have been held on
+                // it (say, the first "no delta yet" answer), so its absence of a hold says
+                // nothing about the server yet.
+                let new_validator = etag.is_some_and(|e| slot.etag.as_deref() != Some(e));
                 // The "no delta yet" answer has a validator too: holding on it is how the first
                 // delta after a snapshot arrives at once.
                 if status == Some(200) || (status == Some(404) && kind == FetchKind::Delta) {
@@ -220,6 +224,7 @@ impl Engine {
                             // really held: wait a second, never spin.
                             (FetchResult::NotModified, true) if quick => now.saturating_add(1),
                             (FetchResult::NotModified, true) => now,
+                            (FetchResult::NotModified, false) if new_validator => now,
                             // A server that does not hold (static files, CDN): plain polling.
                             (FetchResult::NotModified, false) => now.saturating_add(interval),
                         }
@@ -760,6 +765,22 @@ mod tests {
                 .unwrap();
             assert!(due(&mut engine, T + 55).is_empty());
             assert_eq!(kinds(&due(&mut engine, T + 56)), vec![FetchKind::Delta]);
+        }
+
+        #[test]
+        fn the_first_no_delta_answer_is_followed_at_once_by_a_held_request() {
+            let (mut engine, first) = holding();
+            // Nothing to be conditional on yet: the origin cannot hold the first request.
+            assert_eq!(first.request.header("if-none-match"), None);
+            let none = answer(404, Some("\"none-5\""), b"", false, Some(5));
+            engine.fetch_completed(FetchKind::Delta, none, T).unwrap();
+            let next = due(&mut engine, T);
+            assert_eq!(kinds(&next), vec![FetchKind::Delta]);
+            assert_eq!(next[0].request.header("if-none-match"), Some("\"none-5\""));
+            // The same validator again, not held: this server does not hold. Polling.
+            let again = answer(404, Some("\"none-5\""), b"", false, Some(5));
+            engine.fetch_completed(FetchKind::Delta, again, T).unwrap();
+            assert!(due(&mut engine, T + 9).is_empty());
         }
 
         #[test]

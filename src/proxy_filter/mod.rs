@@ -23,10 +23,12 @@ use worker::{SharedWorker, Step, Worker};
 
 /// What a worker published reaches the other workers of the proxy at their next tick (each
 /// reads one small version key per resource, `Coordinator::sync`), so the tick bounds that
-/// step. Measured in the test host (`ticks.rs`): an idle tick costs a few hostcalls. Kong sets
-/// the period once per root context (ngx_wasm_module `proxy_set_tick_period` refuses a second
-/// call), Envoy re-arms a per-root timer (source/extensions/common/wasm/context.cc,
-/// `Context::setTickPeriod`).
+/// step of propagation; a held fetch's answer is acted on at once, not at a tick. Measured in
+/// the test host (`test-host/tests/all/propagation.rs`, hostcalls and time per idle tick).
+/// Set once: Kong traps a second call (ngx_wasm_module src/common/proxy_wasm/
+/// ngx_proxy_wasm_host.c, `ngx_proxy_wasm_hfuncs_set_tick_period`: "tick_period already set");
+/// Envoy keeps one timer per root context (proxy-wasm-cpp-host src/context.cc,
+/// `ContextBase::setTickPeriod` -> `WasmBase::setTickPeriod`).
 const TICK: Duration = Duration::from_millis(200);
 /// One byte over the core's 1 MiB configuration limit, so it reports an oversized document.
 const MAX_CONFIG_READ: usize = 1024 * 1024 + 1;
