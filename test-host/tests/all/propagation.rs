@@ -10,7 +10,7 @@
 //!
 //! `cargo test -p revguard-test-host --test all propagation:: -- --nocapture --test-threads 1`;
 //! the 200-revocation campaign quoted in BENCHMARKS.md:
-//! `cargo test --release -p revguard-test-host --test all propagation::campaign -- --ignored --nocapture`.
+//! `cargo test -p revguard-test-host --test all propagation::campaign -- --ignored --nocapture --test-threads 1`.
 
 use crate::rg::{Issuer, ISSUER};
 use revguard_test_host::origin_service::OriginService;
