@@ -249,11 +249,15 @@ function withTarget(base, target) {
   return url;
 }
 
-/** Whether the engine asked the origin to hold this fetch (`Prefer: wait`). */
+/** Whether the origin may hold this fetch: the engine asked for it (`Prefer: wait`) and it is
+ * conditional (`If-None-Match`: the origin holds only a request for data it has already sent;
+ * a first fetch is answered at once, and a request may need to wait for it). */
 function isHeld(call) {
   const headers = call.headers ?? [];
-  const names = Array.isArray(headers) ? headers.map((h) => h[0]) : Object.keys(headers);
-  return names.some((name) => String(name).toLowerCase() === "prefer");
+  const names = (Array.isArray(headers) ? headers.map((h) => h[0]) : Object.keys(headers)).map(
+    (name) => String(name).toLowerCase(),
+  );
+  return names.includes("prefer") && names.includes("if-none-match");
 }
 
 /** Issuers whose keys are fetched: a request waits until each has a key set. */

@@ -243,8 +243,10 @@ impl World {
                          "jwks_upstream": {"upstream": origin, "path": "/jwks"}}],
             "forward_claims": [{"claim": "sub", "header": "x-auth-subject"}],
             "routes": [{"name": "health", "path": "/healthz", "no_auth": true}],
+            // Plain polling: these tests count fetches per interval (a held fetch is the test
+            // against the real origin below).
             "revocation": {"upstream": origin, "path": "/current.snap", "refresh_interval_secs": 60,
-                           "public_keys": [origin_key.public_key_text()]},
+                           "hold_secs": 0, "public_keys": [origin_key.public_key_text()]},
             "introspection": {"upstream": origin, "path": "/introspect", "client_id": "gateway",
                               "client_secret": "s3cret"}
         });
