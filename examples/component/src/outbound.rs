@@ -170,6 +170,11 @@ impl Pending {
     /// The response if it is in (then read, body up to `limit`), `None` while it is not:
     /// never blocks on the response head.
     pub fn poll(&self, limit: usize) -> Option<Result<Response, SendError>> {
+        // `ready` never blocks; it is what lets the host move the response in (wasmtime's
+        // `future-incoming-response.get` alone reports a pending call until it is polled).
+        if !self.future.subscribe().ready() {
+            return None;
+        }
         Some(match self.future.get()? {
             Ok(Ok(response)) => read_response(response, limit),
             Ok(Err(code)) => Err(SendError::Http(code)),
