@@ -461,6 +461,10 @@ fn fault_table_origin_restart_and_origin_down() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A revocation of the campaign not yet denied everywhere: its index, when it was POSTed, and
+/// the (proxy, worker) pairs still allowing its token.
+type Open = (usize, Instant, Vec<(usize, usize)>);
+
 /// One campaign: `count` revocations POSTed every `every`, each timed from its POST to its
 /// denial at every worker of both proxies; revocations overlap in time.
 fn campaign(slug: &str, label: &str, overrides: Value, count: usize, every: Duration) {
@@ -489,8 +493,7 @@ fn campaign(slug: &str, label: &str, overrides: Value, count: usize, every: Dura
         .enumerate()
         .flat_map(|(p, n)| (0..*n).map(move |w| (p, w)))
         .collect();
-    // (index, posted, workers still allowing)
-    let mut open: Vec<(usize, Instant, Vec<(usize, usize)>)> = Vec::new();
+    let mut open: Vec<Open> = Vec::new();
     let mut times = Vec::new();
     let mut next = 0usize;
     let mut next_post = Instant::now();
