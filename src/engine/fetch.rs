@@ -77,6 +77,9 @@ struct Slot {
     /// answer at once. `false`: plain polling at the refresh interval (each poll still asks
     /// to be held, so an origin that starts holding is noticed within one interval).
     held: bool,
+    /// The last answer was not held but brought a new validator, and the fetch was asked again
+    /// at once (see [`Engine::fetch_completed`]).
+    asked_again: bool,
 }
 #[derive(Debug)]
 pub(super) struct Schedule {
@@ -203,10 +206,13 @@ impl Engine {
         match &result {
             Ok(r) => {
                 slot.failures = 0;
-                // A validator this slot did not have: the request could not have been held on
-                // it (say, the first "no delta yet" answer), so its absence of a hold says
-                // nothing about the server yet.
-                let new_validator = etag.is_some_and(|e| slot.etag.as_deref() != Some(e));
+                // A validator other than the one this slot had: the request could not have been
+                // held on it (the first "no delta yet" answer; a worker taking over the lease
+                // with an older one), so the absence of a hold says nothing about the server
+                // yet: ask once more at once. Once in a row: a server whose ETags differ on
+                // every answer (several backends behind a balancer) must not make it a loop.
+                let new_validator =
+                    etag.is_some() && etag != slot.etag.as_deref() && !slot.asked_again;
                 // The "no delta yet" answer has a validator too: holding on it is how the first
                 // delta after a snapshot arrives at once.
                 if status == Some(200) || (status == Some(404) && kind == FetchKind::Delta) {
@@ -216,6 +222,10 @@ impl Engine {
                     Some((held, _)) if held == kind => {
                         slot.held = hints.held;
                         let quick = slot.last_started == Some(now);
+                        slot.asked_again = matches!(
+                            (r, hints.held, new_validator),
+                            (FetchResult::NotModified, false, true)
+                        );
                         match (r, hints.held) {
                             // New data: ask again at once, conditional on it.
                             (FetchResult::Updated(_), _) => now,
@@ -781,6 +791,19 @@ mod tests {
             let again = answer(404, Some("\"none-5\""), b"", false, Some(5));
             engine.fetch_completed(FetchKind::Delta, again, T).unwrap();
             assert!(due(&mut engine, T + 9).is_empty());
+            // A server whose validator changes on every answer (not held): asked once more at
+            // once, then polled; never a loop.
+            let other = answer(404, Some("\"other\""), b"", false, Some(5));
+            due(&mut engine, T + 10);
+            engine
+                .fetch_completed(FetchKind::Delta, other, T + 10)
+                .unwrap();
+            assert!(kinds(&due(&mut engine, T + 10)).contains(&FetchKind::Delta));
+            let third = answer(404, Some("\"third\""), b"", false, Some(5));
+            engine
+                .fetch_completed(FetchKind::Delta, third, T + 10)
+                .unwrap();
+            assert!(!kinds(&due(&mut engine, T + 19)).contains(&FetchKind::Delta));
         }
 
         #[test]
