@@ -155,7 +155,8 @@ export async function ssfSessionRevoked(chain, user) {
   const now = Math.floor(Date.now() / 1000);
   const set = await new SignJWT({
     iss: SSF_ISSUER, aud: SSF_AUDIENCE, iat: now, jti: randomUUID(),
-    sub_id: { format: "opaque", id: session.sid },
+    // RFC 9493 complex subject: the session (an `opaque` subject alone names a user).
+    sub_id: { format: "complex", session: { format: "opaque", id: session.sid } },
     events: { [SESSION_REVOKED]: { event_timestamp: now } },
   }).setProtectedHeader({ alg: "ES256", kid: chain.transmitter.kid, typ: "secevent+jwt" })
     .sign(chain.transmitter.privateKey);

@@ -36,12 +36,12 @@ test("a sign-out at oidc-provider is denied by every worker of both gateways and
   await firstDenials(chain, measured);
   report("oidc-provider sign-out (back-channel logout)", measured);
 
-  // The denial is a revocation (RFC 6750 invalid_token, reason `revoked`), not an outage.
+  // The denial names the revoked session (RFC 6750 401), not an outage.
   const denied = await chain.proxies[0].get("/orders", measured[0].token);
   assert.equal(denied.status, 401);
-  assert.equal(denied.json.error, "revoked", JSON.stringify(denied.json));
+  assert.equal(denied.json.error, "revoked_session", JSON.stringify(denied.json));
   const edge = await chain.worker.get("/orders", measured[0].token);
-  assert.equal(edge.json.error, "revoked", JSON.stringify(edge.json));
+  assert.equal(edge.json.error, "revoked_session", JSON.stringify(edge.json));
 
   // The origin recorded the sessions (from the provider's logout tokens) and the fleet view
   // shows the enforcement points at the current generation.

@@ -87,6 +87,14 @@ pub fn run(args: Args) -> Result<(), String> {
     };
     config.workers = args.workers;
     config.clock = Clock::real();
+    // A real gateway's WASI randomness differs per process (tests keep the fixed seed to be
+    // reproducible): two gateways must not pick the same node id for the origin's fleet view.
+    config.random_seed = {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        h.finish()
+    };
     config.plugin_configuration = plugin_configuration;
     for spec in &args.upstreams {
         let (name, url) = spec
