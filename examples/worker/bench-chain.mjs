@@ -45,6 +45,7 @@ try {
       for (let i = 0; i < count; i++) {
         const t0 = performance.now();
         pending.push(await trigger(chain, `bench-${i}`));
+        if ((i + 1) % 25 === 0) console.error(`  ${i + 1} revocations sent`);
         await sleep(Math.max(0, spacing - (performance.now() - t0)));
       }
     } finally {

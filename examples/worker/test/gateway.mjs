@@ -31,7 +31,7 @@ export class TestHostGateway {
     this.workers = workers;
     this.logs = "";
     this.sent = 0; // requests sent so far (the gateway's round-robin position)
-    this.locked = Promise.resolve(); // the previous request, which the next one waits for
+    this.queue = Promise.resolve(); // the last queued job: the next one waits for it
   }
 
   /** Starts the process; resolves once it prints the addresses it listens on. */
@@ -58,29 +58,38 @@ export class TestHostGateway {
    * worker: the VM that answered). Requests are sent one at a time: the gateway hands them to
    * its worker VMs round-robin in arrival order (gateway.rs), so counting them names the VM. */
   get(path, token) {
-    const sent = this.locked.then(async () => {
-      const worker = this.sent++ % this.workers;
-      const response = await fetch(new URL(path, this.url), { headers: { authorization: `Bearer ${token}` } });
-      const text = await response.text();
-      let json = null;
-      try {
-        json = JSON.parse(text);
-      } catch {}
-      return { status: response.status, json, worker };
-    });
-    this.locked = sent.catch(() => {});
-    return sent;
+    return this.#exclusive(() => this.#send(path, token));
   }
 
-  /** The status each worker VM answers for `token`, indexed by worker. */
-  async everyWorker(path, token) {
-    // Until every VM answered once (other callers' requests may take some turns).
-    const statuses = new Array(this.workers).fill(undefined);
-    while (statuses.includes(undefined)) {
-      const { status, worker } = await this.get(path, token);
-      statuses[worker] ??= status;
-    }
-    return statuses;
+  /** The status each worker VM answers for `token`, indexed by worker: `workers` requests in a
+   * row, nobody else's in between (interleaved callers would each keep hitting the same VMs). */
+  everyWorker(path, token) {
+    return this.#exclusive(async () => {
+      const statuses = new Array(this.workers);
+      for (let i = 0; i < this.workers; i++) {
+        const { status, worker } = await this.#send(path, token);
+        statuses[worker] = status;
+      }
+      return statuses;
+    });
+  }
+
+  /** Runs `job` after every job queued before it has finished. */
+  #exclusive(job) {
+    const result = this.queue.then(job);
+    this.queue = result.catch(() => {});
+    return result;
+  }
+
+  async #send(path, token) {
+    const worker = this.sent++ % this.workers;
+    const response = await fetch(new URL(path, this.url), { headers: { authorization: `Bearer ${token}` } });
+    const text = await response.text();
+    let json = null;
+    try {
+      json = JSON.parse(text);
+    } catch {}
+    return { status: response.status, json, worker };
   }
 
   /** The guest metrics (`name: value` lines of `GET /stats`). */
