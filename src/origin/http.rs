@@ -36,8 +36,8 @@ pub const NO_STORE: &str = "no-store";
 /// generation header also carries the current generation on file answers.
 pub use crate::node_id::{GENERATION_HEADER, NODE_HEADER};
 /// The current full snapshot's generation, on file answers (a client holding an older one
-/// fetches the snapshot before the delta).
-pub const SNAPSHOT_GENERATION_HEADER: &str = "x-revguard-snapshot-generation";
+/// fetches the snapshot before the delta): the name the plugins' core reads.
+pub use crate::http::SNAPSHOT_GENERATION_HEADER;
 
 #[derive(Clone)]
 pub struct AppState {
