@@ -246,11 +246,70 @@ pub fn verify(
     now: u64,
 ) -> Result<Claims, TokenError> {
     let parsed = parse(token, policy.max_token_bytes)?;
-    let header = &parsed.inspected.header;
-    let alg = Algorithm::parse(&header.alg).ok_or(TokenError::DisallowedAlgorithm)?;
-    if !type_accepted(header.typ.as_deref(), policy.required_type.as_deref()) {
+    if !type_accepted(
+        parsed.inspected.header.typ.as_deref(),
+        policy.required_type.as_deref(),
+    ) {
         return Err(TokenError::WrongType);
     }
+    check_signature(
+        token,
+        &parsed,
+        keys,
+        skew(policy),
+        policy.max_token_bytes,
+        now,
+    )?;
+    check_claims(parsed.payload, policy, now)
+}
+
+/// What [`verify_signed`] requires of a JWT that is not an access token (a logout token, a
+/// Security Event Token): its own explicit type, a size bound and the clock skew.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedPolicy {
+    /// The `typ` the token must carry, compared like [`VerifyPolicy::required_type`].
+    pub typ: String,
+    /// Whether a token without `typ` is accepted too (an explicit other type never is).
+    pub typ_optional: bool,
+    pub clock_skew_secs: u64,
+    pub max_token_bytes: usize,
+}
+
+/// Verifies the structure, `typ` and signature of `token` (and, through jwt-simple, `exp` and
+/// `nbf` when present and an `iat` in the future) and returns its header and raw claims: for
+/// tokens whose claims are not an access token's (no `exp` required), checked by the caller.
+pub fn verify_signed(
+    token: &str,
+    keys: &KeySet,
+    policy: &SignedPolicy,
+    now: u64,
+) -> Result<(TokenHeader, Map<String, Value>), TokenError> {
+    let parsed = parse(token, policy.max_token_bytes)?;
+    let typ = parsed.inspected.header.typ.as_deref();
+    let typ_ok = match typ {
+        None => policy.typ_optional,
+        Some(_) => type_accepted(typ, Some(&policy.typ)),
+    };
+    if !typ_ok {
+        return Err(TokenError::WrongType);
+    }
+    let skew = policy.clock_skew_secs.min(MAX_CLOCK_SKEW_SECS);
+    check_signature(token, &parsed, keys, skew, policy.max_token_bytes, now)?;
+    Ok((parsed.inspected.header, parsed.payload))
+}
+
+/// The key for the token's `kid` and `alg` (fixed by the key set), then the signature, and
+/// jwt-simple's time checks under our skew and `now`.
+fn check_signature(
+    token: &str,
+    parsed: &Parsed<'_>,
+    keys: &KeySet,
+    skew_secs: u64,
+    max_token_bytes: usize,
+    now: u64,
+) -> Result<(), TokenError> {
+    let header = &parsed.inspected.header;
+    let alg = Algorithm::parse(&header.alg).ok_or(TokenError::DisallowedAlgorithm)?;
     let verifier = keys
         .select(header.kid.as_deref(), alg)
         .map_err(|e| match e {
@@ -264,9 +323,9 @@ pub fn verify(
         return Err(TokenError::BadSignature);
     }
     let options = VerificationOptions {
-        time_tolerance: Some(Duration::from_secs(skew(policy))),
+        time_tolerance: Some(Duration::from_secs(skew_secs)),
         artificial_time: Some(UnixTimeStamp::from_secs(now.min(JWT_SIMPLE_MAX_NOW))),
-        max_token_length: Some(policy.max_token_bytes),
+        max_token_length: Some(max_token_bytes),
         max_header_length: Some(MAX_HEADER_BYTES),
         // Our RFC 9068 `typ` rule above replaces jwt-simple's narrower one.
         required_signature_type: header.typ.clone(),
@@ -275,7 +334,7 @@ pub fn verify(
     verifier
         .verify(token, options)
         .map_err(|e| from_jwt_simple(&e))?;
-    check_claims(parsed.payload, policy, now)
+    Ok(())
 }
 
 fn skew(policy: &VerifyPolicy) -> u64 {

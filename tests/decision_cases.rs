@@ -85,6 +85,7 @@ fn run_case(file: &Value, case: &Value) -> Value {
                     status: status as u16,
                     etag: None,
                     body,
+                    origin: Default::default(),
                 },
                 None => HttpOutcome::Failed,
             };

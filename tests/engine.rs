@@ -37,6 +37,7 @@ fn answer(
         status: 200,
         etag: None,
         body: body.as_bytes(),
+        origin: Default::default(),
     };
     engine.complete_introspection(i.pending, out, &req, now)
 }
@@ -263,6 +264,7 @@ fn introspection_failure_follows_the_configured_mode() {
             status: 200,
             etag: None,
             body: b"{\"active\":\"yes\"}",
+            origin: Default::default(),
         };
         let d = engine.complete_introspection(i.pending, garbage, &req, T0 + 3);
         assert_eq!(outcome(&d), expected);
@@ -413,6 +415,7 @@ fn unknown_kid_triggers_at_most_one_refetch_per_cooldown() {
         status: 200,
         etag: Some("\"v1\""),
         body: &kit.jwks(),
+        origin: Default::default(),
     };
     assert_eq!(
         engine.fetch_completed(FetchKind::Keys(0), ok, T0).unwrap(),
@@ -441,6 +444,7 @@ fn unknown_kid_triggers_at_most_one_refetch_per_cooldown() {
         status: 200,
         etag: Some("\"v2\""),
         body: &body,
+        origin: Default::default(),
     };
     assert_eq!(
         engine
@@ -469,6 +473,7 @@ fn unknown_kid_triggers_at_most_one_refetch_per_cooldown() {
                     status: 304,
                     etag: None,
                     body: b"",
+                    origin: Default::default(),
                 };
                 engine.fetch_completed(f.kind, nm, T0 + 50 + t).unwrap();
             } else {
@@ -930,6 +935,7 @@ fn snapshot_fetches_are_conditional_and_keep_the_last_good_state() {
         status: 200,
         etag: Some("\"g2\""),
         body: &snap,
+        origin: Default::default(),
     };
     assert_eq!(
         engine.fetch_completed(FetchKind::Snapshot, ok, T0).unwrap(),
@@ -940,6 +946,7 @@ fn snapshot_fetches_are_conditional_and_keep_the_last_good_state() {
         status: 200,
         etag: Some("\"g2b\""),
         body: &snap,
+        origin: Default::default(),
     };
     assert_eq!(
         engine
@@ -974,6 +981,7 @@ fn snapshot_fetches_are_conditional_and_keep_the_last_good_state() {
             status: 200,
             etag: None,
             body: &body,
+            origin: Default::default(),
         };
         assert!(engine
             .fetch_completed(FetchKind::Snapshot, r, T0 + 10)

@@ -23,6 +23,7 @@ corpus_tests!(
     config => "../fuzz/bodies/config.rs",
     decision => "../fuzz/bodies/decision.rs",
     delta => "../fuzz/bodies/delta.rs",
+    feed_event => "../fuzz/bodies/feed_event.rs",
     introspection => "../fuzz/bodies/introspection.rs",
     jwks => "../fuzz/bodies/jwks.rs",
     request => "../fuzz/bodies/request.rs",

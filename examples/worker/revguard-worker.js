@@ -4,9 +4,14 @@
 // - State lives in the isolate: one engine, its key sets, revocation data and caches.
 // - Refreshes (snapshot, delta, key sets) piggy-back on requests, since an isolate has no
 //   timers of its own: each request asks the engine what is due (conditional GETs, backoff
-//   and staleness are the engine's) and runs it in the background. A request waits for a
-//   refresh only when the data is missing or past its max staleness; if the refresh fails,
-//   the configured failure mode decides.
+//   and staleness are the engine's) and runs it in the background (`waitUntil`). A request
+//   waits for a refresh only when the data is missing or past its max staleness; if the
+//   refresh fails, the configured failure mode decides.
+// - The held fetch (`revocation.hold_secs`: the delta, asked with `Prefer: wait`) is one of
+//   those background fetches: the origin answers it when a new generation exists, and the
+//   next request after that answer starts the next one. A request never waits for it. On
+//   Cloudflare Workers it must fit the 30 s `waitUntil` allows after the response (the
+//   default 25 s hold plus the 2 s timeout does); see README.md for the bound this gives.
 // - Introspection: one call in flight per token, shared by every request carrying it, with the
 //   configured timeout; the engine caches the answer. The table of calls and waiting requests
 //   is the engine's (the core's, as in the proxy-wasm filter): its decision says whether this
@@ -60,8 +65,8 @@ export function createRevguard(options) {
   /** Introspection calls in flight, by the call id the engine gave them: a promise of the
    * decisions (by request id) of every request that waited for the call. */
   const calls = new Map();
-  /** The refresh in flight, shared by the requests that must wait for it. */
-  let refreshing = null;
+  /** Fetches in flight that a request may wait for (all but the held one). */
+  const waitable = new Set();
 
   function urlFor(upstream, path) {
     const base = upstreams[upstream] ?? (/^https?:\/\//.test(upstream) ? upstream : null);
@@ -84,7 +89,13 @@ export function createRevguard(options) {
       });
       const body = await readCapped(response, maxBytes);
       if (body == null) return null;
-      return { status: response.status, etag: response.headers.get("etag"), body };
+      return {
+        status: response.status,
+        etag: response.headers.get("etag"),
+        body,
+        preferenceApplied: response.headers.get("preference-applied"),
+        snapshotGeneration: response.headers.get("x-revguard-snapshot-generation"),
+      };
     } catch {
       return null;
     } finally {
@@ -92,23 +103,27 @@ export function createRevguard(options) {
     }
   }
 
-  /** Runs every fetch due now; resolves when all are reported to the engine. */
+  /** Starts every fetch due now (the engine marks each in flight, so a fetch is never sent
+   * twice). Returns `{all, waitable}`: promises of all of them, and of those a request may
+   * wait for (every fetch in flight but a held one), each resolved once reported to the
+   * engine; null when nothing is in flight. */
   function refresh() {
-    if (refreshing) return refreshing;
-    const due = engine.dueFetches(now());
-    if (due.length === 0) return null;
-    refreshing = Promise.all(
-      due.map(async (call) => {
-        const answer = await send(call, MAX_FETCH_BYTES);
+    const started = engine.dueFetches(now()).map((call) => {
+      const done = send(call, MAX_FETCH_BYTES).then((answer) => {
         const result = engine.fetchCompleted(call.kind, answer, now());
         if (result.outcome === "failed") {
           log({ event: "revguard.fetch_failed", kind: call.kind, error: result.error });
         }
-      }),
-    ).finally(() => {
-      refreshing = null;
+      });
+      // A held fetch may take `hold_secs`: no request waits for it.
+      if (!isHeld(call)) {
+        waitable.add(done);
+        done.finally(() => waitable.delete(done));
+      }
+      return done;
     });
-    return refreshing;
+    if (started.length === 0 && waitable.size === 0) return null;
+    return { all: Promise.all(started), waitable: Promise.all([...waitable]) };
   }
 
   /** Data missing or past its max staleness: the request waits for the refresh. */
@@ -149,8 +164,8 @@ export function createRevguard(options) {
     try {
       const pending = refresh();
       if (pending) {
-        if (mustWait()) await pending;
-        else ctx?.waitUntil?.(pending);
+        ctx?.waitUntil?.(pending.all);
+        if (mustWait()) await pending.waitable;
       }
       const url = new URL(request.url);
       let decision = engine.decide({
@@ -232,6 +247,17 @@ function withTarget(base, target) {
   url.search = query < 0 ? "" : target.slice(query);
   url.hash = "";
   return url;
+}
+
+/** Whether the origin may hold this fetch: the engine asked for it (`Prefer: wait`) and it is
+ * conditional (`If-None-Match`: the origin holds only a request for data it has already sent;
+ * a first fetch is answered at once, and a request may need to wait for it). */
+function isHeld(call) {
+  const headers = call.headers ?? [];
+  const names = (Array.isArray(headers) ? headers.map((h) => h[0]) : Object.keys(headers)).map(
+    (name) => String(name).toLowerCase(),
+  );
+  return names.includes("prefer") && names.includes("if-none-match");
 }
 
 /** Issuers whose keys are fetched: a request waits until each has a key set. */

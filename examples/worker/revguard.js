@@ -151,13 +151,23 @@ export class Engine {
     return JSON.parse(call(() => this.#inner.dueFetches(now)));
   }
 
-  /** Reports a fetch: `{status, etag, body}`, or null when the call failed. Returns
+  /** Reports a fetch: `{status, etag, body, preferenceApplied, snapshotGeneration}` (the last
+   * two: the answer's `Preference-Applied` and `x-revguard-snapshot-generation` headers, which
+   * schedule the next held fetch), or null when the call failed. Returns
    * {outcome: "updated", value} | {outcome: "not_modified"} | {outcome: "failed", error}. */
   fetchCompleted(kind, answer, now) {
-    const etag = answer?.etag == null ? undefined : String(answer.etag);
+    const text = (v) => (v == null ? undefined : String(v));
     return JSON.parse(
       call(() =>
-        this.#inner.fetchCompleted(kind, statusOf(answer), etag, bytes(answer?.body), now),
+        this.#inner.fetchCompleted(
+          kind,
+          statusOf(answer),
+          text(answer?.etag),
+          bytes(answer?.body),
+          now,
+          text(answer?.preferenceApplied),
+          text(answer?.snapshotGeneration),
+        ),
       ),
     );
   }

@@ -51,6 +51,7 @@ pub fn run(data: &[u8]) {
                     status: 100 + u16::from(*status),
                     etag: None,
                     body,
+                    origin: Default::default(),
                 },
             };
             let _ = engine.complete_introspection(i.pending, outcome, &req, now);

@@ -105,6 +105,7 @@ pub fn run(args: Args) -> CliResult {
                 status: 200,
                 etag: None,
                 body,
+                origin: Default::default(),
             };
             engine.complete_introspection(i.pending, outcome, &req, now)
         }

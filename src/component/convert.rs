@@ -42,6 +42,7 @@ pub(super) fn http_outcome(outcome: &HttpOutcome) -> CoreOutcome<'_> {
             status: r.status,
             etag: r.etag.as_deref(),
             body: &r.body,
+            origin: Default::default(),
         },
         HttpOutcome::Failed => CoreOutcome::Failed,
     }

@@ -365,6 +365,10 @@ pub struct RevocationConfig {
     pub delta_path: Option<String>,
     #[serde(default = "defaults::snapshot_refresh_secs")]
     pub refresh_interval_secs: u64,
+    /// Seconds the origin may hold a conditional fetch of the delta (of the snapshot without a
+    /// delta) until the data changes (`Prefer: wait=N`, RFC 7240); 0: plain polling.
+    #[serde(default = "defaults::hold_secs")]
+    pub hold_secs: u64,
     /// Snapshot data older than this (or than its own max age) is stale.
     #[serde(default = "defaults::snapshot_max_staleness_secs")]
     pub max_staleness_secs: u64,
@@ -580,6 +584,10 @@ pub(crate) mod defaults {
     }
     pub fn snapshot_refresh_secs() -> u64 {
         10
+    }
+    /// Below the 30 s idle timeouts common on load balancers and NATs.
+    pub fn hold_secs() -> u64 {
+        25
     }
     pub fn snapshot_max_staleness_secs() -> u64 {
         120

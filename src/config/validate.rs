@@ -61,6 +61,11 @@ pub struct KeyFetch {
     pub max_staleness_secs: u64,
 }
 
+/// Longest hold a plugin asks for: the origin's own cap of `Prefer: wait` (its
+/// `max_wait_secs` is at most 300). A held call that outlives an idle timeout on the path is cut
+/// and costs a retry, so the default stays well below.
+pub const MAX_HOLD_SECS: u64 = 300;
+
 /// The `revocation` section, compiled.
 #[derive(Debug)]
 pub struct RevocationPolicy {
@@ -69,6 +74,8 @@ pub struct RevocationPolicy {
     pub delta: Option<Endpoint>,
     /// At least 1.
     pub refresh_interval_secs: u64,
+    /// 0 (plain polling) to [`MAX_HOLD_SECS`].
+    pub hold_secs: u64,
     /// At least `refresh_interval_secs`.
     pub max_staleness_secs: u64,
     /// 1 KiB to 256 MiB.
@@ -472,6 +479,12 @@ impl Validator {
         if r.refresh_interval_secs == 0 {
             self.err("revocation.refresh_interval_secs", "must be at least 1");
         }
+        if r.hold_secs > MAX_HOLD_SECS {
+            self.err(
+                "revocation.hold_secs",
+                format!("must be at most {MAX_HOLD_SECS} (0: plain polling)"),
+            );
+        }
         if r.max_staleness_secs < r.refresh_interval_secs {
             self.err(
                 "revocation.max_staleness_secs",
@@ -523,6 +536,7 @@ impl Validator {
             snapshot,
             delta,
             refresh_interval_secs: r.refresh_interval_secs,
+            hold_secs: r.hold_secs,
             max_staleness_secs: r.max_staleness_secs,
             max_snapshot_bytes: r.max_snapshot_bytes,
             keys,
@@ -695,6 +709,28 @@ mod tests {
                 "revocation.delta_path: must start with '/'",
                 "introspection.timeout_ms: must be between 1 and 60000",
             ]
+        );
+    }
+
+    #[test]
+    fn hold_secs_defaults_to_25_and_is_bounded() {
+        let origin = crate::snapshot::SigningKey::from_seed([7; 32])
+            .unwrap()
+            .public_key_text();
+        let mut doc = minimal();
+        doc["revocation"] = json!({"upstream": "origin", "path": "/s", "public_keys": [origin]});
+        let hold = |doc: &serde_json::Value| policy(doc).map(|p| p.revocation.unwrap().hold_secs);
+        assert_eq!(hold(&doc), Ok(25));
+        doc["revocation"]["hold_secs"] = json!(0);
+        assert_eq!(hold(&doc), Ok(0));
+        doc["revocation"]["hold_secs"] = json!(MAX_HOLD_SECS);
+        assert_eq!(hold(&doc), Ok(MAX_HOLD_SECS));
+        doc["revocation"]["hold_secs"] = json!(MAX_HOLD_SECS + 1);
+        assert_eq!(
+            hold(&doc),
+            Err(vec![
+                "revocation.hold_secs: must be at most 300 (0: plain polling)".to_string()
+            ])
         );
     }
 

@@ -5,10 +5,17 @@
 //! Per fetched resource (`<kind>` = [`FetchKind::label`]; `<src>` = 8 hex digits of SHA-256
 //! of upstream and path, so two filter configurations never mix their data):
 //! - `<prefix><kind>/<src>/lease`: `<holder>:<taken_at>`, taken with compare-and-swap. A worker
-//!   whose fetch falls due skips it while another holder's lease is younger than the lease TTL
-//!   (the refresh interval plus the fetch timeout and one second; for key sets only the
-//!   timeout and one second, so a worker that saw an unknown kid refetches at once), so a dead
-//!   holder blocks nobody for longer than that.
+//!   whose fetch falls due skips it while another holder's lease is younger than the lease TTL,
+//!   so a dead holder blocks nobody for longer than that.
+//!   - Key sets: the fetch timeout and one second (only while the holder's fetch is in flight,
+//!     so a worker that saw an unknown kid refetches at once).
+//!   - Revocation data: one lease for the snapshot and its delta (`snapshot/<src>/lease`), so
+//!     the worker that holds the delta request (the origin holds it up to `hold_secs`) is the
+//!     one that fetches the snapshot the delta's answer asks for. The holder renews it every
+//!     second while it lives ([`Coordinator::renew`], from the tick), whatever is in flight; it
+//!     expires [`REVOCATION_LEASE_SECS`] after the last renewal, and the others look again every
+//!     [`RECHECK_SECS`]: after a configuration reload (all VMs new) or a crash, a new holder
+//!     takes over within a few seconds rather than after a held call's 27 s.
 //! - `<prefix><kind>/<src>/data`: the last verified body the holder loaded, with its sequence
 //!   number, ETag and fetch time ([`header`]).
 //! - `<prefix><kind>/<src>/version`: the same header without the body: workers read this small
@@ -46,8 +53,13 @@ pub enum StoreError {
     Other,
 }
 
-/// Seconds a worker waits before it looks again while the holder's first fetch is in flight.
+/// Seconds a worker waits before it looks again while the holder's first fetch is in flight,
+/// or before it checks a live revocation lease again.
 pub const RECHECK_SECS: u64 = 2;
+/// A revocation lease not renewed for this long belongs to a dead holder. The holder renews it
+/// once a second from its tick; a host that delays a worker's timers this long (a busy event
+/// loop) at worst has two workers fetching for a while.
+pub const REVOCATION_LEASE_SECS: u64 = 5;
 
 /// What a worker should do with a fetch that fell due.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,6 +82,10 @@ pub struct Synced {
 
 struct Resource {
     key: String,
+    /// The lease's key: the resource's own, or for a delta its snapshot's.
+    lease_key: String,
+    /// Renewed by its holder while it lives (revocation data): others recheck it often.
+    renewed: bool,
     lease_ttl: u64,
     /// How long a fresh lease means "the holder's fetch is still in flight".
     in_flight_secs: u64,
@@ -94,6 +110,8 @@ pub struct Coordinator {
     missing: HashMap<FetchKind, Missing>,
     /// ETag of the data the engine holds, per kind (for conditional requests).
     etags: HashMap<FetchKind, String>,
+    /// Renewed leases this worker holds, with the second it last wrote each.
+    renewing: HashMap<String, u64>,
 }
 
 /// The node id all the workers of one proxy send to the origin (`<prefix>node`): the first
@@ -139,37 +157,41 @@ impl Coordinator {
     /// names this worker in leases (unique per VM: the adapter draws it at random).
     pub fn new(policy: &Policy, prefix: &str, holder: String) -> Coordinator {
         let mut resources = HashMap::new();
-        let mut add = |kind: FetchKind, endpoint: &Endpoint, ttl: u64, every: u64| {
-            let source = source_id(endpoint.upstream(), endpoint.path());
-            let key = format!("{prefix}{}/{source}/", kind.label());
-            resources.insert(
-                kind,
-                Resource {
-                    key,
-                    lease_ttl: ttl,
-                    in_flight_secs: timeout_secs(endpoint.timeout_ms()).saturating_add(2),
-                    refresh_interval: every,
-                },
-            );
-        };
+        let mut add =
+            |kind: FetchKind, endpoint: &Endpoint, lease: Option<&str>, ttl: u64, every: u64| {
+                let source = source_id(endpoint.upstream(), endpoint.path());
+                let key = format!("{prefix}{}/{source}/", kind.label());
+                let renewed = lease.is_some();
+                let lease_key = format!("{}lease", lease.unwrap_or(&key));
+                resources.insert(
+                    kind,
+                    Resource {
+                        key,
+                        lease_key,
+                        renewed,
+                        lease_ttl: ttl,
+                        in_flight_secs: timeout_secs(endpoint.timeout_ms()).saturating_add(2),
+                        refresh_interval: every,
+                    },
+                );
+            };
         for (i, issuer) in policy.issuers.iter().enumerate() {
             if let Some(fetch) = &issuer.key_fetch {
                 // Only while the holder's fetch is in flight: workers fall due together at
                 // the interval, so they still skip; a worker that saw an unknown kid does not.
                 let ttl = timeout_secs(fetch.endpoint.timeout_ms()).saturating_add(1);
                 let every = fetch.refresh_interval_secs;
-                add(FetchKind::Keys(i), &fetch.endpoint, ttl, every);
+                add(FetchKind::Keys(i), &fetch.endpoint, None, ttl, every);
             }
         }
         if let Some(r) = &policy.revocation {
-            let ttl = r
-                .refresh_interval_secs
-                .saturating_add(timeout_secs(r.snapshot.timeout_ms()))
-                .saturating_add(1);
+            let source = source_id(r.snapshot.upstream(), r.snapshot.path());
+            let lease = format!("{prefix}{}/{source}/", FetchKind::Snapshot.label());
+            let ttl = REVOCATION_LEASE_SECS;
             let every = r.refresh_interval_secs;
-            add(FetchKind::Snapshot, &r.snapshot, ttl, every);
+            add(FetchKind::Snapshot, &r.snapshot, Some(&lease), ttl, every);
             if let Some(delta) = &r.delta {
-                add(FetchKind::Delta, delta, ttl, every);
+                add(FetchKind::Delta, delta, Some(&lease), ttl, every);
             }
         }
         Coordinator {
@@ -178,14 +200,17 @@ impl Coordinator {
             synced_seq: HashMap::new(),
             missing: HashMap::new(),
             etags: HashMap::new(),
+            renewing: HashMap::new(),
         }
     }
 
     /// The shared-data key `what` (`lease`, `data`, `version`) of `kind`.
     pub fn key(&self, kind: FetchKind, what: &str) -> Option<String> {
-        self.resources
-            .get(&kind)
-            .map(|r| format!("{}{what}", r.key))
+        let resource = self.resources.get(&kind)?;
+        Some(match what {
+            "lease" => resource.lease_key.clone(),
+            _ => format!("{}{what}", resource.key),
+        })
     }
 
     /// The ETag of the data in force for `kind`, if known.
@@ -214,11 +239,17 @@ impl Coordinator {
             return Claim::Fetch;
         };
         let (ttl, in_flight) = (resource.lease_ttl, resource.in_flight_secs);
-        let next_interval = Claim::Defer {
-            until: now.saturating_add(resource.refresh_interval),
-        };
+        let renewed = resource.renewed;
         let recheck = Claim::Defer {
             until: now.saturating_add(RECHECK_SECS),
+        };
+        // A renewed lease is checked again soon, so a dead holder is replaced quickly.
+        let next_interval = if renewed {
+            recheck
+        } else {
+            Claim::Defer {
+                until: now.saturating_add(resource.refresh_interval),
+            }
         };
         let current = store.get(&key);
         let cas = current.as_ref().map_or(0, |(_, cas)| *cas);
@@ -235,6 +266,7 @@ impl Coordinator {
             Some(Missing::DataLost) => false,
         });
         if respect {
+            self.renewing.remove(&key);
             return if self.missing.contains_key(&kind) {
                 recheck
             } else {
@@ -244,9 +276,53 @@ impl Coordinator {
         let value = format!("{}:{now}", self.holder);
         match store.set(&key, value.as_bytes(), cas) {
             // Someone else took it between our read and write: it fetches.
-            Err(_) if current.is_some() && !self.missing.contains_key(&kind) => next_interval,
-            _ => Claim::Fetch,
+            Err(_) if current.is_some() && !self.missing.contains_key(&kind) => {
+                self.renewing.remove(&key);
+                next_interval
+            }
+            written => {
+                if renewed && written.is_ok() {
+                    self.renewing.insert(key, now);
+                }
+                Claim::Fetch
+            }
         }
+    }
+
+    /// Keeps the renewed leases this worker holds alive: call on every tick. Writes each at
+    /// most once a second, and only while the entry still names this worker (a lease taken by
+    /// another worker, or evicted, is let go: this worker claims again when a fetch falls due).
+    pub fn renew(&mut self, store: &mut impl SharedStore, now: u64) {
+        let holder = &self.holder;
+        self.renewing.retain(|key, renewed_at| {
+            if *renewed_at >= now {
+                return true;
+            }
+            let Some((value, cas)) = store.get(key) else {
+                return false;
+            };
+            let mine = std::str::from_utf8(&value)
+                .ok()
+                .and_then(|text| text.split_once(':'))
+                .is_some_and(|(name, _)| name == holder.as_str());
+            if !mine {
+                return false;
+            }
+            let renewed = store
+                .set(key, format!("{holder}:{now}").as_bytes(), cas)
+                .is_ok();
+            if renewed {
+                *renewed_at = now;
+            }
+            renewed
+        });
+    }
+
+    /// Whether this worker holds the lease of `kind` (as far as it knows).
+    pub fn holds(&self, kind: FetchKind) -> bool {
+        self.resources
+            .get(&kind)
+            .is_some_and(|r| self.renewing.contains_key(&r.lease_key))
     }
 
     /// Publishes a body this worker fetched and its engine accepted. Returns the number of
@@ -293,7 +369,9 @@ impl Coordinator {
         failures.saturating_add(1)
     }
 
-    /// Records the ETag of data this worker fetched that did not change its engine.
+    /// Records the ETag of an answer this worker fetched that did not change its engine (a
+    /// 200 of the same generation, or the validator of "no delta yet", which a held request
+    /// waits on).
     pub fn note_etag(&mut self, kind: FetchKind, etag: Option<&str>) {
         if let Some(etag) = etag.filter(|e| e.len() <= MAX_ETAG) {
             self.etags.insert(kind, etag.to_string());

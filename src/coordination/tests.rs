@@ -121,8 +121,8 @@ fn keys_body() -> Vec<u8> {
 
 const SNAP: FetchKind = FetchKind::Snapshot;
 const KEYS: FetchKind = FetchKind::Keys(0);
-/// Snapshot lease TTL: interval 10 + timeout 1 + 1; in flight: timeout 1 + 2.
-const SNAP_TTL: u64 = 12;
+/// The revocation lease expires this long after its last renewal; in flight: timeout 1 + 2.
+const SNAP_TTL: u64 = REVOCATION_LEASE_SECS;
 
 #[test]
 fn keys_and_source_ids_are_the_shipped_ones() {
@@ -146,18 +146,28 @@ fn keys_and_source_ids_are_the_shipped_ones() {
 }
 
 #[test]
-fn one_worker_fetches_the_others_defer_to_the_next_interval() {
+fn one_worker_fetches_the_others_recheck_the_revocation_lease() {
     let mut store = MemStore::default();
     let (mut a, _) = worker("a");
     let (mut b, _) = worker("b");
     assert_eq!(a.claim(&mut store, SNAP, T), Claim::Fetch);
-    assert_eq!(b.claim(&mut store, SNAP, T), Claim::Defer { until: T + 10 });
-    // The holder keeps its own lease.
-    assert_eq!(a.claim(&mut store, SNAP, T + 10), Claim::Fetch);
+    assert!(a.holds(SNAP));
+    // A renewed lease is looked at again soon (not an interval later): see the TTL tests.
     assert_eq!(
-        b.claim(&mut store, SNAP, T + 11),
-        Claim::Defer { until: T + 21 }
+        b.claim(&mut store, SNAP, T),
+        Claim::Defer {
+            until: T + RECHECK_SECS
+        }
     );
+    // The holder keeps its own lease.
+    assert_eq!(a.claim(&mut store, SNAP, T + 1), Claim::Fetch);
+    assert_eq!(
+        b.claim(&mut store, SNAP, T + 2),
+        Claim::Defer {
+            until: T + 2 + RECHECK_SECS
+        }
+    );
+    assert!(!b.holds(SNAP));
 }
 
 #[test]
@@ -166,21 +176,92 @@ fn a_dead_holders_lease_expires_after_its_ttl() {
     let (mut a, _) = worker("a");
     let (mut b, _) = worker("b");
     assert_eq!(a.claim(&mut store, SNAP, T), Claim::Fetch);
-    // `a` dies without publishing.
+    // `a` dies without publishing or renewing (a configuration reload: all VMs are new).
     assert_eq!(
         b.claim(&mut store, SNAP, T + SNAP_TTL - 1),
         Claim::Defer {
-            until: T + SNAP_TTL - 1 + 10
+            until: T + SNAP_TTL - 1 + RECHECK_SECS
         }
     );
     assert_eq!(b.claim(&mut store, SNAP, T + SNAP_TTL), Claim::Fetch);
-    // And `b` holds it now.
+    // And `b` holds it now; `a`, if it comes back, stops renewing.
     assert_eq!(
         a.claim(&mut store, SNAP, T + SNAP_TTL),
         Claim::Defer {
-            until: T + SNAP_TTL + 10
+            until: T + SNAP_TTL + RECHECK_SECS
         }
     );
+    assert!(!a.holds(SNAP) && b.holds(SNAP));
+}
+
+#[test]
+fn a_living_holder_renews_its_lease_through_a_held_call() {
+    let mut store = MemStore::default();
+    let (mut a, _) = worker("a");
+    let (mut b, _) = worker("b");
+    assert_eq!(a.claim(&mut store, SNAP, T), Claim::Fetch);
+    let key = a.key(SNAP, "lease").unwrap();
+    // A held call lasts up to 27 s: the holder's ticks keep the lease, once a second.
+    for t in 1..=30 {
+        a.renew(&mut store, T + t);
+        a.renew(&mut store, T + t); // a second tick in the same second writes nothing
+        assert_eq!(
+            b.claim(&mut store, SNAP, T + t),
+            Claim::Defer {
+                until: T + t + RECHECK_SECS
+            },
+            "second {t}"
+        );
+    }
+    assert_eq!(
+        store.get(&key).unwrap().0,
+        format!("a:{}", T + 30).into_bytes()
+    );
+    // Renewals stop (the VM is gone): replaced one TTL after the last one.
+    assert!(matches!(
+        b.claim(&mut store, SNAP, T + 30 + SNAP_TTL - 1),
+        Claim::Defer { .. }
+    ));
+    assert_eq!(b.claim(&mut store, SNAP, T + 30 + SNAP_TTL), Claim::Fetch);
+    // The old holder notices at its next renewal and lets go.
+    a.renew(&mut store, T + 30 + SNAP_TTL + 1);
+    assert!(!a.holds(SNAP));
+    assert_eq!(
+        store.get(&key).unwrap().0,
+        format!("b:{}", T + 30 + SNAP_TTL).into_bytes()
+    );
+    // An evicted lease is let go too (claimed again when a fetch falls due).
+    b.renew(&mut store, T + 40);
+    assert!(b.holds(SNAP));
+    store.evict(&key);
+    b.renew(&mut store, T + 41);
+    assert!(!b.holds(SNAP));
+}
+
+#[test]
+fn the_snapshot_and_its_delta_share_one_lease() {
+    let origin = SigningKey::from_seed([7; 32]).unwrap().public_key_text();
+    let config = serde_json::json!({
+        "issuers": [{"issuer": "https://idp", "audiences": ["api"], "algorithms": ["ES256"],
+                     "jwks_upstream": {"upstream": "idp", "path": "/jwks"}}],
+        "revocation": {"upstream": "origin", "path": "/current.snap", "delta_path": "/d",
+                       "public_keys": [origin]}
+    });
+    let engine = Engine::from_config_json(&serde_json::to_vec(&config).unwrap()).unwrap();
+    let mut a = Coordinator::new(engine.policy(), "revguard/", "a".into());
+    let mut b = Coordinator::new(engine.policy(), "revguard/", "b".into());
+    let lease = a.key(SNAP, "lease");
+    assert_eq!(a.key(FetchKind::Delta, "lease"), lease);
+    assert_ne!(a.key(FetchKind::Delta, "data"), a.key(SNAP, "data"));
+    let mut store = MemStore::default();
+    // Whoever holds the delta request also fetches the snapshot its answer asks for.
+    assert_eq!(a.claim(&mut store, FetchKind::Delta, T), Claim::Fetch);
+    assert_eq!(a.claim(&mut store, SNAP, T), Claim::Fetch);
+    assert!(matches!(b.claim(&mut store, SNAP, T), Claim::Defer { .. }));
+    assert!(matches!(
+        b.claim(&mut store, FetchKind::Delta, T),
+        Claim::Defer { .. }
+    ));
 }
 
 #[test]
@@ -210,7 +291,7 @@ fn a_cas_conflict_between_read_and_write_leaves_the_lease_to_the_winner() {
     assert_eq!(
         b.claim(&mut store, SNAP, T + SNAP_TTL),
         Claim::Defer {
-            until: T + SNAP_TTL + 10
+            until: T + SNAP_TTL + RECHECK_SECS
         }
     );
     assert_eq!(

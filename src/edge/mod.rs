@@ -17,7 +17,7 @@ pub use error::EdgeError;
 
 use crate::decision::{Decision, Denial, Introspect, PendingIntrospection};
 use crate::engine::{Engine, FetchKind};
-use crate::http::HttpOutcome;
+use crate::http::{HttpOutcome, OriginHints, SNAPSHOT_GENERATION_HEADER};
 use crate::introspection::{Callouts, Registered};
 use request::OwnedRequest;
 
@@ -135,6 +135,7 @@ impl EdgeEngine {
                 status,
                 etag: None,
                 body,
+                origin: Default::default(),
             },
             None => HttpOutcome::Failed,
         };
@@ -161,9 +162,12 @@ impl EdgeEngine {
         Ok(output::fetches(&self.engine.due_fetches(now)).to_string())
     }
 
-    /// Reports a fetch from `dueFetches`: `status` undefined when the call failed. Returns
-    /// `{outcome: "updated" | "not_modified" | "failed", ...}` as JSON.
+    /// Reports a fetch from `dueFetches`: `status` undefined when the call failed;
+    /// `preference_applied` and `snapshot_generation` are the answer's `Preference-Applied` and
+    /// `x-revguard-snapshot-generation` headers (undefined when absent), which schedule the
+    /// next held fetch. Returns `{outcome: "updated" | "not_modified" | "failed", ...}` as JSON.
     #[wasm_bindgen(js_name = fetchCompleted)]
+    #[allow(clippy::too_many_arguments)]
     pub fn fetch_completed(
         &mut self,
         kind: &str,
@@ -171,6 +175,8 @@ impl EdgeEngine {
         etag: Option<String>,
         body: &[u8],
         now: f64,
+        preference_applied: Option<String>,
+        snapshot_generation: Option<String>,
     ) -> Result<String, JsError> {
         let now = seconds(now).map_err(js)?;
         let kind = FetchKind::from_label(kind)
@@ -182,6 +188,14 @@ impl EdgeEngine {
                 status,
                 etag: etag.as_deref(),
                 body,
+                origin: OriginHints::from_headers(
+                    [
+                        ("preference-applied", preference_applied.as_deref()),
+                        (SNAPSHOT_GENERATION_HEADER, snapshot_generation.as_deref()),
+                    ]
+                    .into_iter()
+                    .filter_map(|(name, value)| Some((name.as_bytes(), value?.as_bytes()))),
+                ),
             },
             None => HttpOutcome::Failed,
         };

@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::feeds::config::{
+    validate_logout, validate_ssf, LogoutIdp, RawLogoutIdp, RawSsfTransmitter, SsfTransmitter,
+};
 use crate::snapshot::{MAX_FP_RATE, MIN_FP_RATE};
 
 /// Longest accepted `Prefer: wait=N`, whatever the configuration says.
@@ -71,6 +74,14 @@ pub struct RawConfig {
     /// operators who want a hard size limit, and for testing the "disk full" path.
     #[serde(default)]
     pub sqlite_max_page_count: Option<u64>,
+    /// Identity providers whose OpenID Connect back-channel logout tokens are accepted on
+    /// `POST /v1/logout/backchannel`.
+    #[serde(default)]
+    pub backchannel_logout: Vec<RawLogoutIdp>,
+    /// Shared Signals transmitters whose Security Event Tokens are accepted on
+    /// `POST /v1/ssf/push` (RFC 8935 push delivery).
+    #[serde(default)]
+    pub ssf: Vec<RawSsfTransmitter>,
 }
 
 mod defaults {
@@ -148,6 +159,8 @@ pub struct OriginConfig {
     pub fleet_max_nodes: usize,
     pub export_dir: Option<PathBuf>,
     pub sqlite_max_page_count: Option<u64>,
+    pub backchannel_logout: Vec<LogoutIdp>,
+    pub ssf: Vec<SsfTransmitter>,
 }
 
 impl OriginConfig {
@@ -324,6 +337,8 @@ fn validate(raw: RawConfig, base: &Path) -> Result<OriginConfig, String> {
         crate::snapshot::SnapshotKeys::parse(&raw.public_keys)
             .map_err(|e| format!("public_keys: {e}"))?;
     }
+    let backchannel_logout = validate_logout(&raw.backchannel_logout)?;
+    let ssf = validate_ssf(&raw.ssf, parse_digest)?;
     let database = resolve(base, &raw.database);
     let high_water_mark_file = match &raw.high_water_mark_file {
         Some(p) => resolve(base, p),
@@ -356,6 +371,8 @@ fn validate(raw: RawConfig, base: &Path) -> Result<OriginConfig, String> {
         fleet_max_nodes: raw.fleet_max_nodes,
         export_dir: raw.export_dir.map(|d| resolve(base, &d)),
         sqlite_max_page_count: raw.sqlite_max_page_count,
+        backchannel_logout,
+        ssf,
     })
 }
 
@@ -414,6 +431,26 @@ mod tests {
                 "api_tokens[0].sha256",
             ),
             (r#","public_keys":["nope"]"#, "public_keys"),
+            (
+                r#","backchannel_logout":[{"issuer":"i","jwks_uri":"https://i/j","client_ids":["a"],"x":1}]"#,
+                "backchannel_logout[0]",
+            ),
+            (
+                r#","backchannel_logout":[{"issuer":"i","jwks_uri":"http://i/j","client_ids":["a"]}]"#,
+                "backchannel_logout[0].jwks_uri",
+            ),
+            (
+                r#","backchannel_logout":[{"issuer":"i","jwks_uri":"https://i/j","client_ids":[]}]"#,
+                "backchannel_logout[0].client_ids",
+            ),
+            (
+                r#","ssf":[{"issuer":"i","jwks_uri":"https://i/j","audience":"a","api_token_sha256":"0"}]"#,
+                "ssf[0].api_token_sha256",
+            ),
+            (
+                r#","ssf":[{"issuer":"i","jwks_uri":"https://i/j","audience":"a","max_age_secs":0}]"#,
+                "ssf[0].max_age_secs",
+            ),
         ] {
             let err = cfg(extra).unwrap_err();
             assert!(err.contains(needle), "{extra}: {err}");

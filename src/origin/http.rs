@@ -1,6 +1,7 @@
 //! The HTTP API: revocation ingest, listing and removal (bearer token), the fleet view
 //! (bearer token), the snapshot and delta (public: conditional GETs, long-poll), public keys,
-//! health, and Prometheus metrics (public).
+//! health, and Prometheus metrics (public); the identity-provider feeds (back-channel logout,
+//! Shared Signals push: verified by signature, src/origin/feeds/).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -35,8 +36,8 @@ pub const NO_STORE: &str = "no-store";
 /// generation header also carries the current generation on file answers.
 pub use crate::node_id::{GENERATION_HEADER, NODE_HEADER};
 /// The current full snapshot's generation, on file answers (a client holding an older one
-/// fetches the snapshot before the delta).
-pub const SNAPSHOT_GENERATION_HEADER: &str = "x-revguard-snapshot-generation";
+/// fetches the snapshot before the delta): the name the plugins' core reads.
+pub use crate::http::SNAPSHOT_GENERATION_HEADER;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -48,6 +49,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub fleet: Arc<Fleet>,
     pub signing_public_key: String,
+    /// The identity providers' key sets (the feeds).
+    pub jwks: Arc<super::feeds::jwks_cache::JwksCache>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,6 +72,14 @@ pub fn router(state: AppState) -> Router {
             axum::routing::delete(delete_revocation),
         )
         .route("/v1/fleet", get(get_fleet))
+        .route(
+            "/v1/logout/backchannel",
+            axum::routing::post(super::feeds::handlers::backchannel_logout),
+        )
+        .route(
+            "/v1/ssf/push",
+            axum::routing::post(super::feeds::handlers::ssf_push),
+        )
         .route("/v1/keys", get(get_keys))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))

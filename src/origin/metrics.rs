@@ -21,6 +21,7 @@ pub struct Metrics {
     nodes_refused: Gauge,
     held_requests: Gauge,
     ingest_requests: Family<Labels, Counter>,
+    feed_events: Family<Labels, Counter>,
     revocations_ingested: Counter,
     revocations_removed: Counter,
     publications: Family<Labels, Counter>,
@@ -45,6 +46,7 @@ impl Metrics {
             nodes_refused: Gauge::default(),
             held_requests: Gauge::default(),
             ingest_requests: Family::default(),
+            feed_events: Family::default(),
             revocations_ingested: Counter::default(),
             revocations_removed: Counter::default(),
             publications: Family::default(),
@@ -96,6 +98,11 @@ impl Metrics {
             m.ingest_requests.clone(),
         );
         registry.register(
+            "revguard_origin_feed_events",
+            "Identity-provider events by feed (backchannel_logout, ssf) and outcome (ok or the error code)",
+            m.feed_events.clone(),
+        );
+        registry.register(
             "revguard_origin_revocations_ingested",
             "Revocations committed",
             m.revocations_ingested.clone(),
@@ -131,6 +138,16 @@ impl Metrics {
     pub fn ingest(&self, outcome: &str) {
         self.ingest_requests
             .get_or_create(&label("outcome", outcome))
+            .inc();
+    }
+
+    /// An identity-provider event: `feed` and `outcome` are from small fixed sets.
+    pub fn feed_event(&self, feed: &str, outcome: &str) {
+        self.feed_events
+            .get_or_create(&vec![
+                ("feed".to_string(), feed.to_string()),
+                ("outcome".to_string(), outcome.to_string()),
+            ])
             .inc();
     }
 

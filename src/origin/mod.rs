@@ -7,6 +7,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod export;
+pub mod feeds;
 pub mod fleet;
 pub mod http;
 pub mod ingest;
@@ -173,6 +174,7 @@ pub fn serve(opts: ServeOptions) -> Result<(), String> {
             metrics,
             fleet,
             signing_public_key: key.public_key_text(),
+            jwks: Arc::new(feeds::jwks_cache::JwksCache::new()),
         };
         tokio::spawn(Arc::clone(&publisher).run(changed));
         println!("revguard origin listening on http://{addr}");

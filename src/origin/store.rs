@@ -71,7 +71,37 @@ CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS feed_replay (
+    namespace TEXT NOT NULL,
+    issuer TEXT NOT NULL,
+    jti TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    received_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (namespace, issuer, jti)
+);
+CREATE INDEX IF NOT EXISTS feed_replay_expires ON feed_replay(expires_at);
 ";
+
+/// The replay record of an identity-provider event (a logout token, a Security Event Token):
+/// its `jti` is refused again until `expires_at` (Unix seconds), after which the event's own
+/// time window refuses it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplayKey {
+    /// The feed (`backchannel_logout`, `ssf`): the same `jti` in two feeds is two events.
+    pub namespace: &'static str,
+    pub issuer: String,
+    pub jti: String,
+    pub expires_at: u64,
+}
+
+/// What committing an identity-provider event did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EventOutcome {
+    /// The revocations and the replay record are committed; how many rows were new.
+    Committed { inserted: usize },
+    /// The `jti` was seen before: nothing was written.
+    Replayed,
+}
 
 /// How many rows of generation history are kept.
 const GENERATION_HISTORY: i64 = 10_000;
@@ -344,6 +374,73 @@ fn new_id() -> Result<String, OriginError> {
     Ok(format!("rv_{}", crate::wire::hex(&raw)))
 }
 
+/// Inserts `items` in `tx` (an event id seen before with the same content is answered, not
+/// inserted again); bumps the change counter when a row is new. The answers and how many rows
+/// were new.
+fn insert_items(
+    tx: &Connection,
+    items: &[NewRevocation],
+    actor: &str,
+    now_ms: i64,
+) -> Result<(Vec<serde_json::Value>, usize), OriginError> {
+    let mut answers = Vec::with_capacity(items.len());
+    let mut inserted = 0usize;
+    for (index, item) in items.iter().enumerate() {
+        let fingerprint = item.fingerprint();
+        if let Some(id) = &item.id {
+            let existing: Option<(i64, String)> = tx
+                .query_row(
+                    "SELECT seq, fingerprint FROM revocations WHERE id=?1",
+                    [id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            if let Some((seq, fp)) = existing {
+                if fp != fingerprint {
+                    return Err(OriginError::IdempotencyConflict(format!(
+                        "revocation [{index}]: event id {id:?} was used before with different content"
+                    )));
+                }
+                answers.push(serde_json::json!({"id": id, "seq": seq, "created": false}));
+                continue;
+            }
+        }
+        let id = match &item.id {
+            Some(id) => id.clone(),
+            None => new_id()?,
+        };
+        let (kind, value, not_before) = target_parts(&item.revocation.target);
+        let not_before = not_before.map(i).transpose()?;
+        let exp = item.revocation.exp.map(i).transpose()?;
+        tx.execute(
+            "INSERT INTO revocations(id, kind, value, not_before, exp, reason, source,
+                fingerprint, created_at_ms, created_by)
+             VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+            params![
+                id,
+                kind,
+                value,
+                not_before,
+                exp,
+                item.reason,
+                item.source,
+                fingerprint,
+                now_ms,
+                actor
+            ],
+        )?;
+        // The row is the audit record of the revocation (who, when, reason, source);
+        // the audit table records what changes a row afterwards (un-revoking).
+        let seq = tx.last_insert_rowid();
+        inserted = inserted.saturating_add(1);
+        answers.push(serde_json::json!({"id": id, "seq": seq, "created": true}));
+    }
+    if inserted > 0 {
+        bump_change(tx)?;
+    }
+    Ok((answers, inserted))
+}
+
 impl Store {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path, max_page_count: Option<u64>) -> Result<Store, OriginError> {
@@ -400,61 +497,7 @@ impl Store {
                 )));
             }
         }
-        let mut answers = Vec::with_capacity(items.len());
-        let mut inserted = 0usize;
-        for (index, item) in items.iter().enumerate() {
-            let fingerprint = item.fingerprint();
-            if let Some(id) = &item.id {
-                let existing: Option<(i64, String)> = tx
-                    .query_row(
-                        "SELECT seq, fingerprint FROM revocations WHERE id=?1",
-                        [id],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
-                    )
-                    .optional()?;
-                if let Some((seq, fp)) = existing {
-                    if fp != fingerprint {
-                        return Err(OriginError::IdempotencyConflict(format!(
-                            "revocation [{index}]: event id {id:?} was used before with different content"
-                        )));
-                    }
-                    answers.push(serde_json::json!({"id": id, "seq": seq, "created": false}));
-                    continue;
-                }
-            }
-            let id = match &item.id {
-                Some(id) => id.clone(),
-                None => new_id()?,
-            };
-            let (kind, value, not_before) = target_parts(&item.revocation.target);
-            let not_before = not_before.map(i).transpose()?;
-            let exp = item.revocation.exp.map(i).transpose()?;
-            tx.execute(
-                "INSERT INTO revocations(id, kind, value, not_before, exp, reason, source,
-                    fingerprint, created_at_ms, created_by)
-                 VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
-                params![
-                    id,
-                    kind,
-                    value,
-                    not_before,
-                    exp,
-                    item.reason,
-                    item.source,
-                    fingerprint,
-                    now_ms,
-                    actor
-                ],
-            )?;
-            // The row is the audit record of the revocation (who, when, reason, source);
-            // the audit table records what changes a row afterwards (un-revoking).
-            let seq = tx.last_insert_rowid();
-            inserted = inserted.saturating_add(1);
-            answers.push(serde_json::json!({"id": id, "seq": seq, "created": true}));
-        }
-        if inserted > 0 {
-            bump_change(&tx)?;
-        }
+        let (answers, inserted) = insert_items(&tx, items, actor, now_ms)?;
         let response = serde_json::json!({"committed": true, "revocations": answers}).to_string();
         if let Some((key, fingerprint)) = idempotency {
             tx.execute(
@@ -465,6 +508,39 @@ impl Store {
         }
         tx.commit()?;
         Ok(IngestOutcome::Committed { response, inserted })
+    }
+
+    /// Commits an identity-provider event: its replay record and its revocations in one
+    /// transaction, or nothing when its `jti` was seen before. Expired replay records are
+    /// dropped in the same transaction.
+    pub fn ingest_event(
+        &self,
+        replay: &ReplayKey,
+        items: &[NewRevocation],
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<EventOutcome, OriginError> {
+        let mut conn = lock(&self.writer)?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let now_secs = now_ms.div_euclid(1000);
+        tx.execute("DELETE FROM feed_replay WHERE expires_at < ?1", [now_secs])?;
+        let added = tx.execute(
+            "INSERT OR IGNORE INTO feed_replay(namespace, issuer, jti, expires_at, received_at_ms)
+             VALUES(?1,?2,?3,?4,?5)",
+            params![
+                replay.namespace,
+                replay.issuer,
+                replay.jti,
+                i(replay.expires_at)?,
+                now_ms
+            ],
+        )?;
+        if added == 0 {
+            return Ok(EventOutcome::Replayed);
+        }
+        let (_, inserted) = insert_items(&tx, items, actor, now_ms)?;
+        tx.commit()?;
+        Ok(EventOutcome::Committed { inserted })
     }
 
     /// Removes (un-revokes) a revocation; the next publication is a full snapshot without it.
@@ -731,5 +807,82 @@ impl Store {
             |r| r.get(0),
         )?;
         Ok(u(n))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::RevocationTarget;
+
+    fn item(sid: &str) -> NewRevocation {
+        NewRevocation {
+            id: None,
+            revocation: Revocation {
+                target: RevocationTarget::Sid(sid.into()),
+                exp: Some(2_000_000_000),
+            },
+            reason: Some("backchannel-logout".into()),
+            source: Some("backchannel_logout".into()),
+        }
+    }
+
+    fn key(jti: &str, expires_at: u64) -> ReplayKey {
+        ReplayKey {
+            namespace: "backchannel_logout",
+            issuer: "https://idp.example".into(),
+            jti: jti.into(),
+            expires_at,
+        }
+    }
+
+    fn count(store: &Store) -> usize {
+        let filter = ListFilter {
+            limit: 100,
+            ..ListFilter::default()
+        };
+        store.list(&filter).unwrap().0.len()
+    }
+
+    #[test]
+    fn an_event_commits_once_with_its_replay_record() {
+        let dir = std::env::temp_dir().join(format!("rg-store-{}", new_id().unwrap()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&dir.join("o.db"), None).unwrap();
+        let now_ms = 1_000_000_000;
+        let first = store
+            .ingest_event(&key("j1", 1_000_500), &[item("s1")], "idp", now_ms)
+            .unwrap();
+        assert_eq!(first, EventOutcome::Committed { inserted: 1 });
+        let rows = store
+            .list(&ListFilter {
+                limit: 10,
+                ..ListFilter::default()
+            })
+            .unwrap()
+            .0;
+        assert_eq!(rows[0].created_by, "idp");
+        assert_eq!(rows[0].source.as_deref(), Some("backchannel_logout"));
+        // The same jti again, even with other content: nothing written.
+        let again = store
+            .ingest_event(&key("j1", 1_000_500), &[item("s2")], "idp", now_ms)
+            .unwrap();
+        assert_eq!(again, EventOutcome::Replayed);
+        assert_eq!(count(&store), 1);
+        // Another feed's namespace is another event.
+        let mut ssf = key("j1", 1_000_500);
+        ssf.namespace = "ssf";
+        assert_eq!(
+            store.ingest_event(&ssf, &[], "tx", now_ms).unwrap(),
+            EventOutcome::Committed { inserted: 0 }
+        );
+        // Past its expiry the record is dropped (the event's own window refuses it by then).
+        let later = store
+            .ingest_event(&key("j1", 1_002_000), &[item("s3")], "idp", 1_000_501_000)
+            .unwrap();
+        assert_eq!(later, EventOutcome::Committed { inserted: 1 });
+        assert_eq!(count(&store), 2);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1,7 +1,7 @@
 //! The proxy-wasm adapter: host events in, core calls, host calls out. No decisions here.
 //!
 //! One VM per worker thread (Envoy) or instance (Kong). Its root context configures the
-//! engine and drives fetches from a 1 s tick; its HTTP streams ask the engine for each request.
+//! engine and drives fetches from a 200 ms tick; its HTTP streams ask the engine for each request.
 //! Both reach the VM's [`worker::Worker`] through an `Rc<RefCell<_>>`: proxy-wasm callbacks
 //! never nest, so a failed borrow is an impossible state, answered with a 503, never a trap.
 
@@ -21,7 +21,15 @@ use crate::engine::Engine;
 use host::Level;
 use worker::{SharedWorker, Step, Worker};
 
-const TICK: Duration = Duration::from_secs(1);
+/// What a worker published reaches the other workers of the proxy at their next tick (each
+/// reads one small version key per resource, `Coordinator::sync`), so the tick bounds that
+/// step of propagation; a held fetch's answer is acted on at once, not at a tick. Measured in
+/// the test host (`test-host/tests/all/propagation.rs`, hostcalls and time per idle tick).
+/// Set once: Kong traps a second call (ngx_wasm_module src/common/proxy_wasm/
+/// ngx_proxy_wasm_host.c, `ngx_proxy_wasm_hfuncs_set_tick_period`: "tick_period already set");
+/// Envoy keeps one timer per root context (proxy-wasm-cpp-host src/context.cc,
+/// `ContextBase::setTickPeriod` -> `WasmBase::setTickPeriod`).
+const TICK: Duration = Duration::from_millis(200);
 /// One byte over the core's 1 MiB configuration limit, so it reports an oversized document.
 const MAX_CONFIG_READ: usize = 1024 * 1024 + 1;
 

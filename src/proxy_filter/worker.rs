@@ -17,7 +17,7 @@ use super::shared::HostStore;
 use crate::coordination::{shared_node_id, Claim, Coordinator};
 use crate::decision::{Decision, Denial, PendingIntrospection};
 use crate::engine::{Engine, FetchKind, FetchResult};
-use crate::http::{HttpOutcome, HttpRequest};
+use crate::http::{HttpOutcome, HttpRequest, OriginHints};
 use crate::introspection::{Callouts, Finished, Registered, Swept, TokenKey};
 
 pub type SharedWorker = Rc<RefCell<Worker>>;
@@ -44,6 +44,7 @@ struct Answer {
     status: Option<u16>,
     etag: Option<String>,
     body: Vec<u8>,
+    origin: OriginHints,
 }
 
 impl Answer {
@@ -53,6 +54,7 @@ impl Answer {
             status: None,
             etag: None,
             body: Vec::new(),
+            origin: OriginHints::default(),
         }
     }
 
@@ -75,10 +77,13 @@ impl Answer {
         } else {
             host::buffer(BufferType::HttpCallResponseBody, body_size.min(max_body))
         };
+        let origin =
+            OriginHints::from_headers(headers.iter().map(|(n, v)| (n.as_slice(), v.as_slice())));
         Answer {
             status,
             etag: text(b"etag"),
             body,
+            origin,
         }
     }
 
@@ -88,6 +93,7 @@ impl Answer {
                 status,
                 etag: self.etag.as_deref(),
                 body: &self.body,
+                origin: self.origin,
             },
             None => HttpOutcome::Failed,
         }
@@ -403,16 +409,35 @@ impl Worker {
         self.callouts.leave(context_id);
     }
 
-    /// Periodic work on the root context: load what other workers published, start due
-    /// fetches, refresh gauges, and rescue callouts whose stream went away or ran late.
+    /// Periodic work on the root context: keep this worker's leases, load what other workers
+    /// published, start due fetches, refresh gauges, and rescue callouts whose stream went
+    /// away or ran late.
     pub fn on_tick(&mut self, root: u32) {
         let now = now_secs();
+        if let (Some(engine), Some(coordinator)) = (self.engine.as_mut(), self.coordinator.as_mut())
+        {
+            coordinator.renew(&mut HostStore, now);
+            let synced = coordinator.sync(&HostStore, engine, now);
+            self.metrics.synced(&synced);
+        } else {
+            return;
+        }
+        self.start_due_fetches(now);
+        if let Some(engine) = self.engine.as_ref() {
+            let status = engine.status(now);
+            self.metrics.state(&status);
+        }
+        self.rescue_callouts(root);
+    }
+
+    /// Sends the fetches due at `now` that this worker holds the lease for. Runs from the tick
+    /// and from a fetch's answer, so a held request is sent again at once, not a tick later
+    /// (Kong allows dispatching from a call-response callback, as Envoy does).
+    fn start_due_fetches(&mut self, now: u64) {
         let (Some(engine), Some(coordinator)) = (self.engine.as_mut(), self.coordinator.as_mut())
         else {
             return;
         };
-        let synced = coordinator.sync(&HostStore, engine, now);
-        self.metrics.synced(&synced);
         for fetch in engine.due_fetches(now) {
             let label = fetch.kind.label();
             if let Claim::Defer { until } = coordinator.claim(&mut HostStore, fetch.kind, now) {
@@ -441,9 +466,6 @@ impl Worker {
                 }
             }
         }
-        let status = engine.status(now);
-        self.metrics.state(&status);
-        self.rescue_callouts(root);
     }
 
     fn rescue_callouts(&mut self, root: u32) {
@@ -485,7 +507,8 @@ impl Worker {
             Ok(FetchResult::NotModified) => {
                 self.metrics
                     .count(&format!("revguard.fetch.{label}.not_modified"));
-                if answer.status == Some(200) {
+                let no_delta_yet = kind == FetchKind::Delta && answer.status == Some(404);
+                if answer.status == Some(200) || no_delta_yet {
                     coordinator.note_etag(kind, answer.etag.as_deref());
                 }
             }
@@ -500,5 +523,7 @@ impl Worker {
         }
         let status = engine.status(now);
         self.metrics.state(&status);
+        // A held request goes out again at once (and a snapshot the answer asked for).
+        self.start_due_fetches(now);
     }
 }

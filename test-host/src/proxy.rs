@@ -418,6 +418,16 @@ impl Proxy {
         self.shared.config.fuel.then_some(vm.last_call_fuel)
     }
 
+    /// Host functions a worker's guest has called since its VM started (every import).
+    pub fn hostcalls(&self, worker: usize) -> Option<u64> {
+        self.vms.get(worker).map(Vm::hostcalls)
+    }
+
+    /// Host functions called by a worker's most recent guest callback.
+    pub fn last_call_hostcalls(&self, worker: usize) -> Option<u64> {
+        self.vms.get(worker).map(|vm| vm.last_call_hostcalls)
+    }
+
     /// Workers whose VMs are running (not failed).
     pub fn healthy_workers(&self) -> Vec<usize> {
         self.vms

@@ -167,6 +167,8 @@ pub(crate) struct GuestHandles {
 
 /// Everything in one VM's `Store`.
 pub(crate) struct HostState {
+    /// Host functions the guest called (every import, counted by the store's call hook).
+    pub(crate) hostcalls: u64,
     pub(crate) worker: usize,
     pub(crate) shared: Arc<Shared>,
     pub(crate) guest: Option<GuestHandles>,
@@ -195,6 +197,7 @@ impl HostState {
                 .unwrap_or(0)
                 .wrapping_mul(0x9e37_79b9_7f4a_7c15));
         HostState {
+            hostcalls: 0,
             worker,
             shared,
             guest: None,

@@ -72,6 +72,8 @@ pub(crate) struct Vm {
     fuel: bool,
     /// Fuel used by the most recent guest callback (0 without fuel metering).
     pub(crate) last_call_fuel: u64,
+    /// Host functions called by the most recent guest callback.
+    pub(crate) last_call_hostcalls: u64,
 }
 
 const ROOT: u32 = 1;
@@ -89,6 +91,14 @@ impl Vm {
         let vm_config_len = len_u32(shared.config.vm_configuration.len());
         let plugin_config_len = len_u32(shared.config.plugin_configuration.len());
         let mut store = Store::new(engine, HostState::new(worker, shared));
+        // Counts every host function call: a deterministic cost figure, like fuel.
+        store.call_hook(|mut ctx, hook| {
+            if matches!(hook, wasmtime::CallHook::CallingHost) {
+                let state = ctx.data_mut();
+                state.hostcalls = state.hostcalls.saturating_add(1);
+            }
+            Ok(())
+        });
         if fuel {
             store.set_fuel(u64::MAX).map_err(engine_err)?;
         }
@@ -127,6 +137,7 @@ impl Vm {
             failure: None,
             fuel,
             last_call_fuel: 0,
+            last_call_hostcalls: 0,
         };
         vm.call("_initialize", Phase::Start, ROOT, initialize, ())?;
         vm.call("_start", Phase::Start, ROOT, start, ())?;
@@ -198,7 +209,9 @@ impl Vm {
         } else {
             0
         };
+        let hostcalls_before = self.store.data().hostcalls;
         let result = func.call(&mut self.store, params);
+        self.last_call_hostcalls = self.store.data().hostcalls.saturating_sub(hostcalls_before);
         if self.fuel {
             self.last_call_fuel = fuel_before.saturating_sub(self.store.get_fuel().unwrap_or(0));
         }
@@ -243,6 +256,11 @@ impl Vm {
     }
 
     /// Fuel used since the VM was made (0 without fuel metering).
+    /// Host functions the guest called since the VM started.
+    pub(crate) fn hostcalls(&self) -> u64 {
+        self.store.data().hostcalls
+    }
+
     pub(crate) fn fuel_consumed(&self) -> u64 {
         if self.fuel {
             u64::MAX.saturating_sub(self.store.get_fuel().unwrap_or(u64::MAX))

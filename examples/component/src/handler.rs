@@ -4,16 +4,23 @@
 //! request by default, so each request starts with an empty engine and fetches the key set and
 //! snapshot first; with `--max-instance-reuse-count N` an instance serves N requests and the
 //! engine, its caches and its fetch schedule carry over between them.
+//!
+//! A held fetch (`revocation.hold_secs`: the conditional delta request the origin answers when a
+//! new generation exists) is started and not waited for: its response is picked up by the first
+//! request after it arrived, which then starts the next one. Request handling never blocks on
+//! it. Without instance reuse the instance, and the held request with it, ends with each
+//! request: then the fetch is a plain conditional GET answered at once.
 
 use std::cell::RefCell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use revguard::decision::{Allow, Decision, Denial};
-use revguard::http::HttpOutcome;
+use revguard::engine::FetchKind;
+use revguard::http::{HttpOutcome, HttpRequest, OriginHints};
 use revguard::{Engine, RequestView};
 use wasip2::http::types::{Headers, IncomingRequest, Method, OutgoingResponse, ResponseOutparam};
 
-use crate::outbound::{self, Response};
+use crate::outbound::{self, Pending, Response};
 
 /// Largest request body forwarded, and largest backend response relayed.
 const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
@@ -24,6 +31,8 @@ const MAX_FETCH_ROUNDS: usize = 3;
 
 thread_local! {
     static ENGINE: RefCell<Option<Engine>> = const { RefCell::new(None) };
+    /// Held fetches in flight (at most one per kind).
+    static HELD: RefCell<Vec<(FetchKind, Pending)>> = const { RefCell::new(Vec::new()) };
 }
 
 struct Handler;
@@ -106,6 +115,7 @@ fn handle(slot: &mut Option<Engine>, request: IncomingRequest) -> Result<Reply, 
                     status: r.status,
                     etag: None,
                     body: &r.body,
+                    origin: Default::default(),
                 },
                 Err(e) => {
                     eprintln!("revguard: introspection call failed: {e}");
@@ -136,28 +146,74 @@ fn handle(slot: &mut Option<Engine>, request: IncomingRequest) -> Result<Reply, 
     }
 }
 
-/// Sends the fetches that are due (key sets, snapshot, delta) and reports each to the engine,
-/// which keeps its last good data when one fails.
+/// Picks up the answers of held fetches that came in, then sends the fetches that are due (key
+/// sets, snapshot, delta) and reports each to the engine, which keeps its last good data when
+/// one fails. A held fetch is started, not waited for.
 fn refresh(engine: &mut Engine, now: u64) {
+    HELD.with(|held| {
+        if let Ok(mut held) = held.try_borrow_mut() {
+            held.retain(|(kind, pending)| match pending.poll(MAX_FETCH_BYTES) {
+                None => true,
+                Some(answer) => {
+                    report(engine, *kind, &answer, now);
+                    false
+                }
+            });
+        }
+    });
     for _ in 0..MAX_FETCH_ROUNDS {
         let due = engine.due_fetches(now);
         if due.is_empty() {
             return;
         }
         for fetch in due {
-            let answer = outbound::send_core(&fetch.request, MAX_FETCH_BYTES);
-            let outcome = match &answer {
-                Ok(r) => HttpOutcome::Response {
-                    status: r.status,
-                    etag: r.etag.as_deref(),
-                    body: &r.body,
-                },
-                Err(_) => HttpOutcome::Failed,
-            };
-            if let Err(e) = engine.fetch_completed(fetch.kind, outcome, now) {
-                eprintln!("revguard: fetch {:?} failed: {e}", fetch.kind);
+            if is_held(&fetch.request) {
+                match outbound::start_core(&fetch.request) {
+                    Ok(pending) => HELD.with(|held| {
+                        if let Ok(mut held) = held.try_borrow_mut() {
+                            // A newer fetch of the same kind replaces one the engine gave up on.
+                            held.retain(|(kind, _)| *kind != fetch.kind);
+                            held.push((fetch.kind, pending));
+                        }
+                    }),
+                    Err(e) => report(engine, fetch.kind, &Err(e), now),
+                }
+                continue;
             }
+            let answer = outbound::send_core(&fetch.request, MAX_FETCH_BYTES);
+            report(engine, fetch.kind, &answer, now);
         }
+    }
+}
+
+/// Whether the origin may hold this fetch: asked to (`prefer`) and conditional (the origin
+/// holds only a request for data it has already sent; a first fetch is answered at once, and
+/// the request that needs its data waits for it).
+fn is_held(request: &HttpRequest) -> bool {
+    request.header("prefer").is_some() && request.header("if-none-match").is_some()
+}
+
+fn report(
+    engine: &mut Engine,
+    kind: FetchKind,
+    answer: &Result<Response, outbound::SendError>,
+    now: u64,
+) {
+    let outcome = match answer {
+        Ok(r) => HttpOutcome::Response {
+            status: r.status,
+            etag: r.etag.as_deref(),
+            body: &r.body,
+            origin: OriginHints::from_headers(
+                r.headers
+                    .iter()
+                    .map(|(name, value)| (name.as_bytes(), value.as_slice())),
+            ),
+        },
+        Err(_) => HttpOutcome::Failed,
+    };
+    if let Err(e) = engine.fetch_completed(kind, outcome, now) {
+        eprintln!("revguard: fetch {kind:?} failed: {e}");
     }
 }
 

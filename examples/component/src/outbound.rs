@@ -5,8 +5,8 @@ use std::io::{Read, Write};
 use revguard::http::HttpRequest;
 use wasip2::http::outgoing_handler;
 use wasip2::http::types::{
-    ErrorCode, Fields, IncomingBody, IncomingResponse, Method, OutgoingBody, OutgoingRequest,
-    RequestOptions, Scheme,
+    ErrorCode, Fields, FutureIncomingResponse, IncomingBody, IncomingResponse, Method, OutgoingBody,
+    OutgoingRequest, RequestOptions, Scheme,
 };
 
 /// Headers a wasi:http host refuses to take from a guest (hop-by-hop, and `host`, which it derives
@@ -148,15 +148,80 @@ pub fn send(
     let _ = options.set_first_byte_timeout(Some(timeout_ns));
     let future = outgoing_handler::handle(request, Some(options)).map_err(SendError::Http)?;
     write_body(outgoing, body)?;
-    let response = loop {
-        match future.get() {
-            Some(Ok(Ok(response))) => break response,
-            Some(Ok(Err(code))) => return Err(SendError::Http(code)),
-            Some(Err(())) => return Err(SendError::BadRequest("response already taken")),
-            None => future.subscribe().block(),
+    Pending { future }.wait(limit)
+}
+
+/// A request sent whose response has not been read yet.
+pub struct Pending {
+    future: FutureIncomingResponse,
+}
+
+impl Pending {
+    /// Blocks until the response is in, then reads it (body up to `limit`).
+    pub fn wait(self, limit: usize) -> Result<Response, SendError> {
+        loop {
+            if let Some(answer) = self.poll(limit) {
+                return answer;
+            }
+            self.future.subscribe().block();
         }
-    };
-    read_response(response, limit)
+    }
+
+    /// The response if it is in (then read, body up to `limit`), `None` while it is not:
+    /// never blocks on the response head.
+    pub fn poll(&self, limit: usize) -> Option<Result<Response, SendError>> {
+        // `ready` never blocks; it is what lets the host move the response in (wasmtime's
+        // `future-incoming-response.get` alone reports a pending call until it is polled).
+        if !self.future.subscribe().ready() {
+            return None;
+        }
+        Some(match self.future.get()? {
+            Ok(Ok(response)) => read_response(response, limit),
+            Ok(Err(code)) => Err(SendError::Http(code)),
+            Err(()) => Err(SendError::BadRequest("response already taken")),
+        })
+    }
+}
+
+/// Starts a request the core asked for and returns without waiting for its response (a held
+/// fetch: the origin answers when the data changes, up to `hold_secs` later).
+pub fn start_core(request: &HttpRequest) -> Result<Pending, SendError> {
+    let (method, path, headers) = core_parts(request);
+    let outgoing = OutgoingRequest::new(fields(&headers));
+    outgoing
+        .set_method(&method)
+        .map_err(|()| SendError::BadRequest("method"))?;
+    outgoing
+        .set_scheme(Some(&Scheme::Http))
+        .map_err(|()| SendError::BadRequest("scheme"))?;
+    outgoing
+        .set_authority(Some(&request.upstream))
+        .map_err(|()| SendError::BadRequest("authority"))?;
+    outgoing
+        .set_path_with_query(Some(path))
+        .map_err(|()| SendError::BadRequest("path"))?;
+    let body = outgoing
+        .body()
+        .map_err(|()| SendError::Body("body taken".into()))?;
+    let options = RequestOptions::new();
+    let timeout_ns = request.timeout_ms.saturating_mul(1_000_000);
+    let _ = options.set_connect_timeout(Some(timeout_ns));
+    let _ = options.set_first_byte_timeout(Some(timeout_ns));
+    let future = outgoing_handler::handle(outgoing, Some(options)).map_err(SendError::Http)?;
+    write_body(body, &[])?;
+    Ok(Pending { future })
+}
+
+fn core_parts(request: &HttpRequest) -> (Method, &str, Vec<(String, Vec<u8>)>) {
+    let method = method(request.header(":method").unwrap_or("GET"));
+    let path = request.header(":path").unwrap_or("/");
+    let headers: Vec<(String, Vec<u8>)> = request
+        .headers
+        .iter()
+        .filter(|(name, _)| !name.starts_with(':'))
+        .map(|(name, value)| (name.clone(), value.clone().into_bytes()))
+        .collect();
+    (method, path, headers)
 }
 
 fn read_response(response: IncomingResponse, limit: usize) -> Result<Response, SendError> {
@@ -181,14 +246,7 @@ fn read_response(response: IncomingResponse, limit: usize) -> Result<Response, S
 /// Sends a request the core asked for (key set, snapshot, delta, introspection). `upstream` is
 /// the `host:port` to connect to; the pseudo-headers give method and path.
 pub fn send_core(request: &HttpRequest, limit: usize) -> Result<Response, SendError> {
-    let method = method(request.header(":method").unwrap_or("GET"));
-    let path = request.header(":path").unwrap_or("/");
-    let headers: Vec<(String, Vec<u8>)> = request
-        .headers
-        .iter()
-        .filter(|(name, _)| !name.starts_with(':'))
-        .map(|(name, value)| (name.clone(), value.clone().into_bytes()))
-        .collect();
+    let (method, path, headers) = core_parts(request);
     send(
         &method,
         &request.upstream,

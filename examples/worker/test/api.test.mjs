@@ -135,8 +135,19 @@ test("the fetch schedule: due fetches, conditional requests, backoff", () => {
   const updated = engine.fetchCompleted("snapshot", { status: 200, etag: '"v1"', body: snapshot }, t);
   assert.deepEqual(updated, { outcome: "updated", value: 5 });
 
+  // A new snapshot: its delta at once, asking the origin to hold it (`hold_secs`, 25 by
+  // default) and waiting that much longer for the answer.
+  const first = engine.dueFetches(t);
+  assert.deepEqual(first.map((f) => f.kind), ["delta"]);
+  assert.deepEqual(first[0].headers.find(([name]) => name === "prefer"), ["prefer", "wait=25"]);
+  assert.equal(first[0].timeout_ms, (config.revocation.timeout_ms ?? 2000) + 25000);
+  // "No delta yet" from a server that did not hold: polled at the interval.
+  assert.deepEqual(engine.fetchCompleted("delta", { status: 404 }, t), { outcome: "not_modified" });
+  assert.deepEqual(engine.dueFetches(t + 9), []);
+
+  // The delta waits while the snapshot is in flight (it applies to the snapshot it was built on).
   const next = engine.dueFetches(t + 10);
-  assert.deepEqual(next.map((f) => f.kind).sort(), ["delta", "snapshot"]);
+  assert.deepEqual(next.map((f) => f.kind), ["snapshot"]);
   const snap = next.find((f) => f.kind === "snapshot");
   // Conditional, and naming the node and the generation it holds (the origin's fleet view).
   assert.deepEqual(snap.headers, [
@@ -145,6 +156,7 @@ test("the fetch schedule: due fetches, conditional requests, backoff", () => {
     ["x-revguard-generation", "5"],
   ]);
   assert.deepEqual(engine.fetchCompleted("snapshot", { status: 304 }, t + 10), { outcome: "not_modified" });
+  assert.deepEqual(engine.dueFetches(t + 10).map((f) => f.kind), ["delta"]);
   const failed = engine.fetchCompleted("delta", null, t + 10);
   assert.equal(failed.outcome, "failed");
   assert.match(failed.error, /unreachable/);

@@ -2,7 +2,7 @@
 // revocation origin (snapshots built and signed by the real `revguard` CLI), an echoing
 // backend, and the worker itself in workerd (Miniflare).
 import { execFileSync, spawn } from "node:child_process";
-import { generateKeyPairSync, randomUUID } from "node:crypto";
+import { createHash, generateKeyPairSync, randomBytes, randomUUID } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
@@ -26,7 +26,7 @@ export function revguardBin() {
 
 /** A loopback HTTP server on a free port, whose handler can be swapped, and which can be
  * stopped (connections refused) and started again on the same port. */
-class Loopback {
+export class Loopback {
   constructor(handler) {
     this.handler = handler;
     this.port = 0;
@@ -225,6 +225,36 @@ export class OriginService {
     return this.#api("GET", "/v1/fleet");
   }
 
+  /** GET /v1/revocations with `query` (e.g. {kind: "sid", value}): the active revocations. */
+  async revocations(query = {}) {
+    const search = new URLSearchParams({ limit: "1000", ...query }).toString();
+    return (await this.#api("GET", `/v1/revocations?${search}`)).revocations;
+  }
+
+  /** The generation it serves now (GET /healthz). */
+  async generation() {
+    const response = await fetch(new URL("/healthz", this.url));
+    return (await response.json()).generation;
+  }
+
+  /** POSTs `body` to `path` as `contentType` (no API token unless given in `headers`):
+   * {status, headers, text, json}. For the identity-provider feeds. */
+  async post(path, body, contentType, headers = {}) {
+    const response = await fetch(new URL(path, this.url), {
+      method: "POST",
+      headers: { "content-type": contentType, ...headers },
+      body,
+    });
+    const text = await response.text();
+    let json;
+    try {
+      json = text ? JSON.parse(text) : undefined;
+    } catch {
+      json = undefined;
+    }
+    return { status: response.status, headers: response.headers, text, json };
+  }
+
   async stop() {
     if (!this.child || this.child.exitCode !== null) return;
     const exited = new Promise((resolve) => this.child.once("exit", resolve));
@@ -254,6 +284,12 @@ export class Idp {
     this.keys = [signingKey()];
     this.introspections = 0;
     this.mode = "up";
+    // Interactive sign-in (authorization code flow) and back-channel logout: off until
+    // enableLogin(); then client id -> its backchannel_logout_uri.
+    this.logoutUris = null;
+    // true: requests for the key set (/jwks) get their connection reset (the IdP's JWKS down).
+    this.jwksDown = false;
+    this.backchannel = []; // {clientId, sid, ok, error} per back-channel logout call it made
     this.loopback = new Loopback((req, res) => this.serve(req, res));
   }
 
@@ -272,6 +308,7 @@ export class Idp {
   }
 
   serve(req, res) {
+    if (this.jwksDown && req.url.startsWith("/jwks")) return req.socket.destroy();
     if (req.url.startsWith("/token/introspection")) {
       this.introspections++;
       if (this.mode === "hang") return;
@@ -280,6 +317,17 @@ export class Idp {
   }
 
   #provider() {
+    const login = this.logoutUris !== null;
+    const webClients = Object.entries(this.logoutUris ?? {}).map(([id, uri]) => ({
+      client_id: id,
+      client_secret: `${id}-secret-0123456789abcdef0123456789`,
+      grant_types: ["authorization_code"],
+      response_types: ["code"],
+      redirect_uris: [WEB_REDIRECT],
+      scope: "openid orders:read",
+      backchannel_logout_uri: uri,
+      backchannel_logout_session_required: true,
+    }));
     const provider = new Provider(this.url, {
       clients: [APP, GUARD].map((c) => ({
         client_id: c.id,
@@ -288,12 +336,28 @@ export class Idp {
         redirect_uris: [],
         response_types: [],
         scope: "orders:read",
-      })),
+      })).concat(webClients),
       jwks: { keys: this.keys },
       clientDefaults: { id_token_signed_response_alg: "ES256" },
-      scopes: ["orders:read"],
+      scopes: ["openid", "orders:read"],
+      // Its outgoing requests (back-channel logout) refuse special-use addresses, loopback
+      // included (lib/helpers/fetch_request.js: an SSRF guard passed as `dispatcher`); every
+      // party of these tests is on loopback, so the guard is left out here.
+      fetch: (url, { dispatcher: _guard, ...options }) => globalThis.fetch(url, options),
+      // The session id in JWT access tokens (not there by default), so that a back-channel
+      // logout's `sid` revocation matches the tokens of that session.
+      formats: {
+        customizers: {
+          jwt: (_ctx, token, jwt) => {
+            if (token.sid) jwt.payload.sid = token.sid;
+          },
+        },
+      },
       features: {
-        devInteractions: { enabled: false },
+        // The development login and consent pages: signIn() drives them like a browser.
+        devInteractions: { enabled: login },
+        backchannelLogout: { enabled: login },
+        rpInitiatedLogout: { enabled: true },
         clientCredentials: { enabled: true },
         introspection: { enabled: true },
         revocation: { enabled: true },
@@ -314,7 +378,86 @@ export class Idp {
       },
     });
     provider.on("server_error", (_ctx, error) => console.error("oidc-provider:", error));
+    provider.on("backchannel.success", (_ctx, client, _sub, sid) =>
+      this.backchannel.push({ clientId: client.clientId, sid, ok: true }));
+    provider.on("backchannel.error", (_ctx, error, client, _sub, sid) =>
+      this.backchannel.push({ clientId: client.clientId, sid, ok: false, error: error.message }));
     return provider;
+  }
+
+  /** Interactive sign-in and OpenID Connect Back-Channel Logout: `logoutUris` maps a web
+   * client id to its `backchannel_logout_uri` (session required). Rebuilds the provider
+   * (sessions so far are lost): call it before signIn(). */
+  enableLogin(logoutUris) {
+    this.logoutUris = logoutUris;
+    this.provider = this.#provider();
+  }
+
+  /** Signs `user` in at the provider like a browser (authorization code flow with PKCE, the
+   * devInteractions login and consent pages, cookies) for web client `clientId`, and returns
+   * the session: `{accessToken, sid, sub, clientId, browser}`. The access token is an RFC 9068
+   * JWT for resource `urn:api` that carries the session's `sid`. */
+  async signIn({ user = "user-1", clientId = Object.keys(this.logoutUris ?? {})[0] } = {}) {
+    if (!clientId) throw new Error("signIn: call enableLogin() first");
+    const browser = new Browser();
+    const verifier = randomBytes(32).toString("base64url");
+    const challenge = createHash("sha256").update(verifier).digest("base64url");
+    const auth = new URL("/auth", this.url);
+    auth.search = new URLSearchParams({
+      client_id: clientId, response_type: "code", scope: "openid orders:read",
+      redirect_uri: WEB_REDIRECT, resource: "urn:api", state: randomUUID(),
+      code_challenge: challenge, code_challenge_method: "S256",
+    }).toString();
+    let response = await browser.go(auth);
+    let code;
+    for (let step = 0; step < 12 && !code; step++) {
+      const location = response.headers.get("location");
+      if (!location) {
+        throw new Error(`signIn: expected a redirect, got ${response.status}: ${(await response.text()).slice(0, 300)}`);
+      }
+      const next = new URL(location, this.url);
+      if (next.href.startsWith(WEB_REDIRECT)) {
+        if (next.searchParams.get("error")) throw new Error(`signIn: ${next.search}`);
+        code = next.searchParams.get("code");
+      } else if (next.pathname.startsWith("/interaction/")) {
+        const page = await (await browser.go(next)).text();
+        const prompt = /name="prompt" value="(\w+)"/.exec(page)?.[1];
+        const form = prompt === "login" ? { prompt, login: user, password: "any" } : { prompt };
+        response = await browser.go(next, { form });
+      } else {
+        response = await browser.go(next);
+      }
+    }
+    if (!code) throw new Error("signIn: no authorization code");
+    const secret = `${clientId}-secret-0123456789abcdef0123456789`;
+    const tokenResponse = await fetch(`${this.url}/token`, {
+      method: "POST",
+      headers: { authorization: basic({ id: clientId, secret }), "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({
+        grant_type: "authorization_code", code, redirect_uri: WEB_REDIRECT,
+        code_verifier: verifier, resource: "urn:api",
+      }),
+    });
+    const tokens = await tokenResponse.json();
+    if (!tokenResponse.ok) throw new Error(`signIn: token endpoint: ${JSON.stringify(tokens)}`);
+    const claims = claimsOf(tokens.access_token);
+    if (!claims.sid) throw new Error(`signIn: the access token has no sid: ${JSON.stringify(claims)}`);
+    return { accessToken: tokens.access_token, idToken: tokens.id_token, sid: claims.sid, sub: claims.sub, clientId, browser };
+  }
+
+  /** Signs the session out at the provider (RP-initiated logout: the end_session page and its
+   * confirmation, with the session's cookies). The provider makes its back-channel logout
+   * calls before it answers; returns the calls it made for this session's sid. */
+  async signOut(session) {
+    const { browser, clientId } = session;
+    const end = new URL("/session/end", this.url);
+    end.search = new URLSearchParams({ client_id: clientId }).toString();
+    const page = await (await browser.go(end)).text();
+    const xsrf = /name="xsrf" value="([^"]+)"/.exec(page)?.[1];
+    if (!xsrf) throw new Error(`signOut: no logout form: ${page.slice(0, 300)}`);
+    const confirmed = await browser.go(new URL("/session/end/confirm", this.url), { form: { xsrf, logout: "yes" } });
+    if (confirmed.status >= 400) throw new Error(`signOut: ${confirmed.status} ${await confirmed.text()}`);
+    return this.backchannel.filter((call) => call.sid === session.sid);
   }
 
   /** A new signing key first (the provider signs with it), the old ones still published;
@@ -358,6 +501,41 @@ export class Idp {
   /** The revguard configuration pieces that point at this server. */
   get guardClient() {
     return { client_id: GUARD.id, client_secret: GUARD.secret };
+  }
+}
+
+/** Where the web clients' authorization codes go (never fetched: signIn() reads the code
+ * from the redirect). */
+const WEB_REDIRECT = "https://app.example/callback";
+
+/** A minimal browser: follows nothing by itself, keeps cookies by name (paths ignored: the
+ * provider's cookie names are distinct), and posts forms. */
+class Browser {
+  constructor() {
+    this.jar = new Map();
+  }
+
+  async go(url, { form } = {}) {
+    const headers = {};
+    if (this.jar.size) headers.cookie = [...this.jar].map(([k, v]) => `${k}=${v}`).join("; ");
+    if (form) headers["content-type"] = "application/x-www-form-urlencoded";
+    const response = await fetch(url, {
+      method: form ? "POST" : "GET",
+      redirect: "manual",
+      headers,
+      body: form ? new URLSearchParams(form) : undefined,
+    });
+    for (const cookie of response.headers.getSetCookie()) {
+      const [pair, ...attributes] = cookie.split(";");
+      const eq = pair.indexOf("=");
+      const name = pair.slice(0, eq).trim();
+      const value = pair.slice(eq + 1).trim();
+      const expires = attributes.map((a) => a.trim()).find((a) => /^expires=/i.test(a));
+      const gone = value === "" || (expires && new Date(expires.slice(8)) <= new Date());
+      if (gone) this.jar.delete(name);
+      else this.jar.set(name, value);
+    }
+    return response;
   }
 }
 

@@ -15,6 +15,7 @@ mod kong;
 mod loading;
 mod origin;
 mod paths;
+mod propagation;
 mod real_upstream;
 mod rg;
 mod scenarios;

@@ -199,20 +199,20 @@ fn a_revocation_posted_to_the_origin_is_denied_by_every_worker_of_two_proxies() 
 
 /// nginx serving `root` under `/revocations/` on a free loopback port, with ETags (nginx's
 /// static module: `"<mtime>-<size>"`) and conditional GETs; its access log records statuses.
-struct Nginx {
+pub(crate) struct Nginx {
     child: Child,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     log: std::path::PathBuf,
 }
 
 impl Nginx {
-    fn binary() -> Option<&'static str> {
+    pub(crate) fn binary() -> Option<&'static str> {
         ["/usr/sbin/nginx", "/usr/bin/nginx"]
             .into_iter()
             .find(|p| Path::new(p).exists())
     }
 
-    fn start(bin: &str, dir: &Path, root: &Path) -> Nginx {
+    pub(crate) fn start(bin: &str, dir: &Path, root: &Path) -> Nginx {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .unwrap()

@@ -21,20 +21,33 @@ use crate::loopback::{Idp, AUDIENCE, ISSUER};
 
 #[derive(ClapArgs)]
 pub struct Args {
-    /// Worker VMs (Envoy: one per worker thread).
+    /// Proxies (each an Envoy with its own worker VMs and shared data).
+    #[arg(long, default_value_t = 2)]
+    proxies: usize,
+    /// Worker VMs per proxy (Envoy: one per worker thread).
     #[arg(long, default_value_t = 4)]
     workers: usize,
-    /// `revocation.refresh_interval_secs` of the demo policy.
-    #[arg(long, default_value_t = 2)]
-    interval: u64,
+    /// `revocation.hold_secs` of the demo policy (0: plain polling every 10 s, the static-origin
+    /// case). Default: the plugin's default (held requests).
+    #[arg(long)]
+    hold_secs: Option<u64>,
     /// The filter module (default: build this repository's filter).
     #[arg(long)]
     wasm: Option<PathBuf>,
 }
 
-/// The demo policy: one issuer whose keys come from the IdP, snapshots from the origin, and
-/// introspection to confirm snapshot hits. Everything else is revguard's (fail-closed) default.
-fn policy(origin: &OriginService, interval: u64) -> serde_json::Value {
+/// The demo policy: one issuer whose keys come from the IdP, revocation data from the origin
+/// (the plugin's default timings: held delta requests), and introspection to confirm snapshot
+/// hits. Everything else is revguard's (fail-closed) default.
+fn policy(origin: &OriginService, node_id: &str, hold_secs: Option<u64>) -> serde_json::Value {
+    let mut revocation = json!({
+        "upstream": "origin", "path": "/revocations/snapshot",
+        "delta_path": "/revocations/delta", "authority": "origin.demo",
+        "node_id": node_id, "public_keys": [origin.public_key]
+    });
+    if let Some(hold) = hold_secs {
+        revocation["hold_secs"] = json!(hold);
+    }
     json!({
         "issuers": [{
             "issuer": ISSUER,
@@ -43,12 +56,7 @@ fn policy(origin: &OriginService, interval: u64) -> serde_json::Value {
             "jwks_upstream": {"upstream": "idp", "path": "/jwks", "authority": "idp.demo"}
         }],
         "forward_claims": [{"claim": "sub", "header": "x-auth-subject"}],
-        "revocation": {
-            "upstream": "origin", "path": "/revocations/snapshot",
-            "delta_path": "/revocations/delta", "authority": "origin.demo",
-            "refresh_interval_secs": interval, "node_id": "demo-proxy",
-            "public_keys": [origin.public_key]
-        },
+        "revocation": revocation,
         "introspection": {
             "upstream": "idp", "path": "/introspect", "authority": "idp.demo",
             "client_id": "revguard-demo", "client_secret": "demo-secret",
@@ -86,6 +94,18 @@ fn send(proxy: &mut Proxy, worker: usize, token: &str) -> Result<(u32, String), 
     Ok(answer)
 }
 
+/// The reason code of a denial body (`401 {"error":"revoked_session",...}` -> `401 revoked_session`).
+fn short(answer: &str) -> String {
+    let (status, body) = answer.split_once(' ').unwrap_or((answer, ""));
+    let error = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_string));
+    match error {
+        Some(e) => format!("{status} {e}"),
+        None => answer.chars().take(40).collect(),
+    }
+}
+
 /// How many workers hold `what` (fetched it themselves or loaded the copy another published).
 fn holders(proxy: &Proxy, what: &str) -> u64 {
     let count = |name: String| match proxy.guest_metric(&name) {
@@ -97,7 +117,7 @@ fn holders(proxy: &Proxy, what: &str) -> u64 {
 }
 
 /// Until every worker has the key set and the snapshot (a proxy answers 503 before that: fail closed).
-fn wait_until_ready(proxy: &mut Proxy, workers: usize) -> Result<(), String> {
+fn wait_until_ready(proxy: &mut Proxy, name: &str, workers: usize) -> Result<(), String> {
     let started = Instant::now();
     let workers = workers as u64;
     while holders(proxy, "keys.0") < workers || holders(proxy, "snapshot") < workers {
@@ -109,7 +129,7 @@ fn wait_until_ready(proxy: &mut Proxy, workers: usize) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
     }
     println!(
-        "   every worker holds the key set and the snapshot after {:.1} s",
+        "   {name}: every worker holds the key set and the snapshot after {:.1} s",
         started.elapsed().as_secs_f64()
     );
     Ok(())
@@ -131,9 +151,9 @@ pub fn run(args: Args) -> Result<(), String> {
     let _ = std::fs::remove_dir_all(&state);
     let origin = OriginService::start(&state, json!({}))?;
     let idp = Idp::start()?;
+    let (proxies, workers) = (args.proxies.max(1), args.workers.max(1));
     println!(
-        "== revguard demo: {} worker VMs of the real filter in the wasmtime test host",
-        args.workers
+        "== revguard demo: {proxies} proxies x {workers} worker VMs of the real filter in the wasmtime test host"
     );
     println!(
         "   origin service (revguard origin serve, store in {}) on http://{}\n   IdP (JWKS + introspection) on http://{}",
@@ -141,42 +161,57 @@ pub fn run(args: Args) -> Result<(), String> {
         origin.addr,
         idp.addr
     );
-    println!(
-        "   policy: refresh the snapshot every {} s; confirm snapshot hits with introspection",
-        args.interval
-    );
+    match args.hold_secs {
+        Some(0) => println!("   policy: poll the origin every 10 s (hold_secs 0: the static-origin case)"),
+        _ => println!(
+            "   policy: plugin defaults: one held request per proxy (Prefer: wait), 200 ms worker tick"
+        ),
+    }
 
-    let mut config = ProxyConfig::envoy();
-    config.workers = args.workers;
-    config.clock = Clock::real();
-    config.plugin_configuration = policy(&origin, args.interval).to_string().into_bytes();
-    let to_origin = HttpUpstream::new(origin.addr).ok_or("origin is not on loopback")?;
-    let to_idp = HttpUpstream::new(idp.addr).ok_or("IdP is not on loopback")?;
-    let config = config
-        .upstream("origin", to_origin as Arc<dyn Upstream>)
-        .upstream("idp", to_idp as Arc<dyn Upstream>);
-    let started = Instant::now();
-    let mut proxy = Proxy::new(&wasm, config).map_err(|e| e.to_string())?;
-    println!(
-        "   module: {} bytes, compiled and {} VMs started in {:.0} ms",
-        wasm.len(),
-        args.workers,
-        started.elapsed().as_secs_f64() * 1e3
-    );
+    let mut gateways = Vec::new();
+    for i in 0..proxies {
+        let name = format!("demo-proxy-{}", char::from(b'a' + (i % 26) as u8));
+        let mut config = ProxyConfig::envoy();
+        config.workers = workers;
+        config.clock = Clock::real();
+        config.random_seed ^= i as u64 + 1;
+        config.plugin_configuration = policy(&origin, &name, args.hold_secs)
+            .to_string()
+            .into_bytes();
+        let to_origin = HttpUpstream::new(origin.addr).ok_or("origin is not on loopback")?;
+        let to_idp = HttpUpstream::new(idp.addr).ok_or("IdP is not on loopback")?;
+        let config = config
+            .upstream("origin", to_origin as Arc<dyn Upstream>)
+            .upstream("idp", to_idp as Arc<dyn Upstream>);
+        let started = Instant::now();
+        let proxy = Proxy::new(&wasm, config).map_err(|e| e.to_string())?;
+        println!(
+            "   {name}: module {} bytes, compiled and {workers} VMs started in {:.0} ms",
+            wasm.len(),
+            started.elapsed().as_secs_f64() * 1e3
+        );
+        gateways.push((name, proxy));
+    }
 
     let alice = idp.issue("alice", "session-alice")?;
     let bob = idp.issue("bob", "session-bob")?;
-    wait_until_ready(&mut proxy, args.workers)?;
-
-    println!("\n== 1. traffic: alice and bob, every worker");
-    for worker in 0..args.workers {
-        let (status, what) = send(&mut proxy, worker, &alice)?;
-        println!("   worker {worker}: alice -> {status} {what}");
+    for (name, proxy) in &mut gateways {
+        wait_until_ready(proxy, name, workers)?;
     }
-    let (status, what) = send(&mut proxy, 0, &bob)?;
-    println!("   worker 0: bob   -> {status} {what}");
 
-    println!("\n== 2. revoke alice's session: POST /v1/revocations to the origin (t = 0)");
+    println!("\n== 1. traffic: alice and bob, every worker of every proxy");
+    for (name, proxy) in &mut gateways {
+        for worker in 0..workers {
+            let (status, what) = send(proxy, worker, &alice)?;
+            println!("   {name} worker {worker}: alice -> {status} {what}");
+        }
+        let (status, what) = send(proxy, 0, &bob)?;
+        println!("   {name} worker 0: bob   -> {status} {what}");
+    }
+
+    println!(
+        "\n== 2. alice signs out: revoke her session at the origin (POST /v1/revocations, t = 0)"
+    );
     idp.revoke_session("session-alice");
     let introspections_before = idp.introspections();
     let revoked_at = Instant::now();
@@ -187,79 +222,105 @@ pub fn run(args: Args) -> Result<(), String> {
         revoked_at.elapsed().as_secs_f64() * 1e3
     );
 
-    let mut first_denial: Vec<Option<(f64, String)>> = vec![None; args.workers];
-    let deadline = Duration::from_secs(args.interval * 3 + 5);
-    while first_denial.iter().any(Option::is_none) && revoked_at.elapsed() < deadline {
-        for (worker, denial) in first_denial.iter_mut().enumerate() {
-            if denial.is_some() {
-                continue;
+    // Per proxy, per worker: when it first denied alice, and what it answered.
+    let mut first_denial: Vec<Vec<Option<(f64, String)>>> = vec![vec![None; workers]; proxies];
+    let deadline = Duration::from_secs(if args.hold_secs == Some(0) { 25 } else { 10 });
+    let undecided = |d: &Vec<Vec<Option<(f64, String)>>>| d.iter().flatten().any(Option::is_none);
+    while undecided(&first_denial) && revoked_at.elapsed() < deadline {
+        for ((_, proxy), denials) in gateways.iter_mut().zip(first_denial.iter_mut()) {
+            for (worker, denial) in denials.iter_mut().enumerate() {
+                if denial.is_some() {
+                    continue;
+                }
+                let (status, body) = send(proxy, worker, &alice)?;
+                if status != 200 {
+                    let t = revoked_at.elapsed().as_secs_f64();
+                    *denial = Some((t, format!("{status} {body}")));
+                }
             }
-            let (status, body) = send(&mut proxy, worker, &alice)?;
+            let (status, _) = send(proxy, 0, &bob)?;
             if status != 200 {
-                *denial = Some((
-                    revoked_at.elapsed().as_secs_f64(),
-                    format!("{status} {body}"),
+                return Err(format!(
+                    "bob was denied ({status}) although only alice was revoked"
                 ));
             }
+            proxy
+                .advance(Duration::from_millis(10))
+                .map_err(|e| e.to_string())?;
         }
-        let (status, _) = send(&mut proxy, 0, &bob)?;
-        if status != 200 {
-            return Err(format!(
-                "bob was denied ({status}) although only alice was revoked"
-            ));
-        }
-        proxy
-            .advance(Duration::from_millis(50))
-            .map_err(|e| e.to_string())?;
     }
     let waited = revoked_at.elapsed().as_secs_f64();
+    let fleet = origin.fleet()?;
 
-    println!(
-        "\n== 3. the moment each worker started denying alice (bob stayed allowed throughout)"
-    );
+    println!("\n== 3. each worker's first denial of alice (bob stayed allowed) | the origin's fleet view (GET /v1/fleet)");
+    let nodes: Vec<&serde_json::Value> = fleet["nodes"].as_array().into_iter().flatten().collect();
     let mut worst = 0f64;
-    for (worker, denial) in first_denial.iter().enumerate() {
-        match denial {
-            Some((t, answer)) => {
-                worst = worst.max(*t);
-                println!("   worker {worker}: denied after {t:.2} s: {answer}");
-            }
-            None => println!("   worker {worker}: still allowing after {waited:.1} s"),
+    for ((name, _), denials) in gateways.iter().zip(&first_denial) {
+        let node = nodes
+            .iter()
+            .find(|n| n["node"].as_str() == Some(name.as_str()));
+        let fleet_line = node.map_or_else(
+            || "not seen by the origin".to_string(),
+            |n| {
+                format!(
+                    "node {name}: generation {} of {}, behind: {}",
+                    n["generation"], fleet["generation"], n["behind"]
+                )
+            },
+        );
+        for (worker, denial) in denials.iter().enumerate() {
+            let left = match denial {
+                Some((t, answer)) => {
+                    worst = worst.max(*t);
+                    format!(
+                        "{name} worker {worker}: denied after {t:.2} s ({})",
+                        short(answer)
+                    )
+                }
+                None => format!("{name} worker {worker}: still allowing after {waited:.1} s"),
+            };
+            let right = if worker == 0 { fleet_line.as_str() } else { "" };
+            println!("   {left:<62} | {right}");
         }
     }
+    if let Some(reached) = fleet["published"]
+        .as_array()
+        .and_then(|p| p.first())
+        .and_then(|g| g["reached_all_live_nodes_after_ms"].as_u64())
+    {
+        println!(
+            "   {:<62} | generation {} reached every live node {reached} ms after it was published",
+            "", fleet["generation"]
+        );
+    }
     println!(
-        "   slowest worker: {worst:.2} s (bound: refresh interval {} s + one fetch; the origin\n   published a signed delta about 50 ms after the commit)",
-        args.interval
+        "   slowest worker: {worst:.2} s after the commit (bound with held requests: about a second;\n   polling: refresh_interval_secs + one fetch)"
     );
     println!(
         "   IdP: {} introspection calls (a delta names the session exactly: nothing to confirm)",
         idp.introspections() - introspections_before
     );
-    let fleet = origin.fleet()?;
-    println!("\n== 4. the origin's fleet view (GET /v1/fleet): which enforcement point holds which generation");
-    for node in fleet["nodes"].as_array().into_iter().flatten() {
-        println!(
-            "   node {}: generation {} (current {}), behind: {}",
-            node["node"], node["generation"], fleet["generation"], node["behind"]
-        );
-    }
     for generation in fleet["published"].as_array().into_iter().flatten().take(3) {
         println!("   published {generation}");
     }
 
-    println!("\n== 5. the denial log line (no raw token) and the metrics");
-    if let Some(line) = proxy
-        .take_logs()
-        .into_iter()
-        .find(|l| l.message.contains("\"reason\""))
-    {
-        println!("   [worker {}] {}", line.worker, line.message);
+    println!(
+        "\n== 4. the denial log line (no raw token) and the metrics of {}",
+        gateways.first().map_or("", |(n, _)| n.as_str())
+    );
+    if let Some((_, proxy)) = gateways.first() {
+        if let Some(line) = proxy
+            .take_logs()
+            .into_iter()
+            .find(|l| l.message.contains("\"reason\""))
+        {
+            println!("   [worker {}] {}", line.worker, line.message);
+        }
+        for line in stats_text(&proxy.metrics()).lines() {
+            println!("   {line}");
+        }
     }
-    let metrics = proxy.metrics();
-    for line in stats_text(&metrics).lines() {
-        println!("   {line}");
-    }
-    if first_denial.iter().any(Option::is_none) {
+    if undecided(&first_denial) {
         return Err("a worker never started denying the revoked session".into());
     }
     Ok(())

@@ -87,6 +87,14 @@ pub fn run(args: Args) -> Result<(), String> {
     };
     config.workers = args.workers;
     config.clock = Clock::real();
+    // A real gateway's WASI randomness differs per process (tests keep the fixed seed to be
+    // reproducible): two gateways must not pick the same node id for the origin's fleet view.
+    config.random_seed = {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        h.finish()
+    };
     config.plugin_configuration = plugin_configuration;
     for spec in &args.upstreams {
         let (name, url) = spec
@@ -104,9 +112,18 @@ pub fn run(args: Args) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let admin = tiny_http::Server::http(&args.admin)
         .map_err(|e| format!("cannot listen on {}: {e}", args.admin))?;
+    // The bound addresses (port 0 picks a free one), for people and for tests that spawn it.
+    let bound = |s: &tiny_http::Server, asked: &str| {
+        s.server_addr()
+            .to_ip()
+            .map_or_else(|| asked.to_string(), |a| a.to_string())
+    };
     eprintln!(
         "revguard gateway on http://{} -> {} ({} workers); stats on http://{}/stats",
-        args.listen, args.backend, args.workers, args.admin
+        bound(&server, &args.listen),
+        args.backend,
+        args.workers,
+        bound(&admin, &args.admin)
     );
     Gateway::new(proxy, backend).run(&server, &admin)
 }
