@@ -32,12 +32,12 @@ pub const FILE_CACHE_CONTROL: &str = "public, max-age=0, s-maxage=1, must-revali
 /// Held (long-poll) answers and API answers are never cached.
 pub const NO_STORE: &str = "no-store";
 
-/// The node id and generation-held headers plugins send (the core's, [`crate::node_id`]); the
-/// generation header also carries the current generation on file answers.
-pub use crate::node_id::{GENERATION_HEADER, NODE_HEADER};
 /// The current full snapshot's generation, on file answers (a client holding an older one
 /// fetches the snapshot before the delta): the name the plugins' core reads.
 pub use crate::http::SNAPSHOT_GENERATION_HEADER;
+/// The node id and generation-held headers plugins send (the core's, [`crate::node_id`]); the
+/// generation header also carries the current generation on file answers.
+pub use crate::node_id::{GENERATION_HEADER, NODE_HEADER};
 
 #[derive(Clone)]
 pub struct AppState {
