@@ -117,9 +117,10 @@ fn claim_failures_are_refused_without_signature_work() {
 fn keys_unavailable_still_comes_before_the_claims() {
     let kit = Kit::new();
     // No keys loaded: the configured failure mode applies to an expired token as today.
-    let mut engine =
-        revguard::Engine::from_config_json(&kit.config(json!({"failure_modes": {"keys_unavailable": "allow"}})))
-            .unwrap();
+    let mut engine = revguard::Engine::from_config_json(
+        &kit.config(json!({"failure_modes": {"keys_unavailable": "allow"}})),
+    )
+    .unwrap();
     engine.load_snapshot(&kit.snapshot(1, &[])).unwrap();
     let token = kit.token("dave", json!({}));
     assert_eq!(outcome_at(&mut engine, &token, T0 + 7200), "allow");
