@@ -407,7 +407,8 @@ impl Engine {
                         sources,
                         kid: inspected.header.kid,
                     };
-                    self.refused.insert(&token_key[..], refused, until, now);
+                    self.refused
+                        .insert(token_key.as_slice(), refused, until, now);
                 }
                 Err(Unverified::Refused(e.reason()))
             }
@@ -417,7 +418,7 @@ impl Engine {
     /// A refusal remembered for this token, while the key sets it was refused with are still
     /// the usable ones.
     fn remembered_refusal(&self, token_key: &[u8; 32], now: u64) -> Option<&Refused> {
-        let refused = self.refused.get(&token_key[..], now)?;
+        let refused = self.refused.get(token_key.as_slice(), now)?;
         let usable = self.usable_keys(refused.issuer, now);
         let same = usable.len() == refused.sources.len()
             && usable
