@@ -108,6 +108,8 @@ pub struct Inspected {
     pub header: TokenHeader,
     /// Only for choosing the issuer's key set; [`verify`] checks `iss` again after the signature.
     pub unverified_issuer: Option<String>,
+    /// The decoded payload, unverified: only for [`precheck`] and [`unverified_exp`].
+    pub payload: Map<String, Value>,
 }
 
 /// Verified claims.
@@ -260,7 +262,76 @@ pub fn verify(
         policy.max_token_bytes,
         now,
     )?;
-    check_claims(parsed.payload, policy, now)
+    check_claims(parsed.inspected.payload, policy, now)
+}
+
+/// Claims first: every check [`verify`] makes besides the key and the signature, made on the
+/// unverified payload, so that a token refused for its claims (expired, not valid yet, another
+/// issuer or audience, its type) costs no signature work. For a token whose signature verifies,
+/// the error is the one [`verify`] gives: the `typ` rule, then jwt-simple's time checks in its
+/// order (`iat`, `nbf`, `exp`; claims.rs `JWTClaims::validate`), then [`check_claims`]. Where
+/// jwt-simple would refuse to decode the payload (a date that is not an integer below 2^32, a
+/// string claim of another type) the outcome is left to [`verify`]. Passing proves nothing:
+/// [`verify`] checks everything again once the signature holds.
+pub fn precheck(inspected: &Inspected, policy: &VerifyPolicy, now: u64) -> Result<(), TokenError> {
+    if !type_accepted(
+        inspected.header.typ.as_deref(),
+        policy.required_type.as_deref(),
+    ) {
+        return Err(TokenError::WrongType);
+    }
+    let payload = &inspected.payload;
+    let Some(dates) = jwt_simple_dates(payload) else {
+        return Ok(());
+    };
+    jwt_simple_time_checks(dates, skew(policy), now)?;
+    check_claims(payload.clone(), policy, now).map(drop)
+}
+
+/// The payload's `exp` as claimed (unverified): how long a refusal may be remembered.
+pub fn unverified_exp(inspected: &Inspected) -> Option<u64> {
+    claims::date(inspected.payload.get("exp")).ok().flatten()
+}
+
+/// `iat`, `nbf`, `exp` as jwt-simple reads them, when it reads the payload the way we do:
+/// dates absent or integers below 2^32 (coarsetime shifts seconds left by 32 bits, and floats
+/// are truncated by `as`), `iss`, `sub`, `jti`, `nonce` absent or strings, `aud` absent, a
+/// string or an array of strings (jwt-simple serde_additions.rs). `None` otherwise.
+fn jwt_simple_dates(payload: &Map<String, Value>) -> Option<[Option<u64>; 3]> {
+    let date = |name: &str| match payload.get(name) {
+        None => Some(None),
+        Some(v) => v.as_u64().filter(|d| *d < 1 << 32).map(Some),
+    };
+    let strings = ["iss", "sub", "jti", "nonce"]
+        .iter()
+        .all(|name| payload.get(*name).is_none_or(Value::is_string));
+    let aud = match payload.get("aud") {
+        None | Some(Value::String(_)) => true,
+        Some(Value::Array(items)) => items.iter().all(Value::is_string),
+        Some(_) => false,
+    };
+    (strings && aud).then_some(())?;
+    Some([date("iat")?, date("nbf")?, date("exp")?])
+}
+
+/// jwt-simple's `JWTClaims::validate` time checks, with the options [`check_signature`] gives.
+fn jwt_simple_time_checks(
+    [iat, nbf, exp]: [Option<u64>; 3],
+    skew_secs: u64,
+    now: u64,
+) -> Result<(), TokenError> {
+    let now = now.min(JWT_SIMPLE_MAX_NOW);
+    let latest = now.saturating_add(skew_secs);
+    if iat.is_some_and(|iat| iat > latest) {
+        return Err(TokenError::IssuedInFuture);
+    }
+    if nbf.is_some_and(|nbf| latest < nbf) {
+        return Err(TokenError::NotYetValid);
+    }
+    if exp.is_some_and(|exp| now < skew_secs || now - skew_secs > exp) {
+        return Err(TokenError::Expired);
+    }
+    Ok(())
 }
 
 /// What [`verify_signed`] requires of a JWT that is not an access token (a logout token, a
@@ -295,7 +366,7 @@ pub fn verify_signed(
     }
     let skew = policy.clock_skew_secs.min(MAX_CLOCK_SKEW_SECS);
     check_signature(token, &parsed, keys, skew, policy.max_token_bytes, now)?;
-    Ok((parsed.inspected.header, parsed.payload))
+    Ok((parsed.inspected.header, parsed.inspected.payload))
 }
 
 /// The key for the token's `kid` and `alg` (fixed by the key set), then the signature, and
@@ -343,7 +414,6 @@ fn skew(policy: &VerifyPolicy) -> u64 {
 
 struct Parsed<'a> {
     inspected: Inspected,
-    payload: Map<String, Value>,
     signature_b64: &'a str,
 }
 
@@ -379,8 +449,8 @@ fn parse(token: &str, max_token_bytes: usize) -> Result<Parsed<'_>, TokenError> 
         inspected: Inspected {
             header,
             unverified_issuer,
+            payload,
         },
-        payload,
         signature_b64,
     })
 }
@@ -938,5 +1008,81 @@ mod tests {
             let encoded = b64(&vec![0xa5; n]);
             assert_eq!(decoded_len(encoded.len()), Some(n));
         }
+    }
+
+    /// Claims first changes no outcome: for a token whose signature verifies, every refusal
+    /// `precheck` makes is the one `verify` makes, across payloads that fail one or several
+    /// claim checks, carry types jwt-simple reads differently, and across times.
+    #[test]
+    fn precheck_refuses_exactly_as_verify_would() {
+        let signer = Signer::generate("EdDSA", "k1");
+        let keys = set_of(&[&signer]);
+        let policy = policy();
+        let variants = [
+            json!({}),
+            json!({"exp": NOW - 100}),
+            json!({"exp": NOW - 20}),
+            json!({"nbf": NOW + 100}),
+            json!({"nbf": NOW + 100, "exp": NOW - 100}),
+            json!({"iat": NOW + 100}),
+            json!({"iat": NOW + 100, "exp": NOW - 100}),
+            json!({"aud": "elsewhere", "exp": NOW - 100}),
+            json!({"aud": "elsewhere"}),
+            json!({"aud": ["elsewhere", AUDIENCE]}),
+            json!({"aud": [1], "exp": NOW - 100}),
+            json!({"aud": null}),
+            json!({"iss": "https://other.example", "exp": NOW - 100}),
+            json!({"iss": 7, "exp": NOW - 100}),
+            json!({"sub": 5, "exp": NOW - 100}),
+            json!({"sub": null, "exp": NOW - 100}),
+            json!({"sid": 5, "exp": NOW - 100}),
+            json!({"scope": 5}),
+            json!({"exp": (NOW - 100) as f64 + 0.5}),
+            json!({"exp": "soon"}),
+            json!({"exp": 1u64 << 40}),
+            json!({"nbf": 1u64 << 40}),
+            json!({"nbf": (NOW + 100) as f64}),
+            json!({"exp": null}),
+            json!({"iat": null}),
+            json!({"nonce": 3}),
+            json!({"iat": NOW - 90_000, "exp": NOW + 100}),
+            json!({"sub": null}),
+        ];
+        let header = json!({"alg": "EdDSA", "kid": "k1"});
+        let mut refused = 0;
+        for variant in &variants {
+            let mut claims = payload();
+            for (k, v) in variant.as_object().unwrap() {
+                claims[k] = v.clone();
+            }
+            let mut absent = payload();
+            absent.as_object_mut().unwrap().remove("aud");
+            for body in [&claims, &absent] {
+                let token = signer.sign_raw(&header, body);
+                for now in [NOW, NOW - 200, NOW + 3600, NOW + 100_000] {
+                    // An `iss` of another type: refused by `inspect`, as by `verify`.
+                    let Ok(inspected) = inspect(&token, policy.max_token_bytes) else {
+                        continue;
+                    };
+                    if let Err(e) = precheck(&inspected, &policy, now) {
+                        refused += 1;
+                        assert_eq!(
+                            verify(&token, &keys, &policy, now),
+                            Err(e),
+                            "{body} at {now}"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(refused > 40, "{refused}");
+        // A wrong type is refused before the signature too, as `verify` does.
+        let typed = signer.sign_typed(&payload(), Some("logout+jwt"));
+        let inspected = inspect(&typed, policy.max_token_bytes).unwrap();
+        assert_eq!(
+            precheck(&inspected, &policy, NOW),
+            Err(TokenError::WrongType)
+        );
+        assert_eq!(unverified_exp(&inspected), Some(NOW + 3540));
     }
 }

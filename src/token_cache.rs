@@ -11,6 +11,7 @@
 //! `limits.max_token_bytes` each.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
 use std::rc::Rc;
 
 struct Entry<V> {
@@ -18,12 +19,14 @@ struct Entry<V> {
     expires_at: u64,
 }
 
-/// Bounded map from token to a verified value (typically the token's claims).
-pub struct TokenCache<V> {
+/// Bounded map from token to a verified value (typically the token's claims). The key is the
+/// token itself by default; the failed-verification memory keys by the token's digest
+/// (`K = [u8]`), as anyone can fill it with tokens of the largest size.
+pub struct TokenCache<V, K: ?Sized = str> {
     capacity: usize,
-    entries: HashMap<Rc<str>, Entry<V>>,
+    entries: HashMap<Rc<K>, Entry<V>>,
     /// Keys in insertion order; always exactly the keys of `entries`.
-    order: VecDeque<Rc<str>>,
+    order: VecDeque<Rc<K>>,
 }
 
 /// The SHA-256 of a token: a stable name for it that is not the token (introspection cache
@@ -32,7 +35,11 @@ pub fn token_digest(token: &str) -> [u8; 32] {
     hmac_sha256::Hash::hash(token.as_bytes())
 }
 
-impl<V> TokenCache<V> {
+impl<V, K> TokenCache<V, K>
+where
+    K: ?Sized + Hash + Eq,
+    for<'a> Rc<K>: From<&'a K>,
+{
     pub fn new(capacity: usize) -> Self {
         TokenCache {
             capacity,
@@ -42,7 +49,7 @@ impl<V> TokenCache<V> {
     }
 
     /// The cached value, or `None` if absent or expired (`now > expires_at`).
-    pub fn get(&self, token: &str, now: u64) -> Option<&V> {
+    pub fn get(&self, token: &K, now: u64) -> Option<&V> {
         self.entries
             .get(token)
             .filter(|entry| now <= entry.expires_at)
@@ -51,7 +58,7 @@ impl<V> TokenCache<V> {
 
     /// Caches `value` until `expires_at`. An already-expired value is not stored; a key already
     /// present keeps its place in the eviction order and takes the new value and expiry.
-    pub fn insert(&mut self, token: &str, value: V, expires_at: u64, now: u64) {
+    pub fn insert(&mut self, token: &K, value: V, expires_at: u64, now: u64) {
         if self.capacity == 0 || now > expires_at {
             return;
         }
@@ -62,7 +69,7 @@ impl<V> TokenCache<V> {
         if self.entries.len() >= self.capacity {
             self.make_room(now);
         }
-        let key: Rc<str> = Rc::from(token);
+        let key: Rc<K> = Rc::from(token);
         self.order.push_back(Rc::clone(&key));
         self.entries.insert(key, Entry { value, expires_at });
     }
@@ -73,13 +80,13 @@ impl<V> TokenCache<V> {
     fn make_room(&mut self, now: u64) {
         self.entries.retain(|_, entry| now <= entry.expires_at);
         let entries = &self.entries;
-        self.order.retain(|key| entries.contains_key(key.as_ref()));
+        self.order.retain(|key| entries.contains_key(key));
         let slack = (self.capacity / 16).max(1);
         let target = self.capacity.saturating_sub(slack);
         while self.entries.len() > target {
             match self.order.pop_front() {
                 Some(oldest) => {
-                    self.entries.remove(oldest.as_ref());
+                    self.entries.remove(&oldest);
                 }
                 None => break,
             }
@@ -117,7 +124,7 @@ mod tests {
 
     #[test]
     fn entries_expire_at_their_deadline() {
-        let mut cache = TokenCache::new(10);
+        let mut cache: TokenCache<_> = TokenCache::new(10);
         cache.insert(&k(1), "a", 100, 50);
         assert_eq!(cache.get(&k(1), 50), Some(&"a"));
         assert_eq!(cache.get(&k(1), 100), Some(&"a"));
@@ -133,7 +140,7 @@ mod tests {
 
     #[test]
     fn full_cache_drops_expired_before_oldest() {
-        let mut cache = TokenCache::new(4);
+        let mut cache: TokenCache<_> = TokenCache::new(4);
         cache.insert(&k(1), 1, 1000, 0);
         cache.insert(&k(2), 2, 10, 0);
         cache.insert(&k(3), 3, 1000, 0);
@@ -151,7 +158,7 @@ mod tests {
 
     #[test]
     fn memory_stays_bounded_under_churn() {
-        let mut cache = TokenCache::new(100);
+        let mut cache: TokenCache<_> = TokenCache::new(100);
         for i in 0..10_000u32 {
             let now = u64::from(i / 10);
             cache.insert(&k(i), i, now + u64::from(i % 50), now);
@@ -166,7 +173,7 @@ mod tests {
                 assert_eq!(*v, i);
             }
         }
-        let mut zero = TokenCache::new(0);
+        let mut zero: TokenCache<()> = TokenCache::new(0);
         zero.insert(&k(1), (), 10, 0);
         assert!(zero.is_empty());
     }

@@ -6,7 +6,7 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
-use super::{Engine, KeySource, Verified};
+use super::{Engine, KeySource, Refused, Verified, REFUSED_TTL_SECS};
 use crate::config::{FailMode, IntrospectionPolicy, OpaqueTokens, RouteRule, StaleMode};
 use crate::decision::{Decision, DecisionLog, Introspect, PendingIntrospection};
 use crate::extract::{extract, Extracted};
@@ -109,21 +109,26 @@ impl Engine {
                 log.cached = true;
                 v
             }
-            None => match self.verify(token, now, &mut log) {
-                Ok(v) => {
-                    let v = Rc::new(v);
-                    self.verified
-                        .insert(token, Rc::clone(&v), v.claims.exp, now);
-                    v
+            None => {
+                // Hashed only off the cached path: the failed-verification memory's key, and
+                // the log's name for a refused token.
+                let token_key = token_digest(token);
+                match self.verify(token, &token_key, now, &mut log) {
+                    Ok(v) => {
+                        let v = Rc::new(v);
+                        self.verified
+                            .insert(token, Rc::clone(&v), v.claims.exp, now);
+                        v
+                    }
+                    Err(unverified) => {
+                        log.token_hash = Some(short_hash(&token_key));
+                        return match unverified {
+                            Unverified::Refused(reason) => self.deny(reason, route, log),
+                            Unverified::LetThrough(reason) => self.fail_open(reason, route, log),
+                        };
+                    }
                 }
-                Err(unverified) => {
-                    log.token_hash = Some(short_hash(&token_digest(token)));
-                    return match unverified {
-                        Unverified::Refused(reason) => self.deny(reason, route, log),
-                        Unverified::LetThrough(reason) => self.fail_open(reason, route, log),
-                    };
-                }
-            },
+            }
         };
         log.issuer = Some(verified.claims.iss.clone());
         log.kid = verified.kid.clone();
@@ -320,13 +325,25 @@ impl Engine {
             .map_or(0, |s| s.cache_ttl_secs)
     }
 
-    /// Verifies a token not seen before.
+    /// Verifies a token not seen before. Cheap refusals first: a token whose signature step
+    /// failed recently (the failed-verification memory, keyed by `token_key`), then the
+    /// claims read from the unverified payload (`jwt::precheck`); only then the signature.
     fn verify(
         &mut self,
         token: &str,
+        token_key: &[u8; 32],
         now: u64,
         log: &mut DecisionLog,
     ) -> Result<Verified, Unverified> {
+        if let Some(refused) = self.remembered_refusal(token_key, now) {
+            log.kid.clone_from(&refused.kid);
+            log.issuer = self
+                .policy
+                .issuers
+                .get(refused.issuer)
+                .map(|p| p.verify.issuer.clone());
+            return Err(Unverified::Refused(refused.reason));
+        }
         let policy = Rc::clone(&self.policy);
         let inspected = jwt::inspect(token, policy.config.limits.max_token_bytes)
             .map_err(|e| Unverified::Refused(e.reason()))?;
@@ -347,17 +364,25 @@ impl Engine {
                 FailMode::Allow => Unverified::LetThrough(Reason::KeysUnavailable),
             });
         }
+        // After the key-set check, so that the keys-unavailable failure mode still applies
+        // first, as it does for every token: outcomes are those of the signature path.
+        jwt::precheck(&inspected, &issuer_policy.verify, now)
+            .map_err(|e| Unverified::Refused(e.reason()))?;
+        let sources: Vec<KeySource> = key_sets.iter().map(|(source, _)| *source).collect();
         let mut result = Err(TokenError::UnknownKey {
             kid: inspected.header.kid.clone(),
         });
         let mut key_set = KeySource::Inline;
+        let mut checks = 0;
         for (source, keys) in key_sets {
             key_set = source;
+            checks += 1;
             result = jwt::verify(token, keys, &issuer_policy.verify, now);
             if !matches!(result, Err(TokenError::UnknownKey { .. })) {
                 break;
             }
         }
+        self.signature_checks = self.signature_checks.saturating_add(checks);
         match result {
             Ok(claims) => Ok(Verified {
                 issuer,
@@ -372,10 +397,35 @@ impl Engine {
                     if let Some(state) = self.issuers.get_mut(issuer) {
                         state.unknown_kid_seen = true;
                     }
+                } else if remembered(&e) {
+                    let until = jwt::unverified_exp(&inspected)
+                        .unwrap_or(u64::MAX)
+                        .min(now.saturating_add(REFUSED_TTL_SECS));
+                    let refused = Refused {
+                        reason: e.reason(),
+                        issuer,
+                        sources,
+                        kid: inspected.header.kid,
+                    };
+                    self.refused
+                        .insert(token_key.as_slice(), refused, until, now);
                 }
                 Err(Unverified::Refused(e.reason()))
             }
         }
+    }
+
+    /// A refusal remembered for this token, while the key sets it was refused with are still
+    /// the usable ones.
+    fn remembered_refusal(&self, token_key: &[u8; 32], now: u64) -> Option<&Refused> {
+        let refused = self.refused.get(token_key.as_slice(), now)?;
+        let usable = self.usable_keys(refused.issuer, now);
+        let same = usable.len() == refused.sources.len()
+            && usable
+                .iter()
+                .zip(&refused.sources)
+                .all(|((source, _), was)| source == was);
+        same.then_some(refused)
     }
 
     fn revocation_check(&self, verified: &Verified, route: &RouteRule, now: u64) -> Revocation {
@@ -482,6 +532,20 @@ impl Engine {
             }),
         }
     }
+}
+
+/// Refusals from the signature step that the same token would get again from the same key
+/// sets: a bad signature, an algorithm the key does not allow, a token jwt-simple cannot
+/// decode. An unknown kid is not remembered: each sighting asks for a key refetch.
+fn remembered(error: &TokenError) -> bool {
+    matches!(
+        error,
+        TokenError::BadSignature
+            | TokenError::DisallowedAlgorithm
+            | TokenError::Malformed(_)
+            | TokenError::ForbiddenHeader(_)
+            | TokenError::WrongType
+    )
 }
 
 /// Tokens with two dots are JWS compact serialisations; anything else is opaque.

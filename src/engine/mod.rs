@@ -16,6 +16,7 @@ use crate::config::{ConfigErrors, Policy};
 use crate::introspection::IntrospectionCache;
 use crate::jwks::{JwksError, KeySet};
 use crate::jwt::Claims;
+use crate::reason::Reason;
 use crate::snapshot::HashedIds;
 use crate::snapshot::{RevocationState, SnapshotError, SnapshotKeys};
 use crate::token_cache::TokenCache;
@@ -47,6 +48,27 @@ pub(crate) struct Verified {
     pub hashed_ids: Cell<Option<([u8; 32], HashedIds)>>,
 }
 
+/// Entries in the failed-verification memory: 1024 digests and reasons, about 100 KiB.
+const REFUSED_ENTRIES: usize = 1024;
+
+/// Longest a refusal is remembered: it holds for its key sets, which change only on a load
+/// (that empties the memory), but a short bound keeps a mistake short.
+const REFUSED_TTL_SECS: u64 = 60;
+
+/// A token whose signature step refused it (bad signature, algorithm not allowed for the
+/// key, undecodable): deterministic for the same token and key sets, so a replay is refused
+/// from here at the cost of a hash and a lookup. Never an infrastructure outcome.
+#[derive(Debug)]
+pub(crate) struct Refused {
+    pub reason: Reason,
+    /// The issuer and the key sources tried: the memory answers only while the same ones are
+    /// usable (a fetched set gone stale leaves the inline set, or no keys at all, whose
+    /// failure mode applies as for any token).
+    pub issuer: usize,
+    pub sources: Vec<KeySource>,
+    pub kid: Option<String>,
+}
+
 /// Keys fetched from an issuer's upstream.
 #[derive(Debug)]
 struct FetchedKeys {
@@ -66,6 +88,10 @@ pub struct Engine {
     issuers: Vec<IssuerState>,
     revocation: Option<RevocationState>,
     verified: TokenCache<Rc<Verified>>,
+    /// Failed verifications, keyed by the token's SHA-256.
+    refused: TokenCache<Refused, [u8]>,
+    /// Signature steps run (`jwt::verify` calls): for tests and metrics.
+    signature_checks: u64,
     introspected: IntrospectionCache,
     fetches: fetch::Schedule,
     /// Sent with revocation fetches: the configured `revocation.node_id`, else the build's
@@ -125,6 +151,8 @@ impl Engine {
                 .collect(),
             revocation: None,
             verified: TokenCache::new(limits.verified_cache_entries),
+            refused: TokenCache::new(REFUSED_ENTRIES),
+            signature_checks: 0,
             introspected: IntrospectionCache::new(limits.introspection_cache_entries),
             fetches: fetch::Schedule::new(&policy),
             node_id: policy
@@ -183,6 +211,8 @@ impl Engine {
             if removed_or_replaced {
                 self.verified.clear();
             }
+            // A token refused for its signature or algorithm may verify with the new keys.
+            self.refused.clear();
             state.fetched = Some(FetchedKeys {
                 keys,
                 fetched_at: now,
@@ -245,6 +275,13 @@ impl Engine {
 
     pub fn snapshot_generation(&self) -> Option<u64> {
         self.revocation.as_ref().map(RevocationState::generation)
+    }
+
+    /// Signature steps run since the engine started (key selection, then the crypto library
+    /// when a key fits), one per key set tried. Refusals from the claims or from the
+    /// failed-verification memory run none.
+    pub fn signature_checks(&self) -> u64 {
+        self.signature_checks
     }
 
     pub fn status(&self, now: u64) -> EngineStatus {

@@ -141,6 +141,14 @@ fn token(signer: &Signer, sub: &str, jti: &str) -> String {
     signer.sign(&claims)
 }
 
+/// `token` with one signature character changed: same length, never valid.
+fn tampered(token: &str) -> String {
+    let mut bytes = token.as_bytes().to_vec();
+    let at = token.len() - 10;
+    bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+    String::from_utf8(bytes).unwrap_or_default()
+}
+
 fn public_pem(signer: &Signer) -> String {
     let pem = match &signer.key {
         Key::ES256(k) => k.public_key().to_pem(),
@@ -234,6 +242,14 @@ pub fn run(args: Args) -> Result<(), String> {
     let flagged: Vec<String> = (0..FLAGGED)
         .map(|i| token(es256, "user-1", &format!("flagged-{i}")))
         .collect();
+    // Cheap denials (issue 15): RS256, the dearest signature to check, refused again and again.
+    let rs256 = &signers[3];
+    let mut expired_claims = payload();
+    expired_claims["iat"] = json!(NOW - 7200);
+    expired_claims["nbf"] = json!(NOW - 7200);
+    expired_claims["exp"] = json!(NOW - 3600);
+    let expired = rs256.sign(&expired_claims);
+    let bad_signature = tampered(&token(rs256, "user-1", "forged"));
     // Warm: verify once so the cached paths start cached.
     revguard.request(&cached, &mut Samples::default())?;
     revguard.request(&revoked_token, &mut Samples::default())?;
@@ -287,6 +303,33 @@ pub fn run(args: Args) -> Result<(), String> {
                 )?,
                 401,
                 "revoked",
+            )?;
+        }
+        for _ in 0..BURST {
+            expect(
+                revguard.request(
+                    &bad_signature,
+                    entry(&mut results, "bad signature RS256, sent again"),
+                )?,
+                401,
+                "bad signature",
+            )?;
+        }
+        for _ in 0..BURST {
+            expect(
+                revguard.request(&expired, entry(&mut results, "expired RS256, sent again"))?,
+                401,
+                "expired",
+            )?;
+        }
+        for _ in 0..BURST {
+            expect(
+                revguard.send(
+                    HttpRequest::get("api", "/orders"),
+                    entry(&mut results, "missing token"),
+                )?,
+                401,
+                "missing token",
             )?;
         }
         let path = if round < FLAGGED {
