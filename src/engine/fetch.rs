@@ -139,8 +139,13 @@ impl Engine {
             let generation = self.revocation.as_ref().map_or(0, |s| s.generation());
             let node_id = self.node_id.as_deref();
             let held_kind = held_kind(r);
+            // The origin holds only a conditional request (it waits for data other than what
+            // the client has): an unconditional one is neither held nor given the longer
+            // timeout, so a request that waits for it (no data yet) waits `timeout_ms` at most.
             let hold = |kind: FetchKind, request: HttpRequest| match held_kind {
-                Some((held, secs)) if held == kind => held_request(request, secs),
+                Some((held, secs)) if held == kind && request.header("if-none-match").is_some() => {
+                    held_request(request, secs)
+                }
                 _ => request,
             };
             let slot = &mut self.fetches.snapshot;
@@ -215,7 +220,11 @@ impl Engine {
                     etag.is_some() && etag != slot.etag.as_deref() && !slot.asked_again;
                 // The "no delta yet" answer has a validator too: holding on it is how the first
                 // delta after a snapshot arrives at once.
-                if status == Some(200) || (status == Some(404) && kind == FetchKind::Delta) {
+                // A 304 names the validator of what is in force too (RFC 9110 15.4.5): a worker
+                // whose data came from another worker's fetch learns it here.
+                if matches!(status, Some(200) | Some(304))
+                    || (status == Some(404) && kind == FetchKind::Delta)
+                {
                     slot.etag = etag.filter(|e| e.len() <= 256).map(str::to_string);
                 }
                 slot.next_due = match held_kind {
@@ -693,8 +702,9 @@ mod tests {
             fetches.iter().map(|f| f.kind).collect()
         }
 
-        /// An engine with snapshot 5 loaded at T and its delta request out (at T).
-        fn holding() -> (Engine, FetchRequest) {
+        /// An engine with snapshot 5 loaded at T and its first delta request out (at T):
+        /// unconditional, so not held.
+        fn first_delta() -> (Engine, FetchRequest) {
             let mut engine = engine_with(HOLD, true);
             assert_eq!(kinds(&due(&mut engine, T)), vec![FetchKind::Snapshot]);
             let snap = snapshot(5);
@@ -705,6 +715,26 @@ mod tests {
             );
             let mut next = due(&mut engine, T);
             assert_eq!(kinds(&next), vec![FetchKind::Delta], "the delta at once");
+            let first = next.remove(0);
+            // Nothing to be conditional on yet: the origin could not hold it, so it is not
+            // asked to (nor given the longer timeout).
+            assert_eq!(first.request.header("prefer"), None);
+            assert_eq!(first.request.timeout_ms, 2_000);
+            (engine, first)
+        }
+
+        /// [`first_delta`] answered "no delta yet" (404 with a validator, at once): the held
+        /// delta request that follows at once (at T).
+        fn holding() -> (Engine, FetchRequest) {
+            let (mut engine, _) = first_delta();
+            let none = answer(404, Some("\"none-5\""), b"", false, Some(5));
+            let _ = engine.fetch_completed(FetchKind::Delta, none, T);
+            let mut next = due(&mut engine, T);
+            assert_eq!(
+                kinds(&next),
+                vec![FetchKind::Delta],
+                "again at once, conditional"
+            );
             (engine, next.remove(0))
         }
 
@@ -718,10 +748,16 @@ mod tests {
             let first = due(&mut engine, T);
             assert_eq!(first[0].request.header("prefer"), None);
             assert_eq!(first[0].request.timeout_ms, 2_000);
-            // Without a delta the snapshot is the held resource.
+            // Without a delta the snapshot is the held resource, once there is one to be
+            // conditional on.
             let mut alone = engine_with(HOLD, false);
             let first = due(&mut alone, T);
-            assert_eq!(first[0].request.header("prefer"), Some("wait=25"));
+            assert_eq!(first[0].request.header("prefer"), None);
+            let snap = snapshot(5);
+            let ok = answer(200, Some("\"s5\""), &snap, false, Some(5));
+            let _ = alone.fetch_completed(FetchKind::Snapshot, ok, T);
+            let next = due(&mut alone, T);
+            assert_eq!(next[0].request.header("prefer"), Some("wait=25"));
             // hold_secs 0: plain polling, no preference, the plain timeout.
             let mut polling = engine_with(0, false);
             let first = due(&mut polling, T);
@@ -779,7 +815,7 @@ mod tests {
 
         #[test]
         fn the_first_no_delta_answer_is_followed_at_once_by_a_held_request() {
-            let (mut engine, first) = holding();
+            let (mut engine, first) = first_delta();
             // Nothing to be conditional on yet: the origin cannot hold the first request.
             assert_eq!(first.request.header("if-none-match"), None);
             let none = answer(404, Some("\"none-5\""), b"", false, Some(5));
@@ -808,12 +844,13 @@ mod tests {
 
         #[test]
         fn a_server_that_does_not_hold_is_polled_at_the_refresh_interval() {
-            let (mut engine, _) = holding();
+            let (mut engine, _) = first_delta();
             // A static server or CDN: 404 at once, no Preference-Applied, no generation.
             let none = answer(404, None, b"", false, None);
             engine.fetch_completed(FetchKind::Delta, none, T).unwrap();
             assert!(due(&mut engine, T + 9).is_empty());
-            // Each poll still asks to be held: an origin that starts holding is noticed.
+            // Polled at the interval (a poll with a validator still asks to be held, so an
+            // origin that starts holding is noticed).
             let polls = due(&mut engine, T + 10);
             assert_eq!(
                 kinds(&polls),
@@ -829,7 +866,8 @@ mod tests {
                 .unwrap();
             let polls = due(&mut engine, T + 10);
             assert_eq!(kinds(&polls), vec![FetchKind::Delta]);
-            assert_eq!(polls[0].request.header("prefer"), Some("wait=25"));
+            // No validator from this server: nothing to hold on.
+            assert_eq!(polls[0].request.header("prefer"), None);
             // New data from a static server: one more request at once (it may hold, after all)...
             let d6 = delta(&snapshot(5), 6);
             let new = answer(200, Some("\"d6\""), &d6, false, None);

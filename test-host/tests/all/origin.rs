@@ -17,13 +17,13 @@ use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
 
-fn temp_dir(name: &str) -> std::path::PathBuf {
+pub(crate) fn temp_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("revguard-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -59,7 +59,7 @@ fn proxy(workers: usize, policy: String, origin: SocketAddr) -> Proxy {
 }
 
 /// 200 (forwarded) or the denial's status.
-fn status(proxy: &mut Proxy, worker: usize, token: &str) -> u32 {
+pub(crate) fn status(proxy: &mut Proxy, worker: usize, token: &str) -> u32 {
     let request =
         HttpRequest::get("api", "/orders").header("authorization", format!("Bearer {token}"));
     let (stream, outcome) = proxy
@@ -77,7 +77,7 @@ fn status(proxy: &mut Proxy, worker: usize, token: &str) -> u32 {
 /// Advances both proxies in real time until every worker of each answers `want` for
 /// `token`; returns, per proxy and worker, the seconds after `since` of its first such
 /// answer. Gives up after `limit` (a liveness bound, not a performance assertion).
-fn until_every_worker(
+pub(crate) fn until_every_worker(
     proxies: &mut [&mut Proxy],
     token: &str,
     want: u32,
@@ -106,7 +106,7 @@ fn until_every_worker(
         .collect()
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted.get(i).copied().unwrap_or(f64::NAN)
 }

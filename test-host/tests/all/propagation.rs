@@ -12,11 +12,12 @@
 //! the 200-revocation campaign quoted in BENCHMARKS.md:
 //! `cargo test -p revguard-test-host --test all propagation::campaign -- --ignored --nocapture --test-threads 1`.
 
+use crate::origin::{self, percentile, status, temp_dir, unix_now};
 use crate::rg::{Issuer, ISSUER};
 use revguard_test_host::origin_service::OriginService;
 use revguard_test_host::{
-    CalloutRequest, Clock, HttpRequest, HttpUpstream, Outcome, Proxy, ProxyConfig, Upstream,
-    UpstreamOutcome, UpstreamReply,
+    CalloutRequest, Clock, HttpUpstream, Proxy, ProxyConfig, Upstream, UpstreamOutcome,
+    UpstreamReply,
 };
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -24,20 +25,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::channel;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("revguard-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use std::time::{Duration, Instant};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -169,29 +157,13 @@ fn proxy(workers: usize, policy: String, upstream: Arc<Counting>) -> Proxy {
     .expect("revguard loads")
 }
 
-/// 200 (forwarded) or the local reply's status.
-fn status(proxy: &mut Proxy, worker: usize, token: &str) -> u32 {
-    let request =
-        HttpRequest::get("api", "/orders").header("authorization", format!("Bearer {token}"));
-    let (stream, outcome) = proxy
-        .run_request(worker, request, Duration::from_secs(5))
-        .unwrap();
-    let status = match &outcome {
-        Outcome::Continued(_) => 200,
-        Outcome::LocalReply(reply) => reply.status,
-        other => panic!("{other:?}"),
-    };
-    let _ = proxy.end_stream(stream);
-    status
-}
-
 fn advance(proxies: &mut [&mut Proxy], by: Duration) {
     for p in proxies.iter_mut() {
         p.advance(by).unwrap();
     }
 }
 
-/// Runs both proxies in real time until every worker answers `want` for `token`; the seconds
+/// Runs the proxies in real time until every worker answers `want` for `token`; the seconds
 /// after `since` of the slowest worker. `limit` is a liveness bound, not a performance claim.
 fn until_every_worker(
     proxies: &mut [&mut Proxy],
@@ -200,32 +172,10 @@ fn until_every_worker(
     since: Instant,
     limit: Duration,
 ) -> f64 {
-    let mut pending: Vec<(usize, usize)> = proxies
-        .iter()
-        .enumerate()
-        .flat_map(|(p, proxy)| (0..proxy.workers()).map(move |w| (p, w)))
-        .collect();
-    let mut last = 0f64;
-    while !pending.is_empty() {
-        assert!(
-            since.elapsed() < limit,
-            "workers {pending:?} did not answer {want} within {limit:?}"
-        );
-        advance(proxies, Duration::from_millis(5));
-        pending.retain(|&(p, w)| {
-            let done = status(proxies[p], w, token) == want;
-            if done {
-                last = since.elapsed().as_secs_f64();
-            }
-            !done
-        });
-    }
-    last
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted.get(i).copied().unwrap_or(f64::NAN)
+    origin::until_every_worker(proxies, token, want, since, limit)
+        .into_iter()
+        .flatten()
+        .fold(0.0, f64::max)
 }
 
 fn summary(times: &mut [f64]) -> String {
