@@ -135,14 +135,21 @@ test("the fetch schedule: due fetches, conditional requests, backoff", () => {
   const updated = engine.fetchCompleted("snapshot", { status: 200, etag: '"v1"', body: snapshot }, t);
   assert.deepEqual(updated, { outcome: "updated", value: 5 });
 
-  // A new snapshot: its delta at once, asking the origin to hold it (`hold_secs`, 25 by
-  // default) and waiting that much longer for the answer.
+  // A new snapshot: its delta at once. Nothing to be conditional on yet, so the origin could
+  // not hold it: no `Prefer: wait`, the plain timeout.
   const first = engine.dueFetches(t);
   assert.deepEqual(first.map((f) => f.kind), ["delta"]);
-  assert.deepEqual(first[0].headers.find(([name]) => name === "prefer"), ["prefer", "wait=25"]);
-  assert.equal(first[0].timeout_ms, (config.revocation.timeout_ms ?? 2000) + 25000);
-  // "No delta yet" from a server that did not hold: polled at the interval.
-  assert.deepEqual(engine.fetchCompleted("delta", { status: 404 }, t), { outcome: "not_modified" });
+  assert.equal(first[0].headers.find(([name]) => name === "prefer"), undefined);
+  assert.equal(first[0].timeout_ms, config.revocation.timeout_ms ?? 2000);
+  // "No delta yet" with a validator: asked again at once, conditional on it, asking the origin
+  // to hold it (`hold_secs`, 25 by default) and waiting that much longer for the answer.
+  assert.deepEqual(engine.fetchCompleted("delta", { status: 404, etag: '"none-5"' }, t), { outcome: "not_modified" });
+  const held = engine.dueFetches(t);
+  assert.deepEqual(held.map((f) => f.kind), ["delta"]);
+  assert.deepEqual(held[0].headers.find(([name]) => name === "prefer"), ["prefer", "wait=25"]);
+  assert.equal(held[0].timeout_ms, (config.revocation.timeout_ms ?? 2000) + 25000);
+  // The same "no delta yet" again from a server that did not hold: polled at the interval.
+  assert.deepEqual(engine.fetchCompleted("delta", { status: 404, etag: '"none-5"' }, t), { outcome: "not_modified" });
   assert.deepEqual(engine.dueFetches(t + 9), []);
 
   // The delta waits while the snapshot is in flight (it applies to the snapshot it was built on).
