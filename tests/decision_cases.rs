@@ -219,6 +219,24 @@ fn generate() -> Value {
             Value::Null,
         ),
         (
+            // Claims are checked before the signature (a forged token costs no signature
+            // work when its claims already fail): the claim's reason, in every build.
+            "a tampered payload that has also expired is refused as expired",
+            now,
+            get(
+                "/orders",
+                bearer(&format!(
+                    "{h}.{}.{}",
+                    Base64UrlSafeNoPadding::encode_to_string(
+                        br#"{"sub":"admin","iss":"https://idp.test","aud":"api","exp":1000}"#
+                    )
+                    .unwrap(),
+                    valid.rsplit('.').next().unwrap()
+                )),
+            ),
+            Value::Null,
+        ),
+        (
             "alg none is refused",
             now,
             get("/orders", bearer(&format!("{none_header}.{p}."))),
