@@ -50,6 +50,7 @@ pub mod introspection;
 pub mod json;
 pub mod jwks;
 pub mod jwt;
+pub mod metric_names;
 pub mod node_id;
 /// The origin service (`revguard origin serve`): native only, never in a wasm build.
 #[cfg(all(not(target_arch = "wasm32"), feature = "origin"))]

@@ -499,6 +499,12 @@ pub struct KongSettings {
     /// (Envoy takes TLS from the cluster and needs no such setting).
     #[serde(default)]
     pub tls: bool,
+    /// Define proxy-wasm metrics. Off by default: ngx_wasm_module before prerelease-0.4.0
+    /// (Kong 3.4-3.7) traps on `proxy_define_metric` ("function not yet implemented"), which
+    /// would fail every request, and the filter cannot ask the host which it is without that
+    /// trap. Off, the counters go to a log line a minute. Kong 3.8 and later: set `true`.
+    #[serde(default)]
+    pub metrics: bool,
 }
 
 /// Which proxy runs the filter, as far as the core's rules care.

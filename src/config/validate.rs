@@ -781,14 +781,23 @@ mod tests {
             p.config.host,
             HostProfile::Kong(KongSettings {
                 shm_zone: "rg".into(),
-                tls: true
+                tls: true,
+                metrics: false,
             })
         );
         doc["host"] = json!({"kong": {}});
         let HostProfile::Kong(kong) = policy(&doc).unwrap().config.host else {
             panic!("not kong");
         };
-        assert_eq!((kong.shm_zone.as_str(), kong.tls), ("revguard", false));
+        assert_eq!(
+            (kong.shm_zone.as_str(), kong.tls, kong.metrics),
+            ("revguard", false, false)
+        );
+        doc["host"] = json!({"kong": {"metrics": true}});
+        let HostProfile::Kong(kong) = policy(&doc).unwrap().config.host else {
+            panic!("not kong");
+        };
+        assert!(kong.metrics);
         doc["host"] = json!("envoy");
         assert_eq!(policy(&doc).unwrap().host, HostKind::Envoy);
         doc["host"] = json!({"kong": {"zone": "x"}});

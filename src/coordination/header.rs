@@ -2,12 +2,78 @@
 //! different builds may share one zone.
 //!
 //! `RGS1` | sequence (u64 BE) | fetch time (u64 BE) | ETag length (u16 BE) | ETag | body.
+//!
+//! A body larger than [`CHUNK_BYTES`] is split over several keys, each piece under this same
+//! header, and the version entry's (otherwise empty) body is then a [`Chunked`] table.
 
 const MAGIC: &[u8; 4] = b"RGS1";
 /// MAGIC, sequence, fetch time, ETag length.
 const HEADER_LEN: usize = 4 + 8 + 8 + 2;
 /// ETags longer than this are published as empty (and never sent back).
 pub const MAX_ETAG: usize = 256;
+
+/// The largest body published under one key. Some proxy-wasm hosts refuse shared-data values
+/// over 64 KiB, and a Kong `shm_kv` zone stores nothing larger than itself: a piece, its header
+/// and the longest ETag stay within 64 KiB.
+pub const CHUNK_BYTES: usize = 63 * 1024;
+
+/// The version entry's body for data split over `count` pieces: count (u16 BE), total length
+/// (u32 BE) and the first 16 bytes of the body's SHA-256, so a reader that put together pieces
+/// of two publications (two writers racing with the same sequence number) knows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Chunked {
+    pub count: u16,
+    len: u32,
+    digest: [u8; 16],
+}
+
+fn digest(body: &[u8]) -> [u8; 16] {
+    let full = hmac_sha256::Hash::hash(body);
+    let mut out = [0u8; 16];
+    out.copy_from_slice(full.get(..16).unwrap_or(&[0u8; 16]));
+    out
+}
+
+impl Chunked {
+    const LEN: usize = 2 + 4 + 16;
+
+    /// The table for `body`, `None` when it fits one key (or is too large to split: over
+    /// 65,535 pieces, far beyond any snapshot limit).
+    pub fn of(body: &[u8]) -> Option<Chunked> {
+        if body.len() <= CHUNK_BYTES {
+            return None;
+        }
+        Some(Chunked {
+            count: u16::try_from(body.len().div_ceil(CHUNK_BYTES)).ok()?,
+            len: u32::try_from(body.len()).ok()?,
+            digest: digest(body),
+        })
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(Self::LEN);
+        out.extend_from_slice(&self.count.to_be_bytes());
+        out.extend_from_slice(&self.len.to_be_bytes());
+        out.extend_from_slice(&self.digest);
+        out
+    }
+
+    /// `None` for anything but an exact table of at least two pieces.
+    pub fn decode(bytes: &[u8]) -> Option<Chunked> {
+        if bytes.len() != Self::LEN {
+            return None;
+        }
+        let count = u16::from_be_bytes(bytes.get(0..2)?.try_into().ok()?);
+        let len = u32::from_be_bytes(bytes.get(2..6)?.try_into().ok()?);
+        let digest: [u8; 16] = bytes.get(6..)?.try_into().ok()?;
+        (count >= 2).then_some(Chunked { count, len, digest })
+    }
+
+    /// Whether `body`, put together from the pieces, is the body this table describes.
+    pub fn matches(&self, body: &[u8]) -> bool {
+        usize::try_from(self.len).is_ok_and(|len| len == body.len()) && digest(body) == self.digest
+    }
+}
 
 /// One resource's published header and body.
 #[derive(Debug, PartialEq, Eq)]
@@ -103,6 +169,34 @@ mod tests {
         long_etag_len[21] = 200;
         assert_eq!(decode(&long_etag_len), None);
         assert_eq!(decode(b"garbage"), None);
+    }
+
+    #[test]
+    fn a_chunk_table_round_trips_and_refuses_anything_else() {
+        assert_eq!(Chunked::of(&vec![1u8; CHUNK_BYTES]), None);
+        let body = vec![7u8; 2 * CHUNK_BYTES + 1];
+        let table = Chunked::of(&body).unwrap();
+        assert_eq!(table.count, 3);
+        let bytes = table.encode();
+        assert_eq!(Chunked::decode(&bytes), Some(table));
+        assert!(table.matches(&body));
+        let mut other = body.clone();
+        other[CHUNK_BYTES] = 8;
+        assert!(!table.matches(&other));
+        assert!(!table.matches(&body[1..]));
+        for len in 0..bytes.len() {
+            assert_eq!(Chunked::decode(&bytes[..len]), None);
+        }
+        let mut one_piece = bytes.clone();
+        one_piece[0..2].copy_from_slice(&1u16.to_be_bytes());
+        assert_eq!(Chunked::decode(&one_piece), None);
+        assert_eq!(Chunked::decode(&[bytes.clone(), vec![0]].concat()), None);
+    }
+
+    #[test]
+    fn a_piece_with_its_header_and_the_longest_etag_fits_64_kib() {
+        let etag = "x".repeat(MAX_ETAG);
+        assert!(encode(u64::MAX, u64::MAX, &etag, &vec![0; CHUNK_BYTES]).len() <= 64 * 1024);
     }
 
     #[test]

@@ -17,9 +17,17 @@
 //!     [`RECHECK_SECS`]: after a configuration reload (all VMs new) or a crash, a new holder
 //!     takes over within a few seconds rather than after a held call's 27 s.
 //! - `<prefix><kind>/<src>/data`: the last verified body the holder loaded, with its sequence
-//!   number, ETag and fetch time ([`header`]).
-//! - `<prefix><kind>/<src>/version`: the same header without the body: workers read this small
-//!   key every tick and copy the body only when the sequence number changed.
+//!   number, ETag and fetch time ([`header`]). A body over [`header::CHUNK_BYTES`] (a large
+//!   snapshot) goes to `data/0`, `data/1`, ... instead, each piece under the same header, so no
+//!   value exceeds 64 KiB (some hosts refuse larger values; a Kong zone holds nothing larger
+//!   than itself). `data` is then left alone: a worker of an older build finds it stale and
+//!   fetches for itself rather than loading one piece.
+//! - `<prefix><kind>/<src>/version`: the same header without the body (or, for a split body,
+//!   with the [`header::Chunked`] table: piece count, length, digest): workers read this small
+//!   key every tick and copy the body only when the sequence number changed. A reader takes a
+//!   split body only if every piece carries the version's sequence number and the pieces add up
+//!   to the table's length and digest: it never mixes two publications; anything else counts
+//!   as data lost (the worker fetches for itself).
 //!
 //! Every body is verified again by each worker's engine (signature, rollback), so shared data
 //! is an optimisation, never a source of trust. An entry that is missing (never written, or
@@ -33,7 +41,7 @@ use std::collections::HashMap;
 
 use crate::config::{Endpoint, Policy};
 use crate::engine::{Engine, FetchKind, FetchRequest};
-use header::{decode, encode, MAX_ETAG};
+use header::{decode, encode, Chunked, CHUNK_BYTES, MAX_ETAG};
 
 /// The host's key-value store shared by the worker VMs (proxy-wasm shared data).
 pub trait SharedStore {
@@ -342,6 +350,8 @@ impl Coordinator {
         else {
             return 0;
         };
+        let chunked = Chunked::of(body);
+        let table = chunked.map(|c| c.encode()).unwrap_or_default();
         let mut failures = 0u32;
         for _ in 0..2 {
             let current = store.get(&version_key);
@@ -351,14 +361,23 @@ impl Coordinator {
                 .and_then(|(value, _)| decode(value))
                 .map_or(1, |p| p.seq.saturating_add(1));
             // The data first: a version without its data makes readers fetch for themselves.
-            if store
-                .set(&data_key, &encode(seq, fetched_at, etag, body), 0)
-                .is_err()
-            {
+            let data_written = if chunked.is_some() {
+                body.chunks(CHUNK_BYTES).enumerate().all(|(i, piece)| {
+                    let key = format!("{data_key}/{i}");
+                    store
+                        .set(&key, &encode(seq, fetched_at, "", piece), 0)
+                        .is_ok()
+                })
+            } else {
+                store
+                    .set(&data_key, &encode(seq, fetched_at, etag, body), 0)
+                    .is_ok()
+            };
+            if !data_written {
                 failures = failures.saturating_add(1);
             }
             if store
-                .set(&version_key, &encode(seq, fetched_at, etag, &[]), cas)
+                .set(&version_key, &encode(seq, fetched_at, etag, &table), cas)
                 .is_ok()
             {
                 self.synced_seq.insert(kind, seq);
@@ -404,7 +423,7 @@ impl Coordinator {
         let version_key = self.key(kind, "version")?;
         let data_key = self.key(kind, "data")?;
         let version = store.get(&version_key);
-        let Some(seq) = version.as_ref().and_then(|(v, _)| decode(v)).map(|p| p.seq) else {
+        let Some(published) = version.as_ref().and_then(|(v, _)| decode(v)) else {
             // Nothing published (or evicted): fine if this worker has the data already.
             let have = match kind {
                 FetchKind::Keys(i) => engine
@@ -418,30 +437,31 @@ impl Coordinator {
             self.set_missing(kind, (!have).then_some(Missing::Unpublished));
             return None;
         };
+        let seq = published.seq;
         if self.synced_seq.get(&kind) == Some(&seq) {
             self.set_missing(kind, None);
             return None;
         }
-        let data = store.get(&data_key);
-        let Some(published) = data
-            .as_ref()
-            .and_then(|(v, _)| decode(v))
-            .filter(|p| p.seq == seq)
-        else {
+        let body = if published.body.is_empty() {
+            read_whole(store, &data_key, seq)
+        } else {
+            Chunked::decode(published.body).and_then(|t| read_pieces(store, &data_key, seq, t))
+        };
+        let Some(body) = body else {
             self.set_missing(kind, Some(Missing::DataLost));
             return None;
         };
         let loaded = match kind {
             FetchKind::Keys(i) => {
                 let fetched_at = published.fetched_at.min(now);
-                engine.load_keys(i, published.body, fetched_at).map(|_| {
+                engine.load_keys(i, &body, fetched_at).map(|_| {
                     // Fetched by another worker: due again one interval after it was.
                     let interval = engine.refresh_interval(kind);
                     engine.defer_fetch(kind, fetched_at.saturating_add(interval));
                 })
             }
-            FetchKind::Snapshot => engine.load_snapshot(published.body).map(|_| ()),
-            FetchKind::Delta => engine.load_delta(published.body).map(|_| ()),
+            FetchKind::Snapshot => engine.load_snapshot(&body).map(|_| ()),
+            FetchKind::Delta => engine.load_delta(&body).map(|_| ()),
         };
         if loaded.is_ok() {
             self.etags.insert(kind, published.etag.to_string());
@@ -461,4 +481,25 @@ impl Coordinator {
             None => self.missing.remove(&kind),
         };
     }
+}
+
+/// The body published whole under `key` with sequence number `seq`.
+fn read_whole(store: &impl SharedStore, key: &str, seq: u64) -> Option<Vec<u8>> {
+    let (mut value, _) = store.get(key)?;
+    let body_len = decode(&value).filter(|p| p.seq == seq)?.body.len();
+    let start = value.len().checked_sub(body_len)?;
+    value.drain(..start);
+    Some(value)
+}
+
+/// The body split over `<key>/0..count`, if every piece belongs to publication `seq` and the
+/// whole matches the table.
+fn read_pieces(store: &impl SharedStore, key: &str, seq: u64, table: Chunked) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    for i in 0..table.count {
+        let (value, _) = store.get(&format!("{key}/{i}"))?;
+        let piece = decode(&value).filter(|p| p.seq == seq)?;
+        body.extend_from_slice(piece.body);
+    }
+    table.matches(&body).then_some(body)
 }

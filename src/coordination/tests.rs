@@ -25,6 +25,8 @@ struct MemStore {
     refuse: Vec<String>,
     /// Before the next write to this key, another worker writes it (bumping its CAS).
     race: Option<(String, Vec<u8>)>,
+    /// Values larger than this are refused (a host's per-value limit).
+    max_value: Option<usize>,
     reads: Cell<u32>,
 }
 
@@ -77,7 +79,9 @@ impl SharedStore for MemStore {
                 self.race = Some((racing, other));
             }
         }
-        if self.refuse.iter().any(|s| key.ends_with(s.as_str())) {
+        if self.refuse.iter().any(|s| key.ends_with(s.as_str()))
+            || self.max_value.is_some_and(|max| value.len() > max)
+        {
             return Err(StoreError::Other);
         }
         if let Some((_, current, _)) = self.entries.get(key) {
@@ -562,4 +566,128 @@ fn the_workers_of_one_proxy_share_one_node_id() {
         ..MemStore::default()
     };
     assert_eq!(shared_node_id(&mut full, "revguard/", "rg-6"), "rg-6");
+}
+
+/// A signed snapshot of generation `generation` with `subjects` exact subject entries (about 24
+/// bytes each): large enough to be split.
+fn large_snapshot(generation: u64, subjects: usize) -> Vec<u8> {
+    use crate::snapshot::{build_snapshot, BuildOptions, Revocation, RevocationTarget};
+    let entries: Vec<Revocation> = (0..subjects)
+        .map(|i| Revocation {
+            target: RevocationTarget::Subject {
+                sub: format!("user-{i}"),
+                not_before: T - 10,
+            },
+            exp: None,
+        })
+        .collect();
+    let opts = BuildOptions {
+        generation,
+        built_at: T,
+        max_age_secs: 300,
+        fp_rate: 0.001,
+        salt: [generation as u8; 32],
+    };
+    build_snapshot(&entries, &opts, &SigningKey::from_seed([7; 32]).unwrap()).unwrap()
+}
+
+/// A host that refuses values over 64 KiB.
+fn limited_store() -> MemStore {
+    MemStore {
+        max_value: Some(64 * 1024),
+        ..MemStore::default()
+    }
+}
+
+#[test]
+fn a_snapshot_over_64_kib_is_published_in_pieces_within_the_limit() {
+    let mut store = limited_store();
+    let (mut a, mut engine_a) = worker("a");
+    let (mut b, mut engine_b) = worker("b");
+    let body = large_snapshot(1, 8000);
+    assert!(body.len() > 180_000, "{}", body.len());
+    engine_a.load_snapshot(&body).unwrap();
+    assert_eq!(a.publish(&mut store, SNAP, &body, Some("\"g1\""), T), 0);
+    assert!(store.entries.values().all(|(v, _, _)| v.len() <= 64 * 1024));
+    let data = a.key(SNAP, "data").unwrap();
+    assert!(
+        store.get(&data).is_none(),
+        "the whole-body key is left alone"
+    );
+    assert!(store.get(&format!("{data}/2")).is_some());
+    assert_eq!(
+        b.sync(&store, &mut engine_b, T),
+        vec![Synced {
+            kind: SNAP,
+            loaded: true
+        }]
+    );
+    assert_eq!(engine_b.snapshot_generation(), Some(1));
+    assert_eq!(b.etag(SNAP), Some("\"g1\""));
+    // Before: the whole body in one value, refused; the others answered 503 until their own
+    // first fetch. The failure is still reported when a piece is refused.
+    store.max_value = Some(10_000);
+    assert_eq!(a.publish(&mut store, SNAP, &body, None, T + 1), 1);
+}
+
+#[test]
+fn a_reader_never_mixes_the_pieces_of_two_publications() {
+    let mut store = limited_store();
+    let (mut a, _) = worker("a");
+    let (mut b, mut engine_b) = worker("b");
+    let first = large_snapshot(1, 8000);
+    let second = large_snapshot(2, 8000);
+    a.publish(&mut store, SNAP, &first, None, T);
+    let data = a.key(SNAP, "data").unwrap();
+    let version = a.key(SNAP, "version").unwrap();
+    // A writer half-way through publication 2: one piece overwritten, the version still 1.
+    let piece = second.get(CHUNK_BYTES..2 * CHUNK_BYTES).unwrap();
+    store.raw(&format!("{data}/1"), &encode(2, T + 1, "", piece));
+    assert!(b.sync(&store, &mut engine_b, T + 1).is_empty());
+    assert_eq!(engine_b.snapshot_generation(), None);
+    assert_eq!(b.claim(&mut store, SNAP, T + 1), Claim::Fetch, "data lost");
+    // Two writers that both read version 1 write pieces numbered 2: the digest tells.
+    let (mut c, _) = worker("c");
+    c.publish(&mut store, SNAP, &second, None, T + 2);
+    let seq = decode(&store.get(&version).unwrap().0).unwrap().seq;
+    let foreign = first.get(..CHUNK_BYTES).unwrap();
+    store.raw(&format!("{data}/0"), &encode(seq, T + 2, "", foreign));
+    assert!(b.sync(&store, &mut engine_b, T + 2).is_empty());
+    assert_eq!(engine_b.snapshot_generation(), None);
+    // The next whole publication is taken.
+    c.publish(&mut store, SNAP, &second, None, T + 3);
+    assert_eq!(b.sync(&store, &mut engine_b, T + 3).len(), 1);
+    assert_eq!(engine_b.snapshot_generation(), Some(2));
+}
+
+#[test]
+fn an_evicted_piece_makes_a_worker_fetch_for_itself() {
+    let mut store = limited_store();
+    let (mut a, _) = worker("a");
+    let (mut b, mut engine_b) = worker("b");
+    assert_eq!(a.claim(&mut store, SNAP, T), Claim::Fetch);
+    a.publish(&mut store, SNAP, &large_snapshot(1, 8000), None, T);
+    store.evict(&format!("{}/1", a.key(SNAP, "data").unwrap()));
+    assert!(b.sync(&store, &mut engine_b, T).is_empty());
+    assert_eq!(b.claim(&mut store, SNAP, T), Claim::Fetch);
+}
+
+#[test]
+fn an_lru_zone_sized_for_the_pieces_keeps_them() {
+    // The Kong example sizes its zone from the snapshot limit: twice the largest snapshot
+    // (the pieces of one publication being replaced by the next) and room for the rest.
+    let body = large_snapshot(1, 8000);
+    let mut store = MemStore {
+        capacity: Some(2 * body.len() + 16 * 1024),
+        max_value: Some(64 * 1024),
+        ..MemStore::default()
+    };
+    let (mut a, _) = worker("a");
+    let (mut b, mut engine_b) = worker("b");
+    assert_eq!(a.claim(&mut store, SNAP, T), Claim::Fetch);
+    a.publish(&mut store, SNAP, &body, None, T);
+    a.publish(&mut store, KEYS, &keys_body(), None, T);
+    a.publish(&mut store, SNAP, &large_snapshot(2, 8000), None, T + 1);
+    b.sync(&store, &mut engine_b, T + 1);
+    assert_eq!(engine_b.snapshot_generation(), Some(2));
 }

@@ -129,7 +129,7 @@ impl std::fmt::Display for LoadError {
 impl std::error::Error for LoadError {}
 
 /// Point-in-time state for metrics and `check` output.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct EngineStatus {
     pub snapshot_generation: Option<u64>,
     pub snapshot_age_secs: Option<u64>,

@@ -305,8 +305,10 @@ pub fn call_timeout(ms: u64) -> Duration {
     Duration::from_millis(ms.clamp(1, u64::from(i32::MAX.unsigned_abs())))
 }
 
-/// Defines a metric. A host without metrics, or with a name or memory limit, fails this call:
-/// metrics are then skipped, never a trap.
+/// Defines a metric. A host that refuses with a status (a name or memory limit on some hosts)
+/// only loses the metric. Kong's ngx_wasm_module traps instead (no metrics before
+/// prerelease-0.4.0; a name too long or a full store after): no call made here can avoid
+/// that, so on Kong metrics are defined only when `host.kong.metrics` says the host has them.
 pub fn define_metric(kind: proxy_wasm::types::MetricType, name: &str) -> Result<u32, Status> {
     let mut id = 0u32;
     // SAFETY: `name` is valid for `name.len()` bytes and `id` for one u32 during the call.

@@ -1,8 +1,9 @@
 //! The adapter's own settings: where this host keeps the data workers share, and whether
 //! callouts ask the host for TLS. They come from the document's `host` section (Kong's
-//! `shm_zone` and `tls`), which the core validates with the rest of the document but never
+//! `shm_zone`, `tls` and `metrics`), which the core validates with the rest of the document but never
 //! reads: its rules depend on the host kind only.
 
+use super::metrics::Sink;
 use crate::config::HostProfile;
 
 pub struct Settings {
@@ -10,6 +11,8 @@ pub struct Settings {
     pub shared_prefix: String,
     /// Kong with `tls`: callouts carry `:scheme: https` (ngx_wasm_module opens TLS only then).
     pub callout_tls: bool,
+    /// Envoy: the host's metrics. Kong: only with `metrics` (Kong 3.8 and later), else a log line.
+    pub metrics: Sink,
 }
 
 impl Settings {
@@ -18,10 +21,12 @@ impl Settings {
             HostProfile::Envoy => Settings {
                 shared_prefix: "revguard/".to_string(),
                 callout_tls: false,
+                metrics: Sink::Host,
             },
             HostProfile::Kong(kong) => Settings {
                 shared_prefix: format!("{}/", kong.shm_zone),
                 callout_tls: kong.tls,
+                metrics: if kong.metrics { Sink::Host } else { Sink::Log },
             },
         }
     }

@@ -38,6 +38,8 @@ struct Waiter {
 /// A callout whose stream went away is sent again (or, past its timeout plus this, failed)
 /// from the root context's tick.
 const CALLOUT_GRACE_MS: u64 = 1000;
+/// On a host without metrics, the counters are logged at most this often (only when some moved).
+const COUNTER_LOG_SECS: u64 = 60;
 
 /// A call answer as read from the host. `status == None`: failed (zero headers).
 struct Answer {
@@ -112,6 +114,8 @@ pub struct Worker {
     fetch_calls: HashMap<u32, FetchKind>,
     /// Kong with `tls`: callouts carry `:scheme: https`.
     callout_tls: bool,
+    /// When the counters were last logged (a host without metrics), Unix seconds.
+    counters_logged_at: u64,
 }
 
 fn now_secs() -> u64 {
@@ -128,6 +132,15 @@ fn dispatch(request: &HttpRequest, tls: bool) -> Result<u32, String> {
         headers.push((":scheme", "https"));
     }
     let body = (!request.body.is_empty()).then_some(request.body.as_slice());
+    // The SDK's call, not a wrapper: its dispatcher must record the token to route the answer
+    // to `on_http_call_response` (`register_callout` is private to the SDK, and an answer to an
+    // unrecorded token panics: "invalid token_id"). It panics on statuses other than `Ok`,
+    // `BadArgument` and `InternalFailure`, the only failures Envoy answers for a call built from
+    // valid slices (source/extensions/common/wasm/context.cc, `Context::httpCall`: unknown
+    // cluster, missing pseudo-headers, no request) and the one Kong answers when the dispatch
+    // fails (src/common/proxy_wasm/ngx_proxy_wasm_host.c, `ngx_proxy_wasm_hfuncs_dispatch_http_call`
+    // -> `ngx_proxy_wasm_result_err`; it traps only outside the phases that may dispatch, and
+    // this filter dispatches from request headers, ticks and call responses only).
     hostcalls::dispatch_http_call(
         &request.upstream,
         headers,
@@ -147,6 +160,9 @@ impl Worker {
     pub fn configure(&mut self, mut engine: Engine) {
         let settings = Settings::from_host(&engine.policy().config.host);
         self.callout_tls = settings.callout_tls;
+        if self.metrics.sink() != settings.metrics {
+            self.metrics = Metrics::new(settings.metrics);
+        }
         let prefix = &settings.shared_prefix;
         // This VM's name in leases.
         let holder = crate::node_id::random();
@@ -232,17 +248,9 @@ impl Worker {
                         );
                     }
                 }
-                self.metrics.count("revguard.decision.allow");
-                if let Some(reason) = allow.fail_open {
-                    self.metrics
-                        .count(&format!("revguard.fail_open.{}", reason.code()));
-                }
-                if allow.log.cached {
-                    self.metrics.count("revguard.cache.verified_hit");
-                }
-                if allow.log.introspected && !after_callout {
-                    self.metrics.count("revguard.cache.introspection_hit");
-                }
+                let introspection_hit = allow.log.introspected && !after_callout;
+                self.metrics
+                    .allowed(allow.fail_open, allow.log.cached, introspection_hit);
                 for name in &allow.remove_headers {
                     let _ = host::remove_request_header(name);
                 }
@@ -256,12 +264,8 @@ impl Worker {
                 Step::Continue
             }
             Decision::Deny(denial) => {
-                self.metrics.count("revguard.decision.deny");
-                self.metrics
-                    .count(&format!("revguard.deny.{}", denial.reason.code()));
-                if denial.log.introspected && !after_callout {
-                    self.metrics.count("revguard.cache.introspection_hit");
-                }
+                let introspection_hit = denial.log.introspected && !after_callout;
+                self.metrics.denied(denial.reason, introspection_hit);
                 host::log(Level::Info, &denial.log_line(request_id.as_deref()));
                 let body = denial.body();
                 let _ = host::send_local_response(
@@ -289,17 +293,17 @@ impl Worker {
                     .register(key, context_id, waiter, introspect.request, now_ms)
                 {
                     Registered::Joined => {
-                        self.metrics.count("revguard.introspection.joined");
+                        self.metrics.introspection("joined");
                         Step::Pause
                     }
                     Registered::Send => match self.send_callout(&key, context_id) {
                         Ok(()) => {
-                            self.metrics.count("revguard.introspection.call");
+                            self.metrics.introspection("call");
                             Step::Pause
                         }
                         Err(refusal) => {
                             host::log(Level::Warn, &refusal);
-                            self.metrics.count("revguard.introspection.failed");
+                            self.metrics.introspection("failed");
                             // Only this stream waits: it registered the token first.
                             let waiters = self.callouts.send_failed(&key).map(|f| f.waiters);
                             let mut step = Step::Pause;
@@ -377,8 +381,7 @@ impl Worker {
     /// Finishes every stream waiting on a callout, then restores `current`.
     fn finish_callout(&mut self, finished: Finished<Waiter>, answer: &Answer, current: u32) {
         let latency = host::now_millis().saturating_sub(finished.started_ms);
-        self.metrics
-            .histogram("revguard.introspection.latency_ms", latency);
+        self.metrics.introspection_latency(latency);
         let outcome = answer.outcome();
         let mut label = "failed";
         for (context_id, waiter) in finished.waiters {
@@ -398,8 +401,7 @@ impl Worker {
             };
             self.perform(decision, Some(waiter.request), context_id, true, true);
         }
-        self.metrics
-            .count(&format!("revguard.introspection.{label}"));
+        self.metrics.introspection(label);
         let _ = host::set_effective_context(current);
     }
 
@@ -426,6 +428,12 @@ impl Worker {
         if let Some(engine) = self.engine.as_ref() {
             let status = engine.status(now);
             self.metrics.state(&status);
+            if now >= self.counters_logged_at.saturating_add(COUNTER_LOG_SECS) {
+                self.counters_logged_at = now;
+                if let Some(line) = self.metrics.log_line(&status) {
+                    host::log(Level::Info, &line);
+                }
+            }
         }
         self.rescue_callouts(root);
     }
@@ -441,8 +449,7 @@ impl Worker {
         for fetch in engine.due_fetches(now) {
             let label = fetch.kind.label();
             if let Claim::Defer { until } = coordinator.claim(&mut HostStore, fetch.kind, now) {
-                self.metrics
-                    .count(&format!("revguard.fetch.{label}.skipped"));
+                self.metrics.fetch(fetch.kind, "skipped");
                 engine.defer_fetch(fetch.kind, until);
                 continue;
             }
@@ -460,8 +467,7 @@ impl Worker {
                             request.upstream
                         ),
                     );
-                    self.metrics
-                        .count(&format!("revguard.fetch.{label}.failed"));
+                    self.metrics.fetch(fetch.kind, "failed");
                     let _ = engine.fetch_completed(fetch.kind, HttpOutcome::Failed, now);
                 }
             }
@@ -493,28 +499,31 @@ impl Worker {
         let label = kind.label();
         match engine.fetch_completed(kind, answer.outcome(), now) {
             Ok(FetchResult::Updated(n)) => {
-                self.metrics
-                    .count(&format!("revguard.fetch.{label}.updated"));
+                self.metrics.fetch(kind, "updated");
                 host::log(Level::Info, &format!("revguard: {label} updated ({n})"));
                 if answer.status == Some(200) {
                     let etag = answer.etag.as_deref();
                     let failed = coordinator.publish(&mut HostStore, kind, &answer.body, etag, now);
-                    for _ in 0..failed {
-                        self.metrics.count("revguard.shared.publish_failed");
+                    if failed > 0 {
+                        self.metrics.publish_failed(failed);
+                        host::log(
+                            Level::Warn,
+                            &format!(
+                                "revguard: {label} not shared with the other workers ({failed} failed writes to shared data): each fetches it itself"
+                            ),
+                        );
                     }
                 }
             }
             Ok(FetchResult::NotModified) => {
-                self.metrics
-                    .count(&format!("revguard.fetch.{label}.not_modified"));
+                self.metrics.fetch(kind, "not_modified");
                 let no_delta_yet = kind == FetchKind::Delta && answer.status == Some(404);
                 if answer.status == Some(200) || no_delta_yet {
                     coordinator.note_etag(kind, answer.etag.as_deref());
                 }
             }
             Err(e) => {
-                self.metrics
-                    .count(&format!("revguard.fetch.{label}.failed"));
+                self.metrics.fetch(kind, "failed");
                 host::log(
                     Level::Warn,
                     &format!("revguard: {label} fetch failed, keeping the last good data: {e}"),

@@ -13,6 +13,7 @@ pub fn build_wasm(
     target_dir: &Path,
     artifact: &str,
 ) -> Result<Vec<u8>, String> {
+    ensure_target(target)?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let status = Command::new(cargo)
         .args(["build", "--quiet", "--release", "--target", target])
@@ -31,4 +32,38 @@ pub fn build_wasm(
         .join("release")
         .join(format!("{artifact}.wasm"));
     std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))
+}
+
+/// Adds `target`'s standard library with rustup when it is missing. `rust-toolchain.toml` lists
+/// the wasm targets, but rustup (1.28 on) installs them only along with the toolchain itself: on
+/// a machine whose stable toolchain was already there, the README's demo command otherwise fails
+/// with "can't find crate for `core`" after building the test host (seen on a fresh machine).
+fn ensure_target(target: &str) -> Result<(), String> {
+    let sysroot = Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let Some(sysroot) = sysroot else {
+        // No rustc on PATH to ask: let cargo report what is missing.
+        return Ok(());
+    };
+    let std_dir = Path::new(&sysroot)
+        .join("lib/rustlib")
+        .join(target)
+        .join("lib");
+    if std_dir.is_dir() {
+        return Ok(());
+    }
+    eprintln!("installing the {target} target (rustup target add {target}) ...");
+    let status = Command::new("rustup")
+        .args(["target", "add", target])
+        .status()
+        .map_err(|e| format!("the {target} target is missing and rustup cannot run ({e}): install it with `rustup target add {target}`"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`rustup target add {target}` failed ({status})"))
+    }
 }

@@ -126,7 +126,7 @@ impl Bed {
     }
 
     fn generation(&self) -> Option<MetricValue> {
-        self.proxy.guest_metric("revguard.snapshot.generation")
+        self.proxy.guest_metric("revguard_snapshot_generation")
     }
 }
 

@@ -243,11 +243,11 @@ fn serve_is_a_working_gateway_that_picks_up_revocations() {
     let (status, stats) = get(&admin, "/stats", None).unwrap();
     assert_eq!(status, 200);
     assert!(
-        stats.contains("wasmcustom.revguard.deny.revoked_subject: "),
+        stats.contains("wasmcustom.revguard_deny_revoked_subject: "),
         "{stats}"
     );
     assert!(
-        stats.contains("wasmcustom.revguard.snapshot.generation: 2"),
+        stats.contains("wasmcustom.revguard_snapshot_generation: 2"),
         "{stats}"
     );
 }

@@ -112,15 +112,15 @@ fn holders(proxy: &Proxy, what: &str) -> u64 {
         Some(MetricValue::Counter(n)) => n,
         _ => 0,
     };
-    count(format!("revguard.fetch.{what}.updated"))
-        + count(format!("revguard.shared.{what}.loaded"))
+    count(format!("revguard_fetch_{what}_updated"))
+        + count(format!("revguard_shared_{what}_loaded"))
 }
 
 /// Until every worker has the key set and the snapshot (a proxy answers 503 before that: fail closed).
 fn wait_until_ready(proxy: &mut Proxy, name: &str, workers: usize) -> Result<(), String> {
     let started = Instant::now();
     let workers = workers as u64;
-    while holders(proxy, "keys.0") < workers || holders(proxy, "snapshot") < workers {
+    while holders(proxy, "keys_0") < workers || holders(proxy, "snapshot") < workers {
         if started.elapsed() > Duration::from_secs(15) {
             return Err("the workers did not load the key set and snapshot within 15 s".into());
         }
