@@ -13,9 +13,24 @@ pub enum Profile {
     /// VM stays failed.
     Envoy,
     /// `proxy_http_call` names `host:port`; dispatch only from request headers/body, tick and call
-    /// responses; tick period set once, from the root; shared data in an LRU `shm_kv` zone; metrics prefixed
-    /// `pw.<filter>.`; a trap gives 500 and the VM is recycled.
+    /// responses; tick period set once, from the root; shared data in an LRU `shm_kv` zone; metrics as
+    /// the ngx_wasm_module generation has them ([`NgxWasmModule`]); a trap gives 500 and the VM is
+    /// recycled.
     Kong(KongOptions),
+}
+
+/// The ngx_wasm_module generation a Kong release ships, where it changes what a filter sees
+/// (Kong/ngx_wasm_module, src/common/proxy_wasm/ngx_proxy_wasm_host.c).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NgxWasmModule {
+    /// Before prerelease-0.4.0 (Kong 3.4-3.7): the metric functions are `ngx_proxy_wasm_hfuncs_nop`,
+    /// which returns `NGX_WAVM_NYI`: "host trap (function not yet implemented): <function>".
+    NoMetrics,
+    /// prerelease-0.4.0 and 0.5.0 (Kong 3.8): metrics stored as `pw.<filter>.<name>`.
+    DottedMetrics,
+    /// 0.6.0 on (Kong 3.9 and later): `pw:<filter>:<name>` (commit 630a5e7d, "switch metric name
+    /// metadata separator to ':'"); Kong's Prometheus plugin replaces the colons with underscores.
+    ColonMetrics,
 }
 
 /// Kong-specific settings.
@@ -25,15 +40,71 @@ pub struct KongOptions {
     pub filter_name: String,
     /// Size of the `shm_kv` zone in bytes (keys plus values); least recently used entries are evicted.
     pub shm_capacity_bytes: usize,
+    pub module: NgxWasmModule,
+    /// `max_metric_name_length` (default 256, src/ngx_wasmx.h): `proxy_define_metric` traps when
+    /// `4 + filter name + name` exceeds it.
+    pub max_metric_name_length: usize,
+    /// How many metrics fit in the metrics slab (`slab_size`, default 5 MiB; the real limit is in
+    /// bytes): one more traps with "no memory (increase \"slab_size\" directive)".
+    pub max_metrics: usize,
 }
+
+impl Default for KongOptions {
+    /// Filter `revguard`, a 1 MiB zone, the current module with its default limits.
+    fn default() -> KongOptions {
+        KongOptions {
+            filter_name: "revguard".to_string(),
+            shm_capacity_bytes: 1 << 20,
+            module: NgxWasmModule::ColonMetrics,
+            max_metric_name_length: 256,
+            max_metrics: 4096,
+        }
+    }
+}
+
+/// Why the host refuses a metric definition by trapping (Kong), with the host's message.
+pub(crate) type MetricTrap = String;
 
 impl Profile {
     /// Prefix added to guest metric names.
     pub fn metric_prefix(&self) -> String {
         match self {
             Profile::Envoy => "wasmcustom.".to_string(),
-            Profile::Kong(k) => format!("pw.{}.", k.filter_name),
+            Profile::Kong(k) if k.module == NgxWasmModule::DottedMetrics => {
+                format!("pw.{}.", k.filter_name)
+            }
+            Profile::Kong(k) => format!("pw:{}:", k.filter_name),
         }
+    }
+
+    /// The trap a metric hostcall (`function`) gets from a host without proxy-wasm metrics.
+    pub(crate) fn metrics_unimplemented(&self, function: &str) -> Option<MetricTrap> {
+        match self {
+            Profile::Kong(k) if k.module == NgxWasmModule::NoMetrics => Some(format!(
+                "host trap (function not yet implemented): {function}"
+            )),
+            _ => None,
+        }
+    }
+
+    /// The trap `proxy_define_metric` gets for a new metric `name` when `defined` metrics
+    /// exist already (ngx_wasm_module `ngx_proxy_wasm_hfuncs_define_metric`); Envoy has no limit.
+    pub(crate) fn metric_refused(&self, name: &str, defined: usize) -> Option<MetricTrap> {
+        let Profile::Kong(k) = self else {
+            return None;
+        };
+        if 4usize
+            .saturating_add(k.filter_name.len())
+            .saturating_add(name.len())
+            > k.max_metric_name_length
+        {
+            return Some(format!("could not define metric: name \"{name}\" too long"));
+        }
+        (defined >= k.max_metrics).then(|| {
+            format!(
+                "could not define metric \"{name}\": no memory (increase \"slab_size\" directive)"
+            )
+        })
     }
 
     /// Status of the local reply sent when the guest traps during a request (and `fail_open` is off).
@@ -69,6 +140,10 @@ pub struct ProxyConfig {
     pub properties: BTreeMap<Vec<String>, Vec<u8>>,
     /// Seed of WASI `random_get` (deterministic per proxy).
     pub random_seed: u64,
+    /// The largest shared-data value the host stores (`None`: no limit, as Envoy and
+    /// proxy-wasm-cpp-host's `SharedData::set`); larger writes are refused with `BadArgument`, as
+    /// some independent proxy-wasm hosts do over 64 KiB.
+    pub shared_value_limit: Option<usize>,
 }
 
 impl ProxyConfig {
@@ -89,15 +164,25 @@ impl ProxyConfig {
             upstreams: BTreeMap::new(),
             properties: BTreeMap::new(),
             random_seed: 0x5eed_1234_abcd_0001,
+            shared_value_limit: None,
         }
     }
 
-    /// Like [`ProxyConfig::envoy`] with the Kong profile (filter `revguard`, 1 MiB shm zone).
+    /// Like [`ProxyConfig::envoy`] with the Kong profile ([`KongOptions::default`]: filter
+    /// `revguard`, 1 MiB shm zone, Kong 3.9's ngx_wasm_module).
     pub fn kong() -> ProxyConfig {
         ProxyConfig {
+            profile: Profile::Kong(KongOptions::default()),
+            ..ProxyConfig::envoy()
+        }
+    }
+
+    /// Kong with the given ngx_wasm_module generation (e.g. Kong 3.4-3.7: no metrics).
+    pub fn kong_with(module: NgxWasmModule) -> ProxyConfig {
+        ProxyConfig {
             profile: Profile::Kong(KongOptions {
-                filter_name: "revguard".to_string(),
-                shm_capacity_bytes: 1 << 20,
+                module,
+                ..KongOptions::default()
             }),
             ..ProxyConfig::envoy()
         }

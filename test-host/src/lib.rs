@@ -29,7 +29,7 @@ mod wasi;
 mod wasm_build;
 
 pub use clock::Clock;
-pub use config::{KongOptions, Profile, ProxyConfig};
+pub use config::{KongOptions, NgxWasmModule, Profile, ProxyConfig};
 pub use error::HostError;
 pub use http::{ClientResponse, ForwardedRequest, HttpRequest, HttpResponse, Outcome};
 pub use maps::HeaderMap;

@@ -89,6 +89,15 @@ impl Metrics {
         }
     }
 
+    pub(crate) fn contains(&self, full_name: &str) -> bool {
+        self.values.contains_key(full_name)
+    }
+
+    /// Number of distinct metrics.
+    pub(crate) fn len(&self) -> usize {
+        self.values.len()
+    }
+
     pub(crate) fn value(&self, full_name: &str) -> Option<MetricValue> {
         self.values.get(full_name).cloned()
     }

@@ -24,15 +24,18 @@ pub(crate) struct SharedData {
     next_cas: u32,
     clock: u64,
     capacity_bytes: Option<usize>,
+    /// Largest value stored (`ProxyConfig::shared_value_limit`).
+    value_limit: Option<usize>,
     used_bytes: usize,
     evictions: u64,
 }
 
 impl SharedData {
-    pub(crate) fn new(capacity_bytes: Option<usize>) -> SharedData {
+    pub(crate) fn new(capacity_bytes: Option<usize>, value_limit: Option<usize>) -> SharedData {
         SharedData {
             next_cas: 1,
             capacity_bytes,
+            value_limit,
             ..SharedData::default()
         }
     }
@@ -65,6 +68,9 @@ impl SharedData {
             if cas != 0 && cas != entry.cas {
                 return Err(Status::CasMismatch);
             }
+        }
+        if self.value_limit.is_some_and(|limit| value.len() > limit) {
+            return Err(Status::BadArgument);
         }
         let size = key.len().saturating_add(value.len());
         if self.capacity_bytes.is_some_and(|cap| size > cap) {
@@ -211,7 +217,7 @@ mod tests {
 
     #[test]
     fn cas_follows_envoy() {
-        let mut data = SharedData::new(None);
+        let mut data = SharedData::new(None, None);
         assert_eq!(data.get("k"), Err(Status::NotFound));
         assert_eq!(
             data.set("k", b"a", 77),
@@ -237,7 +243,7 @@ mod tests {
 
     #[test]
     fn cas_counter_skips_zero() {
-        let mut data = SharedData::new(None);
+        let mut data = SharedData::new(None, None);
         data.next_cas = u32::MAX;
         data.set("a", b"1", 0).unwrap();
         data.set("b", b"1", 0).unwrap();
@@ -247,7 +253,7 @@ mod tests {
 
     #[test]
     fn lru_capacity_evicts_least_recently_used() {
-        let mut data = SharedData::new(Some(30));
+        let mut data = SharedData::new(Some(30), None);
         data.set("k1", &[0; 8], 0).unwrap();
         data.set("k2", &[0; 8], 0).unwrap();
         data.set("k3", &[0; 8], 0).unwrap();

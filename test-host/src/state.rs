@@ -54,9 +54,10 @@ impl Shared {
             Profile::Envoy => None,
             Profile::Kong(k) => Some(k.shm_capacity_bytes),
         };
+        let value_limit = config.shared_value_limit;
         Shared {
             config,
-            data: Mutex::new(SharedData::new(capacity)),
+            data: Mutex::new(SharedData::new(capacity, value_limit)),
             queues: Mutex::new(SharedQueues::default()),
             metrics: Mutex::new(Metrics::default()),
             logs: Mutex::new(Vec::new()),

@@ -1,6 +1,6 @@
 //! Metrics: counters, gauges and histograms, named with the profile's prefix.
 
-use super::common::{mem, status, BAD_ARGUMENT, C, R};
+use super::common::{mem, status, trap, BAD_ARGUMENT, C, R};
 use crate::memory::{read_string, write_u32, write_u64};
 use crate::state::lock;
 use crate::types::MetricType;
@@ -12,6 +12,7 @@ pub(super) fn proxy_define_metric(
     len: u32,
     id_ptr: u32,
 ) -> R {
+    unimplemented_on_this_host(&caller, "proxy_define_metric")?;
     let Some(kind) = MetricType::from_code(kind) else {
         return Ok(BAD_ARGUMENT);
     };
@@ -19,27 +20,52 @@ pub(super) fn proxy_define_metric(
         return Ok(BAD_ARGUMENT);
     };
     let shared = caller.data().shared.clone();
-    let full = format!("{}{}", shared.config.profile.metric_prefix(), name);
-    let defined = lock(&shared.metrics).define(kind, full);
+    let profile = &shared.config.profile;
+    let full = format!("{}{}", profile.metric_prefix(), name);
+    let mut metrics = lock(&shared.metrics);
+    if !metrics.contains(&full) {
+        if let Some(refusal) = profile.metric_refused(&name, metrics.len()) {
+            return Err(trap(&refusal));
+        }
+    }
+    let defined = metrics.define(kind, full);
+    drop(metrics);
     match defined {
         Ok(id) => Ok(mem(write_u32(&mut caller, id_ptr, id))),
         Err(s) => Ok(s.code()),
     }
 }
 
+/// Kong 3.4-3.7 answer every metric function with a trap.
+fn unimplemented_on_this_host(caller: &C<'_>, function: &str) -> Result<(), wasmtime::Error> {
+    match caller
+        .data()
+        .shared
+        .config
+        .profile
+        .metrics_unimplemented(function)
+    {
+        Some(message) => Err(trap(&message)),
+        None => Ok(()),
+    }
+}
+
 pub(super) fn proxy_increment_metric(caller: C<'_>, id: u32, offset: i64) -> R {
+    unimplemented_on_this_host(&caller, "proxy_increment_metric")?;
     Ok(status(
         lock(&caller.data().shared.metrics).increment(id, offset),
     ))
 }
 
 pub(super) fn proxy_record_metric(caller: C<'_>, id: u32, value: u64) -> R {
+    unimplemented_on_this_host(&caller, "proxy_record_metric")?;
     Ok(status(
         lock(&caller.data().shared.metrics).record(id, value),
     ))
 }
 
 pub(super) fn proxy_get_metric(mut caller: C<'_>, id: u32, ptr: u32) -> R {
+    unimplemented_on_this_host(&caller, "proxy_get_metric")?;
     let value = lock(&caller.data().shared.metrics).get(id);
     match value {
         Ok(v) => Ok(mem(write_u64(&mut caller, ptr, v))),

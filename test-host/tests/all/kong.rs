@@ -1,6 +1,6 @@
 use crate::fixture::{body_text, wasm};
 use revguard_test_host::{
-    HostError, HttpRequest, KongOptions, MetricValue, Profile, Proxy, ProxyConfig,
+    HostError, HttpRequest, KongOptions, MetricValue, NgxWasmModule, Profile, Proxy, ProxyConfig,
     ScriptedUpstream, Upstream, UpstreamReply,
 };
 use std::sync::Arc;
@@ -10,8 +10,9 @@ fn kong(plugin: &str, capacity: usize) -> (Result<Proxy, HostError>, Arc<Scripte
     let upstream = ScriptedUpstream::new();
     let mut config = ProxyConfig::kong();
     config.profile = Profile::Kong(KongOptions {
-        filter_name: "revguard".into(),
         shm_capacity_bytes: capacity,
+        module: NgxWasmModule::DottedMetrics,
+        ..KongOptions::default()
     });
     config.plugin_configuration = plugin.as_bytes().to_vec();
     let config = config.upstream("127.0.0.1:9000", upstream.clone() as Arc<dyn Upstream>);

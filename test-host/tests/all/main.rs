@@ -11,6 +11,7 @@ mod decision_cases;
 mod fixture;
 mod fleet;
 mod headers;
+mod host_limits;
 mod kong;
 mod loading;
 mod origin;

@@ -1,0 +1,199 @@
+//! The real filter against the limits of the hosts it is deployed on: Kong's ngx_wasm_module
+//! generations (metrics: none before 0.4.0, name and memory limits after), a host that refuses
+//! shared-data values over 64 KiB, and a Kong zone sized from the snapshot.
+
+use crate::rg::*;
+use revguard::snapshot::RevocationTarget;
+use revguard_test_host::{KongOptions, NgxWasmModule, Profile, Proxy, ProxyConfig};
+use serde_json::json;
+use std::time::Duration;
+
+/// A Kong proxy of `workers` workers with `kong` as the filter's `host.kong` section.
+fn kong(config: ProxyConfig, workers: usize, kong: serde_json::Value) -> (Proxy, Issuer, Origin) {
+    let issuer = Issuer::new(&["k1"]);
+    let origin = Origin::new(issuer.jwks(&["k1"]));
+    let idp = Idp::new();
+    let plugin = config_for(KONG, &origin, json!({"host": {"kong": kong}}));
+    (
+        start(config, workers, plugin, KONG, &origin, &idp),
+        issuer,
+        origin,
+    )
+}
+
+fn config_for(names: Names, origin: &Origin, extra: serde_json::Value) -> String {
+    config(names, &origin.public_key(), extra)
+}
+
+fn prometheus_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+#[test]
+fn kong_3_4_to_3_7_trap_every_metric_call_and_the_filter_counts_in_its_log() {
+    // The filter as it was (metrics defined on every decision) is what `metrics: true` does:
+    // on ngx_wasm_module before 0.4.0 the first decision traps and Kong answers 500.
+    let (mut old, issuer, _origin) = kong(
+        ProxyConfig::kong_with(NgxWasmModule::NoMetrics),
+        2,
+        json!({"metrics": true}),
+    );
+    let token = issuer.token("k1", "ann", "a-1", None, T0);
+    assert_eq!(send(&mut old, 0, &token).status, 500);
+    let failure = old.vm_failure(0).unwrap_or_default();
+    assert!(
+        failure.contains("host trap (function not yet implemented): proxy_define_metric"),
+        "{failure}"
+    );
+
+    // The default on Kong: no metric call at all, every worker decides, counts go to the log.
+    let (mut proxy, issuer, origin) = kong(
+        ProxyConfig::kong_with(NgxWasmModule::NoMetrics),
+        2,
+        json!({}),
+    );
+    let token = issuer.token("k1", "ann", "a-1", None, T0);
+    for worker in 0..2 {
+        assert_eq!(send(&mut proxy, worker, &token).verdict(), "allow");
+    }
+    origin.revoke(RevocationTarget::Subject {
+        sub: "ann".into(),
+        not_before: T0 + 1,
+    });
+    origin.publish_snapshot(T0 + 3);
+    proxy.advance(Duration::from_secs(70)).unwrap();
+    for worker in 0..2 {
+        assert_eq!(
+            send(&mut proxy, worker, &token).verdict(),
+            "revoked_subject"
+        );
+        assert_eq!(proxy.vm_failure(worker), None);
+    }
+    assert!(proxy.metrics().is_empty());
+    proxy.advance(Duration::from_secs(61)).unwrap();
+    let logged = proxy
+        .logs()
+        .iter()
+        .filter(|l| l.message.contains(r#""revguard_deny_revoked_subject":1"#))
+        .count();
+    assert_eq!(
+        logged,
+        2,
+        "one counters line per worker: {:?}",
+        proxy.logs()
+    );
+}
+
+#[test]
+fn kong_3_9_exports_every_metric_under_a_valid_prometheus_name() {
+    let (mut proxy, issuer, _origin) = kong(ProxyConfig::kong(), 2, json!({"metrics": true}));
+    let token = issuer.token("k1", "bo", "b-1", None, T0);
+    assert_eq!(send(&mut proxy, 0, &token).verdict(), "allow");
+    assert_eq!(send(&mut proxy, 1, "garbage").status, 401);
+    let names: Vec<String> = proxy.metrics().into_iter().map(|(n, _)| n).collect();
+    assert!(names.len() > 8, "{names:?}");
+    for name in &names {
+        assert!(name.starts_with("pw:revguard:revguard_"), "{name}");
+        // Kong 3.9's Prometheus plugin replaces only the colons of `pw:<filter>:<name>`.
+        let exported = name.replace(':', "_");
+        assert!(prometheus_name(&exported), "{exported}");
+    }
+    assert!(names.contains(&"pw:revguard:revguard_deny_malformed_token".to_string()));
+}
+
+#[test]
+fn a_metric_name_over_kongs_limit_traps_as_ngx_wasm_module_does() {
+    let config = ProxyConfig {
+        profile: Profile::Kong(KongOptions {
+            max_metric_name_length: 30,
+            ..KongOptions::default()
+        }),
+        ..ProxyConfig::kong()
+    };
+    let (mut proxy, issuer, _origin) = kong(config, 1, json!({"metrics": true}));
+    let token = issuer.token("k1", "cy", "c-1", None, T0);
+    assert_eq!(send(&mut proxy, 0, &token).status, 500);
+    let failure = proxy.vm_failure(0).unwrap_or_default();
+    assert!(failure.contains("too long"), "{failure}");
+}
+
+/// Revokes `n` subjects (`user-0` ...) issued before T0 + 1 and publishes the snapshot: about
+/// 24 bytes each, so 8,000 make a snapshot of about 190 KB.
+fn large_snapshot(origin: &Origin, n: usize) {
+    for i in 0..n {
+        origin.revoke(RevocationTarget::Subject {
+            sub: format!("user-{i}"),
+            not_before: T0 + 1,
+        });
+    }
+    origin.publish_snapshot(T0);
+}
+
+#[test]
+fn a_snapshot_over_64_kib_reaches_every_worker_through_shared_data() {
+    let issuer = Issuer::new(&["k1"]);
+    let origin = Origin::new(issuer.jwks(&["k1"]));
+    let idp = Idp::new();
+    large_snapshot(&origin, 8000);
+    let snapshots = origin.count("/snapshot");
+    let config = ProxyConfig {
+        shared_value_limit: Some(64 * 1024),
+        ..ProxyConfig::envoy()
+    };
+    let plugin = config_for(ENVOY, &origin, json!({}));
+    let mut proxy = start(config, 4, plugin, ENVOY, &origin, &idp);
+    let revoked = issuer.token("k1", "user-7", "u-7", None, T0);
+    let other = issuer.token("k1", "dee", "d-1", None, T0);
+    for worker in 0..4 {
+        assert_eq!(
+            send(&mut proxy, worker, &revoked).verdict(),
+            "revoked_subject",
+            "worker {worker}: {:?}",
+            proxy.logs()
+        );
+        assert_eq!(send(&mut proxy, worker, &other).verdict(), "allow");
+    }
+    assert_eq!(
+        origin.count("/snapshot") - snapshots,
+        1,
+        "one worker fetched it, the others took it from shared data"
+    );
+    assert_eq!(
+        proxy.guest_metric("revguard_shared_snapshot_loaded"),
+        Some(revguard_test_host::MetricValue::Counter(3))
+    );
+    assert_eq!(proxy.guest_metric("revguard_shared_publish_failed"), None);
+}
+
+#[test]
+fn a_kong_zone_sized_from_the_snapshot_limit_keeps_the_workers_on_one_fetch() {
+    let issuer = Issuer::new(&["k1"]);
+    let origin = Origin::new(issuer.jwks(&["k1"]));
+    let idp = Idp::new();
+    large_snapshot(&origin, 8000);
+    let snapshots = origin.count("/snapshot");
+    // examples/kong/kong.conf: twice the largest snapshot (a publication replacing the last)
+    // plus room for the key sets, deltas and leases; here 2 x 190 KB + 64 KiB.
+    let config = ProxyConfig {
+        profile: Profile::Kong(KongOptions {
+            shm_capacity_bytes: 2 * 190_000 + 64 * 1024,
+            ..KongOptions::default()
+        }),
+        ..ProxyConfig::kong()
+    };
+    let plugin = config_for(KONG, &origin, json!({"host": {"kong": {}}}));
+    let mut proxy = start(config, 4, plugin, KONG, &origin, &idp);
+    let revoked = issuer.token("k1", "user-9", "u-9", None, T0);
+    for worker in 0..4 {
+        assert_eq!(
+            send(&mut proxy, worker, &revoked).verdict(),
+            "revoked_subject"
+        );
+    }
+    assert_eq!(origin.count("/snapshot") - snapshots, 1);
+    assert_eq!(proxy.shared_data_evictions(), 0);
+}
