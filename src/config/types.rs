@@ -69,6 +69,10 @@ pub struct Config {
     /// Which proxy runs the filter (proxy-wasm builds only). The core reads only its kind
     /// ([`HostProfile::kind`]); Kong's settings belong to the proxy-wasm adapter.
     #[serde(default)]
+    #[cfg_attr(
+        all(feature = "schema", not(target_arch = "wasm32")),
+        schemars(description = "Which proxy runs the filter (proxy-wasm builds only).")
+    )]
     pub host: HostProfile,
 }
 
@@ -222,6 +226,13 @@ pub enum PathParameters {
 #[cfg_attr(
     all(feature = "schema", not(target_arch = "wasm32")),
     derive(schemars::JsonSchema)
+)]
+#[cfg_attr(
+    all(feature = "schema", not(target_arch = "wasm32")),
+    schemars(
+        description = "A route rule: at most one of path and path_prefix (a listed rule \
+                            exactly one, the default rule neither), and what a token must carry."
+    )
 )]
 #[serde(try_from = "RouteRuleDocument", into = "RouteRuleDocument")]
 pub struct RouteRule {
@@ -572,6 +583,13 @@ impl Default for Limits {
 #[cfg_attr(
     all(feature = "schema", not(target_arch = "wasm32")),
     derive(schemars::JsonSchema)
+)]
+#[cfg_attr(
+    all(feature = "schema", not(target_arch = "wasm32")),
+    schemars(
+        description = "\"envoy\" (upstreams are cluster names) or {\"kong\": {...}} \
+                            (upstreams are host:port, shared data in an shm_kv zone)."
+    )
 )]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum HostProfile {
