@@ -123,7 +123,7 @@ fn boolean_subschemas(schema: &Value) -> usize {
 }
 
 /// The ready policies name no signing key: an unedited copy must fail closed.
-pub const POLICY_KEY_PLACEHOLDER: &str = "REPLACE-WITH-THE-OUTPUT-OF-revguard-keygen";
+const POLICY_KEY_PLACEHOLDER: &str = "REPLACE-WITH-THE-OUTPUT-OF-revguard-keygen";
 
 /// Every configuration the repository ships (ready policies, the per-host examples, the
 /// complete example in docs/CONFIGURATION.md) is valid: `revguard check` says so. The ready
