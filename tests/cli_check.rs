@@ -152,6 +152,98 @@ fn a_snapshot_hit_can_be_answered_with_an_introspection_file() {
     assert_eq!(check(&args)["result"]["reason"], "revoked_session");
 }
 
+/// `check --config FILE` alone checks the configuration and says so; a request option asks for
+/// a decision instead.
+#[test]
+fn a_config_alone_is_checked_not_decided() {
+    let dir = workdir("cli_check_config_only");
+    let config_path = dir.join("config.json");
+    std::fs::write(
+        &config_path,
+        json!({
+            "issuers": [{"issuer": support::ISSUER, "audiences": [support::AUDIENCE], "algorithms": ["ES256"],
+                         "jwks_upstream": {"upstream": "idp", "path": "/jwks"}}],
+            "routes": [{"path": "/healthz", "no_auth": true}],
+            "introspection": {"upstream": "idp", "path": "/introspect", "client_id": "gw", "client_secret": "s"}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let config = config_path.to_str().unwrap();
+    let out = revguard(&["check", "--config", config]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stdout.starts_with("config OK: 1 issuer(s) ("), "{stdout}");
+    for part in [
+        "1 route rule(s) + the default rule",
+        "no revocation snapshot",
+        "introspection at idp /introspect",
+        "host envoy",
+    ] {
+        assert!(stdout.contains(part), "{part}: {stdout}");
+    }
+    assert!(
+        !stdout.contains("\"s\""),
+        "never the client secret: {stdout}"
+    );
+
+    // Any request option: a decision (here, no token on a protected path).
+    for request in [["--path", "/orders"], ["--method", "GET"], ["-H", "x-a: b"]] {
+        let mut args = vec!["check", "--config", config, "--now", "1767225600"];
+        args.extend(request);
+        assert_eq!(
+            check(&args)["result"]["reason"],
+            "missing_token",
+            "{request:?}"
+        );
+    }
+    assert_eq!(
+        check(&["check", "--config", config, "--path", "/healthz"])["result"]["decision"],
+        "allow"
+    );
+}
+
+#[test]
+fn an_invalid_config_lists_every_problem_one_per_line() {
+    let dir = workdir("cli_check_every_error");
+    let config_path = dir.join("config.json");
+    std::fs::write(
+        &config_path,
+        r#"{"issuers": [{"issuer": "", "audiences": [], "algorithms": ["HS1"]}],
+            "clock_skew_secs": 3600}"#,
+    )
+    .unwrap();
+    let out = revguard(&["check", "--config", config_path.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let problems: Vec<&str> = stderr.lines().skip(1).map(str::trim).collect();
+    assert_eq!(
+        problems,
+        [
+            "issuers[0].issuer: must not be empty",
+            "issuers[0].audiences: list at least one non-empty audience",
+            "issuers[0].algorithms[0]: unknown algorithm \"HS1\" (one of RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA, HS256, HS384, HS512)",
+            "issuers[0]: give keys inline (jwks) or an upstream (jwks_upstream), or both",
+            "clock_skew_secs: must be at most 600 (10 minutes)",
+        ],
+        "{stderr}"
+    );
+    assert!(
+        stderr
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with("invalid configuration (5 problems):"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn bad_input_is_a_clear_error() {
     let dir = workdir("cli_check_errors");

@@ -1,6 +1,7 @@
 //! Command-line interface: argument parsing and the shared file helpers. One module per command.
 
 mod check;
+mod config_schema;
 mod keygen;
 mod origin;
 mod snapshot;
@@ -28,8 +29,10 @@ enum Command {
     /// Build, diff and inspect revocation snapshots.
     #[command(subcommand)]
     Snapshot(snapshot::Command),
-    /// Decide one request offline and print the decision as JSON.
+    /// Check a configuration (and decide one request offline, printing the decision as JSON).
     Check(check::Args),
+    /// Print the configuration's JSON Schema (or Kong's filter metadata built from it).
+    ConfigSchema(config_schema::Args),
     /// The origin service: a durable revocation API that publishes signed snapshots and deltas.
     #[command(subcommand)]
     Origin(origin::Command),
@@ -44,6 +47,7 @@ pub fn run() -> ExitCode {
         Command::Keygen(args) => keygen::run(args),
         Command::Snapshot(cmd) => snapshot::run(cmd),
         Command::Check(args) => check::run(args),
+        Command::ConfigSchema(args) => config_schema::run(args),
         Command::Origin(cmd) => origin::run(cmd),
     };
     match result {

@@ -3,6 +3,10 @@
 //! `Rc`.
 
 mod endpoint;
+/// The JSON Schema of the document (`revguard config-schema`): native builds with the `schema`
+/// feature only, so no wasm build compiles schemars.
+#[cfg(all(feature = "schema", not(target_arch = "wasm32")))]
+pub mod schema;
 mod types;
 mod validate;
 

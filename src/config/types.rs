@@ -8,6 +8,10 @@
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
+#[cfg_attr(
+    all(feature = "schema", not(target_arch = "wasm32")),
+    derive(schemars::JsonSchema)
+)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Accepted token issuers; at least one.
@@ -65,10 +69,18 @@ pub struct Config {
     /// Which proxy runs the filter (proxy-wasm builds only). The core reads only its kind
     /// ([`HostProfile::kind`]); Kong's settings belong to the proxy-wasm adapter.
     #[serde(default)]
+    #[cfg_attr(
+        all(feature = "schema", not(target_arch = "wasm32")),
+        schemars(description = "Which proxy runs the filter (proxy-wasm builds only).")
+    )]
     pub host: HostProfile,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
+#[cfg_attr(
+    all(feature = "schema", not(target_arch = "wasm32")),
+    derive(schemars::JsonSchema)
+)]
 #[serde(deny_unknown_fields)]
 pub struct IssuerConfig {
     /// Exact `iss` value.
@@ -89,6 +101,10 @@ pub struct IssuerConfig {
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
+#[cfg_attr(
+    all(feature = "schema", not(target_arch = "wasm32")),
+    derive(schemars::JsonSchema)
+)]
 #[serde(deny_unknown_fields)]
 pub struct JwksUpstream {
     /// Host upstream: a cluster name (Envoy) or host:port (Kong).
@@ -110,6 +126,10 @@ pub struct JwksUpstream {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(
+    all(feature = "schema", not(target_arch = "wasm32")),
+    derive(schemars::JsonSchema)
+)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum TokenSource {
     /// A header carrying `Bearer <token>` (scheme case-insensitive), normally `authorization`.
@@ -121,6 +141,10 @@ pub enum TokenSource {
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(
+    all(feature = "schema", not(target_arch = "wasm32")),
+    derive(schemars::JsonSchema)
+)]
 #[serde(rename_all = "snake_case")]
 pub enum OpaqueTokens {
     #[default]
@@ -130,6 +154,10 @@ pub enum OpaqueTokens {
 
 /// Path normalisation choices for what backends disagree on. Defaults refuse (400).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(
+    all(feature = "schema", not(target_arch = "wasm32")),
+    derive(schemars::JsonSchema)
+)]
 #[serde(deny_unknown_fields)]
 pub struct PathConfig {
     /// What the upstream receives when the normalised path differs from the client's. Default:
@@ -146,6 +174,10 @@ pub struct PathConfig {
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(
+    all(feature = "schema", not(target_arch = "wasm32")),
+    derive(schemars::JsonSchema)
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ForwardPath {
     /// The normalised path (query unchanged): the backend serves exactly what was authorised.
@@ -158,6 +190,10 @@ pub enum ForwardPath {
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(
+    all(feature = "schema", not(target_arch = "wasm32")),
+    derive(schemars::JsonSchema)
+)]
 #[serde(rename_all = "snake_case")]
 pub enum EscapedSlashes {
     /// 400 `invalid_path`.
@@ -170,6 +206,10 @@ pub enum EscapedSlashes {
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(
+    all(feature = "schema", not(target_arch = "wasm32")),
+    derive(schemars::JsonSchema)
+)]
 #[serde(rename_all = "snake_case")]
 pub enum PathParameters {
     /// 400 `invalid_path`.
@@ -183,6 +223,17 @@ pub enum PathParameters {
 /// A route rule. In the document a listed rule names its paths with exactly one of `path` and
 /// `path_prefix` (the default rule with neither); here that is one [`PathMatch`].
 #[derive(Clone, Debug, Deserialize, Serialize)]
+#[cfg_attr(
+    all(feature = "schema", not(target_arch = "wasm32")),
+    derive(schemars::JsonSchema)
+)]
+#[cfg_attr(
+    all(feature = "schema", not(target_arch = "wasm32")),
+    schemars(
+        description = "A route rule: at most one of path and path_prefix (a listed rule \
+                            exactly one, the default rule neither), and what a token must carry."
+    )
+)]
 #[serde(try_from = "RouteRuleDocument", into = "RouteRuleDocument")]
 pub struct RouteRule {
     /// A name for logs and metrics.
@@ -238,8 +289,18 @@ impl PathMatch {
     }
 }
 
-/// A route rule as the document writes it.
+/// A route rule as the document writes it. The schema says what `TryFrom` checks: never both
+/// `path` and `path_prefix` (that a listed rule names one, and the default rule none, is checked
+/// by validation, which knows where the rule stands).
 #[derive(Clone, Debug, Deserialize, Serialize)]
+#[cfg_attr(
+    all(feature = "schema", not(target_arch = "wasm32")),
+    derive(schemars::JsonSchema)
+)]
+#[cfg_attr(
+    all(feature = "schema", not(target_arch = "wasm32")),
+    schemars(extend("not" = {"required": ["path", "path_prefix"]}))
+)]
 #[serde(deny_unknown_fields)]
 pub struct RouteRuleDocument {
     #[serde(default)]
@@ -319,6 +380,10 @@ impl From<RouteRule> for RouteRuleDocument {
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
+#[cfg_attr(
+    all(feature = "schema", not(target_arch = "wasm32")),
+    derive(schemars::JsonSchema)
+)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum TenantRequirement {
     /// The tenant claim must be present (any value).
@@ -330,6 +395,10 @@ pub enum TenantRequirement {
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(
+    all(feature = "schema", not(target_arch = "wasm32")),
+    derive(schemars::JsonSchema)
+)]
 #[serde(rename_all = "snake_case")]
 pub enum IntrospectionPolicy {
     /// Only when the snapshot's filter flags the token (the normal case).
@@ -342,6 +411,10 @@ pub enum IntrospectionPolicy {
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
+#[cfg_attr(
+    all(feature = "schema", not(target_arch = "wasm32")),
+    derive(schemars::JsonSchema)
+)]
 #[serde(deny_unknown_fields)]
 pub struct ForwardClaim {
     pub claim: String,
@@ -349,6 +422,10 @@ pub struct ForwardClaim {
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
+#[cfg_attr(
+    all(feature = "schema", not(target_arch = "wasm32")),
+    derive(schemars::JsonSchema)
+)]
 #[serde(deny_unknown_fields)]
 pub struct RevocationConfig {
     /// Where the full snapshot is served (`path`).
@@ -385,6 +462,10 @@ pub struct RevocationConfig {
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
+#[cfg_attr(
+    all(feature = "schema", not(target_arch = "wasm32")),
+    derive(schemars::JsonSchema)
+)]
 #[serde(deny_unknown_fields)]
 pub struct IntrospectionConfig {
     /// Host upstream: a cluster name (Envoy) or host:port (Kong).
@@ -407,6 +488,10 @@ pub struct IntrospectionConfig {
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(
+    all(feature = "schema", not(target_arch = "wasm32")),
+    derive(schemars::JsonSchema)
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ClientAuthMethod {
     #[default]
@@ -415,6 +500,10 @@ pub enum ClientAuthMethod {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(
+    all(feature = "schema", not(target_arch = "wasm32")),
+    derive(schemars::JsonSchema)
+)]
 #[serde(rename_all = "snake_case")]
 pub enum FailMode {
     Deny,
@@ -422,6 +511,10 @@ pub enum FailMode {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(
+    all(feature = "schema", not(target_arch = "wasm32")),
+    derive(schemars::JsonSchema)
+)]
 #[serde(rename_all = "snake_case")]
 pub enum StaleMode {
     Deny,
@@ -431,6 +524,10 @@ pub enum StaleMode {
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
+#[cfg_attr(
+    all(feature = "schema", not(target_arch = "wasm32")),
+    derive(schemars::JsonSchema)
+)]
 #[serde(deny_unknown_fields)]
 pub struct FailureModes {
     /// No usable key set (never loaded, or past `max_staleness_secs`).
@@ -455,6 +552,10 @@ impl Default for FailureModes {
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
+#[cfg_attr(
+    all(feature = "schema", not(target_arch = "wasm32")),
+    derive(schemars::JsonSchema)
+)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     #[serde(default = "defaults::max_token_bytes")]
@@ -479,6 +580,17 @@ impl Default for Limits {
 /// ([`HostKind`]: upstream syntax, path forwarding); the Kong section's members are settings
 /// of the proxy-wasm adapter ([`KongSettings`]), validated here with the rest of the document.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(
+    all(feature = "schema", not(target_arch = "wasm32")),
+    derive(schemars::JsonSchema)
+)]
+#[cfg_attr(
+    all(feature = "schema", not(target_arch = "wasm32")),
+    schemars(
+        description = "\"envoy\" (upstreams are cluster names) or {\"kong\": {...}} \
+                            (upstreams are host:port, shared data in an shm_kv zone)."
+    )
+)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum HostProfile {
     /// Upstreams are cluster names; shared data is process-wide.
@@ -490,6 +602,10 @@ pub enum HostProfile {
 
 /// The proxy-wasm adapter's settings for Kong (`host.kong`): the core never reads them.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(
+    all(feature = "schema", not(target_arch = "wasm32")),
+    derive(schemars::JsonSchema)
+)]
 #[serde(deny_unknown_fields)]
 pub struct KongSettings {
     /// The `shm_kv` zone holding the shared data of every worker.
@@ -598,8 +714,9 @@ pub(crate) mod defaults {
     pub fn snapshot_max_staleness_secs() -> u64 {
         120
     }
+    /// The snapshot format's default limit, shared with the CLI and the origin.
     pub fn max_snapshot_bytes() -> usize {
-        16 * 1024 * 1024
+        crate::snapshot::DEFAULT_MAX_BYTES
     }
     pub fn introspection_cache_ttl_secs() -> u64 {
         60

@@ -13,8 +13,11 @@ use super::ids::key_id;
 /// Starts the text form of a signing key.
 pub const SECRET_KEY_PREFIX: &str = "revguard-secret-key:";
 
-/// Default limit on the size of a snapshot or delta accepted for decoding.
-pub const DEFAULT_MAX_BYTES: usize = 64 << 20;
+/// Default limit on the size of a snapshot or delta: what a plugin accepts unless its
+/// `revocation.max_snapshot_bytes` says otherwise, what `revguard snapshot build` and the origin
+/// produce at most, and what `snapshot inspect` reads without keys. One figure, so the origin never
+/// publishes a file that plugins on their defaults refuse (docs/SNAPSHOT_FORMAT.md).
+pub const DEFAULT_MAX_BYTES: usize = 16 << 20;
 
 /// The accepted origin public keys (several, for rotation) and the size limit applied to
 /// anything verified with them.
