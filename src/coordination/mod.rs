@@ -47,9 +47,24 @@ use header::{decode, encode, Chunked, CHUNK_BYTES, MAX_ETAG};
 pub trait SharedStore {
     /// The value of `key` and its CAS token, `None` if absent (or unreadable).
     fn get(&self, key: &str) -> Option<(Vec<u8>, u32)>;
-    /// Writes `key`. `cas == 0` writes unconditionally; otherwise the write fails with
-    /// [`StoreError::CasMismatch`] if the entry changed since it was read with that token.
+    /// Writes `key` if `cas` is the entry's current CAS token (0 for a missing entry), else
+    /// fails with [`StoreError::CasMismatch`]. Envoy also takes `cas == 0` as "unconditionally"
+    /// (proxy-wasm-cpp-host src/shared_data.cc, `SharedData::set`); Kong does not: its CAS must
+    /// equal the stored one, 0 only for a missing key (ngx_wasm_module
+    /// src/common/shm/ngx_wa_shm_kv.c, `ngx_wa_shm_kv_set_locked`). [`overwrite`] writes on both.
     fn set(&mut self, key: &str, value: &[u8], cas: u32) -> Result<(), StoreError>;
+}
+
+/// Writes `key` whatever it holds: with CAS 0 (Envoy: unconditional; Kong: a missing key), and
+/// on a mismatch (Kong, existing key) once more with the CAS just read.
+pub fn overwrite(store: &mut impl SharedStore, key: &str, value: &[u8]) -> Result<(), StoreError> {
+    match store.set(key, value, 0) {
+        Err(StoreError::CasMismatch) => {
+            let cas = store.get(key).map_or(0, |(_, cas)| cas);
+            store.set(key, value, cas)
+        }
+        written => written,
+    }
 }
 
 #[non_exhaustive]
@@ -139,7 +154,7 @@ pub fn shared_node_id(store: &mut impl SharedStore, prefix: &str, candidate: &st
         return id;
     }
     // A refused write (zone full) leaves this worker with its own id: still a valid name.
-    let _ = store.set(&key, candidate.as_bytes(), 0);
+    let _ = overwrite(store, &key, candidate.as_bytes());
     read(store).unwrap_or_else(|| candidate.to_string())
 }
 
@@ -364,14 +379,10 @@ impl Coordinator {
             let data_written = if chunked.is_some() {
                 body.chunks(CHUNK_BYTES).enumerate().all(|(i, piece)| {
                     let key = format!("{data_key}/{i}");
-                    store
-                        .set(&key, &encode(seq, fetched_at, "", piece), 0)
-                        .is_ok()
+                    overwrite(store, &key, &encode(seq, fetched_at, "", piece)).is_ok()
                 })
             } else {
-                store
-                    .set(&data_key, &encode(seq, fetched_at, etag, body), 0)
-                    .is_ok()
+                overwrite(store, &data_key, &encode(seq, fetched_at, etag, body)).is_ok()
             };
             if !data_written {
                 failures = failures.saturating_add(1);

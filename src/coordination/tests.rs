@@ -27,6 +27,9 @@ struct MemStore {
     race: Option<(String, Vec<u8>)>,
     /// Values larger than this are refused (a host's per-value limit).
     max_value: Option<usize>,
+    /// Kong's CAS rule: a write succeeds only with the stored CAS (0 for a missing key); `cas
+    /// == 0` is not "unconditionally".
+    kong_cas: bool,
     reads: Cell<u32>,
 }
 
@@ -84,10 +87,14 @@ impl SharedStore for MemStore {
         {
             return Err(StoreError::Other);
         }
-        if let Some((_, current, _)) = self.entries.get(key) {
-            if cas != 0 && cas != *current {
-                return Err(StoreError::CasMismatch);
-            }
+        let current = self.entries.get(key).map(|(_, cas, _)| *cas);
+        let matches = match current {
+            _ if self.kong_cas => cas == current.unwrap_or(0),
+            Some(current) => cas == 0 || cas == current,
+            None => true,
+        };
+        if !matches {
+            return Err(StoreError::CasMismatch);
         }
         if self.lose.iter().any(|s| key.ends_with(s.as_str())) {
             return Ok(());
@@ -690,4 +697,29 @@ fn an_lru_zone_sized_for_the_pieces_keeps_them() {
     a.publish(&mut store, SNAP, &large_snapshot(2, 8000), None, T + 1);
     b.sync(&store, &mut engine_b, T + 1);
     assert_eq!(engine_b.snapshot_generation(), Some(2));
+}
+
+#[test]
+fn every_publication_reaches_the_others_under_kongs_cas_rule() {
+    // Kong refuses `cas == 0` on an existing key: each publication after the first would lose
+    // its data writes, and readers would fetch for themselves.
+    let mut store = MemStore {
+        kong_cas: true,
+        max_value: Some(64 * 1024),
+        ..MemStore::default()
+    };
+    let (mut a, _) = worker("a");
+    let (mut b, mut engine_b) = worker("b");
+    for generation in 1..=3 {
+        let body = large_snapshot(generation, 8000);
+        assert_eq!(a.publish(&mut store, SNAP, &body, None, T + generation), 0);
+        assert_eq!(b.sync(&store, &mut engine_b, T + generation).len(), 1);
+        assert_eq!(engine_b.snapshot_generation(), Some(generation));
+    }
+    let keys = keys_body();
+    assert_eq!(a.publish(&mut store, KEYS, &keys, None, T), 0);
+    assert_eq!(a.publish(&mut store, KEYS, &keys, None, T + 1), 0);
+    // The node id entry is written again over an unreadable value, not left behind.
+    store.raw("revguard/node", b"\xff");
+    assert_eq!(shared_node_id(&mut store, "revguard/", "node-b"), "node-b");
 }

@@ -166,9 +166,12 @@ impl Worker {
         let prefix = &settings.shared_prefix;
         // This VM's name in leases.
         let holder = crate::node_id::random();
-        // Envoy names its node (`node.id`: Istio's `sidecar~<ip>~<pod>.<ns>~...`); Kong does
-        // not, so the workers agree on a random one.
-        let node_id = host::property(&["node", "id"])
+        // Envoy names its node (Istio's `sidecar~<ip>~<pod>.<ns>~...`): `xds.node.id` from
+        // Envoy 1.33 on (envoy#36619 removed the top-level `node`;
+        // source/extensions/filters/common/expr/context.cc, XDSLookupValues), `node.id` before.
+        // Kong does not, so the workers agree on a random one.
+        let node_id = host::property(&["xds", "node", "id"])
+            .or_else(|| host::property(&["node", "id"]))
             .and_then(|v| String::from_utf8(v).ok())
             .filter(|id| crate::node_id::is_valid(id))
             .unwrap_or_else(|| shared_node_id(&mut HostStore, prefix, &holder));

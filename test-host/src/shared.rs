@@ -14,10 +14,9 @@ struct Entry {
 
 /// The shared key-value store.
 ///
-/// CAS semantics are Envoy's (`proxy-wasm-cpp-host` `SharedData::set`): `cas == 0` writes unconditionally;
-/// a non-zero `cas` that differs from the stored entry's fails with `CasMismatch`; a missing key is written
-/// whatever the `cas`. Each write gets a fresh non-zero CAS. With a byte capacity (Kong's `shm_kv` zone) the
-/// least recently used entries are evicted to make room.
+/// CAS semantics are Envoy's, or with a byte capacity (Kong's `shm_kv` zone) Kong's ([`SharedData::set`]).
+/// Each write gets a fresh non-zero CAS. With a byte capacity the least recently used entries are evicted
+/// to make room.
 #[derive(Debug, Default)]
 pub(crate) struct SharedData {
     entries: HashMap<String, Entry>,
@@ -26,6 +25,8 @@ pub(crate) struct SharedData {
     capacity_bytes: Option<usize>,
     /// Largest value stored (`ProxyConfig::shared_value_limit`).
     value_limit: Option<usize>,
+    /// Kong's CAS rule instead of Envoy's (see [`SharedData::set`]).
+    kong_cas: bool,
     used_bytes: usize,
     evictions: u64,
 }
@@ -36,6 +37,8 @@ impl SharedData {
             next_cas: 1,
             capacity_bytes,
             value_limit,
+            // A capacity means Kong's `shm_kv` zone, which has Kong's CAS rule too.
+            kong_cas: capacity_bytes.is_some(),
             ..SharedData::default()
         }
     }
@@ -62,12 +65,21 @@ impl SharedData {
         Ok((entry.value.clone(), entry.cas))
     }
 
-    /// Writes `value` under `key` with Envoy's CAS rule.
+    /// Writes `value` under `key`. Envoy: `cas == 0` writes unconditionally, a missing key is
+    /// written whatever the `cas`, otherwise `cas` must be the entry's (proxy-wasm-cpp-host
+    /// src/shared_data.cc, `SharedData::set`). Kong: `cas` must equal the stored CAS, which is 0
+    /// for a missing key (ngx_wasm_module src/common/shm/ngx_wa_shm_kv.c,
+    /// `ngx_wa_shm_kv_set_locked`: `if (cas != (n == NULL ? 0 : n->cas))`), so `cas == 0` on an
+    /// existing key, or a stale `cas` on an evicted one, is a `CasMismatch`.
     pub(crate) fn set(&mut self, key: &str, value: &[u8], cas: u32) -> Result<(), Status> {
-        if let Some(entry) = self.entries.get(key) {
-            if cas != 0 && cas != entry.cas {
-                return Err(Status::CasMismatch);
-            }
+        let current = self.entries.get(key).map(|e| e.cas);
+        let matches = match current {
+            _ if self.kong_cas => cas == current.unwrap_or(0),
+            Some(current) => cas == 0 || cas == current,
+            None => true,
+        };
+        if !matches {
+            return Err(Status::CasMismatch);
         }
         if self.value_limit.is_some_and(|limit| value.len() > limit) {
             return Err(Status::BadArgument);
@@ -264,6 +276,17 @@ mod tests {
         assert_eq!(data.evictions(), 1);
         assert_eq!(data.set("huge", &[0; 64], 0), Err(Status::InternalFailure));
         assert_eq!(data.len(), 3);
+    }
+
+    #[test]
+    fn kongs_zone_needs_the_stored_cas_even_for_cas_zero() {
+        let mut data = SharedData::new(Some(1 << 20), None);
+        data.set("k", b"1", 0).unwrap();
+        assert_eq!(data.set("k", b"2", 0), Err(Status::CasMismatch));
+        let (_, cas) = data.get("k").unwrap();
+        data.set("k", b"2", cas).unwrap();
+        assert_eq!(data.set("gone", b"1", cas), Err(Status::CasMismatch));
+        assert_eq!(data.get("k").unwrap().0, b"2");
     }
 
     #[test]

@@ -27,13 +27,24 @@ fn identities(origin: &Origin) -> Vec<(String, u64)> {
 
 #[test]
 fn envoy_names_the_node_by_its_node_id_and_reports_the_generation_held() {
-    // Envoy's `node.id` property (source/extensions/filters/common/expr/context.h: NodeKey,
-    // served by source/extensions/common/wasm/context.cc getProperty).
+    // Envoy 1.33 and later serve the node as `xds.node` (source/extensions/filters/common/expr/
+    // context.cc, XDSLookupValues); envoy#36619 removed the top-level `node`.
+    envoy_node_named_by(&["xds", "node", "id"]);
+}
+
+#[test]
+fn envoy_before_1_33_names_the_node_by_node_id() {
+    envoy_node_named_by(&["node", "id"]);
+}
+
+/// An Envoy whose node id is the property at `path`.
+fn envoy_node_named_by(path: &[&str]) {
     let node = "sidecar~10.0.0.7~api-7d9f.shop~shop.svc.cluster.local";
     let mut proxy_config = ProxyConfig::envoy();
-    proxy_config
-        .properties
-        .insert(vec!["node".into(), "id".into()], node.as_bytes().to_vec());
+    proxy_config.properties.insert(
+        path.iter().map(|s| s.to_string()).collect(),
+        node.as_bytes().to_vec(),
+    );
     let issuer = Issuer::new(&["k1"]);
     let origin = Origin::new(issuer.jwks(&["k1"]));
     let idp = Idp::new();
