@@ -26,6 +26,23 @@ use crate::http::HttpRequest;
 /// The token key of a pending introspection (`PendingIntrospection::token_key`).
 pub type TokenKey = [u8; 32];
 
+/// The key waiter `waiter` registers under for token `key`. Where one context can act on
+/// another's request (Envoy: `proxy_set_effective_context` switches the stream later hostcalls
+/// act on), every request carrying the token joins one call: the token's key. Where it cannot,
+/// each request has its own call: Kong's ngx_wasm_module answers `proxy_set_effective_context`
+/// with Ok and does nothing (src/common/proxy_wasm/ngx_proxy_wasm_host.c,
+/// `ngx_proxy_wasm_hfuncs_set_effective_context`), so an answer delivered to one request could
+/// only ever resume that request, and a joined one would wait until Kong times it out.
+pub fn group_key(key: TokenKey, waiter: u32, joinable: bool) -> TokenKey {
+    if joinable {
+        return key;
+    }
+    let mut hash = hmac_sha256::Hash::new();
+    hash.update(key);
+    hash.update(waiter.to_be_bytes());
+    hash.finalize()
+}
+
 /// What [`Callouts::register`] asks of the adapter.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Registered<W> {
@@ -253,6 +270,30 @@ impl<W> Callouts<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_join_one_call_only_where_the_host_lets_a_context_act_for_another() {
+        let mut t = Callouts::new(8);
+        let (a, b) = (group_key(A, 7, true), group_key(A, 8, true));
+        assert_eq!((a, b), (A, A));
+        assert_eq!(t.register(a, 7, 'a', call(500), 0), Registered::Send);
+        assert_eq!(t.register(b, 8, 'b', call(500), 0), Registered::Joined);
+        // Kong: one call per request, and a stream that leaves takes its call with it.
+        let mut t = Callouts::new(8);
+        let (a, b) = (group_key(A, 7, false), group_key(A, 8, false));
+        assert_ne!(a, b);
+        assert_ne!(a, A);
+        assert_eq!(group_key(A, 7, false), a, "stable for one waiter");
+        assert_eq!(t.register(a, 7, 'a', call(500), 0), Registered::Send);
+        assert_eq!(t.register(b, 8, 'b', call(500), 0), Registered::Send);
+        t.sent(&a, 70, 7);
+        t.leave(7);
+        assert!(
+            t.sweep(10, 1000).is_empty(),
+            "nothing to rescue for another stream"
+        );
+        assert_eq!(t.waiting(), 1);
+    }
 
     const A: TokenKey = [1; 32];
     const B: TokenKey = [2; 32];

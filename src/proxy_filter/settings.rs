@@ -13,6 +13,9 @@ pub struct Settings {
     pub callout_tls: bool,
     /// Envoy: the host's metrics. Kong: only with `metrics` (Kong 3.8 and later), else a log line.
     pub metrics: Sink,
+    /// Streams may join another stream's introspection call: Envoy's
+    /// `proxy_set_effective_context` lets the answer resume them; Kong's does nothing.
+    pub join_callouts: bool,
 }
 
 impl Settings {
@@ -22,11 +25,13 @@ impl Settings {
                 shared_prefix: "revguard/".to_string(),
                 callout_tls: false,
                 metrics: Sink::Host,
+                join_callouts: true,
             },
             HostProfile::Kong(kong) => Settings {
                 shared_prefix: format!("{}/", kong.shm_zone),
                 callout_tls: kong.tls,
                 metrics: if kong.metrics { Sink::Host } else { Sink::Log },
+                join_callouts: false,
             },
         }
     }

@@ -18,7 +18,7 @@ use crate::coordination::{shared_node_id, Claim, Coordinator};
 use crate::decision::{Decision, Denial, PendingIntrospection};
 use crate::engine::{Engine, FetchKind, FetchResult};
 use crate::http::{HttpOutcome, HttpRequest, OriginHints};
-use crate::introspection::{Callouts, Finished, Registered, Swept, TokenKey};
+use crate::introspection::{group_key, Callouts, Finished, Registered, Swept, TokenKey};
 
 pub type SharedWorker = Rc<RefCell<Worker>>;
 
@@ -116,6 +116,8 @@ pub struct Worker {
     callout_tls: bool,
     /// When the counters were last logged (a host without metrics), Unix seconds.
     counters_logged_at: u64,
+    /// Streams carrying one token share one introspection call ([`group_key`]; not on Kong).
+    join_callouts: bool,
 }
 
 fn now_secs() -> u64 {
@@ -160,6 +162,7 @@ impl Worker {
     pub fn configure(&mut self, mut engine: Engine) {
         let settings = Settings::from_host(&engine.policy().config.host);
         self.callout_tls = settings.callout_tls;
+        self.join_callouts = settings.join_callouts;
         if self.metrics.sink() != settings.metrics {
             self.metrics = Metrics::new(settings.metrics);
         }
@@ -285,7 +288,11 @@ impl Worker {
                 let Some(request) = request else {
                     return Step::Pause;
                 };
-                let key = *introspect.pending.token_key();
+                let key = group_key(
+                    *introspect.pending.token_key(),
+                    context_id,
+                    self.join_callouts,
+                );
                 let waiter = Waiter {
                     pending: introspect.pending,
                     request,

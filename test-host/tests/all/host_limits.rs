@@ -197,3 +197,27 @@ fn a_kong_zone_sized_from_the_snapshot_limit_keeps_the_workers_on_one_fetch() {
     assert_eq!(origin.count("/snapshot") - snapshots, 1);
     assert_eq!(proxy.shared_data_evictions(), 0);
 }
+
+#[test]
+fn on_kong_each_request_has_its_own_introspection_call() {
+    // Kong's `proxy_set_effective_context` does nothing: an answer can only resume the request
+    // that dispatched the call, so requests carrying one flagged token cannot share a call as
+    // they do on Envoy (scenario_1_2_6); joined ones would wait until Kong timed them out.
+    let issuer = Issuer::new(&["k1"]);
+    let origin = Origin::new(issuer.jwks(&["k1"]));
+    let idp = Idp::new();
+    let plugin = config_for(KONG, &origin, json!({"host": {"kong": {}}}));
+    let mut proxy = start(ProxyConfig::kong(), 1, plugin, KONG, &origin, &idp);
+    let token = issuer.token("k1", "eve", "t-flagged", None, T0);
+    origin.revoke(RevocationTarget::Jti("t-flagged".into()));
+    origin.publish_snapshot(T0 + 4);
+    proxy.advance(Duration::from_secs(12)).unwrap();
+    let calls = idp.calls();
+    assert_eq!(
+        crate::scenarios::concurrent(&mut proxy, 0, &token, 3),
+        vec!["revoked"; 3]
+    );
+    assert_eq!(idp.calls(), calls + 3, "one call per request on Kong");
+    assert_eq!(send(&mut proxy, 0, &token).verdict(), "revoked");
+    assert_eq!(idp.calls(), calls + 3, "then cached");
+}

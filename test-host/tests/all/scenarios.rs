@@ -46,7 +46,7 @@ fn allows_a_valid_token_and_denies_a_revoked_one() {
 }
 
 /// Sends the same request on `worker` from `n` streams at once, then drives the clock.
-fn concurrent(
+pub(crate) fn concurrent(
     proxy: &mut revguard_test_host::Proxy,
     worker: usize,
     token: &str,
