@@ -139,10 +139,10 @@ fn dispatch(request: &HttpRequest, tls: bool) -> Result<u32, String> {
     // unrecorded token panics: "invalid token_id"). It panics on statuses other than `Ok`,
     // `BadArgument` and `InternalFailure`, the only failures Envoy answers for a call built from
     // valid slices (source/extensions/common/wasm/context.cc, `Context::httpCall`: unknown
-    // cluster, missing pseudo-headers, no request) and the one Kong answers when the dispatch
-    // fails (src/common/proxy_wasm/ngx_proxy_wasm_host.c, `ngx_proxy_wasm_hfuncs_dispatch_http_call`
-    // -> `ngx_proxy_wasm_result_err`; it traps only outside the phases that may dispatch, and
-    // this filter dispatches from request headers, ticks and call responses only).
+    // cluster, missing pseudo-headers, no request). Kong answers `InternalFailure` for a failed
+    // dispatch from a tick, but traps for one from a request (src/http/proxy_wasm/
+    // ngx_http_proxy_wasm_dispatch.c, `trap_printf`): a status never reaches the SDK to panic
+    // on, and the core refuses upstreams Kong cannot parse (not `host:port`) at configuration.
     hostcalls::dispatch_http_call(
         &request.upstream,
         headers,
