@@ -21,8 +21,14 @@ use std::time::Duration;
 pub const T0: u64 = 1_767_225_600;
 pub const ISSUER: &str = "https://idp.example";
 
-/// The release revguard .wasm, built once per test run into its own target dir.
+/// The release revguard .wasm, built once per test run into its own target dir; or, when
+/// `REVGUARD_FILTER_WASM` names a file, that module (`.ci/release` runs the tests on its
+/// wasm-opt output this way).
 pub fn wasm() -> Vec<u8> {
+    if let Some(path) = std::env::var_os("REVGUARD_FILTER_WASM") {
+        return std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("REVGUARD_FILTER_WASM={}: {e}", path.to_string_lossy()));
+    }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let manifest = root.join("../Cargo.toml");
     super::fixture::build_wasm(
@@ -48,6 +54,9 @@ pub fn compiled(fuel: bool) -> Compiled {
 
 /// Where [`wasm`] leaves the module (for tests that run the command-line tool).
 pub fn wasm_path() -> PathBuf {
+    if let Some(path) = std::env::var_os("REVGUARD_FILTER_WASM") {
+        return PathBuf::from(path);
+    }
     wasm();
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("target/revguard-wasm/wasm32-wasip1/release/revguard.wasm")
