@@ -1,6 +1,7 @@
 //! How a proxy is set up: which host it imitates, its plugin configuration, clock and upstreams.
 
 use crate::clock::Clock;
+use crate::engine::Engine;
 use crate::types::LogLevel;
 use crate::upstream::Upstream;
 use std::collections::BTreeMap;
@@ -131,8 +132,11 @@ pub struct ProxyConfig {
     pub log_level: LogLevel,
     /// On a trap, let requests through instead of failing them.
     pub fail_open: bool,
-    /// Count wasmtime fuel (deterministic cost figures); slightly slower.
+    /// Count fuel (deterministic cost figures); slightly slower. Each engine meters its own
+    /// instructions, so counts are comparable only on one engine (figures are wasmtime's).
     pub fuel: bool,
+    /// The engine that runs the module: [`Engine::preferred`] (wasmtime when built in) unless set.
+    pub engine: Engine,
     pub clock: Clock,
     /// By cluster name (Envoy) or `host:port` (Kong).
     pub upstreams: BTreeMap<String, Arc<dyn Upstream>>,
@@ -160,6 +164,7 @@ impl ProxyConfig {
             log_level: LogLevel::Info,
             fail_open: false,
             fuel: false,
+            engine: Engine::preferred(),
             clock: Clock::simulated(1_767_225_600),
             upstreams: BTreeMap::new(),
             properties: BTreeMap::new(),

@@ -1,17 +1,22 @@
-//! A proxy-wasm (ABI 0.2.1) host on wasmtime that behaves like Envoy or Kong, for revguard's tests,
-//! benchmarks and demos.
+//! A proxy-wasm (ABI 0.2.1) host that behaves like Envoy or Kong, for revguard's tests, benchmarks and
+//! demos, on two engines: wasmtime (feature `wasmtime`: the figures, the fuel and hostcall budgets)
+//! and the wasmi interpreter (feature `wasmi`, default: builds in minutes, for the demo and `serve`).
+//! The host functions and the VM driver exist once; [`Engine`] picks who runs the module.
 //!
 //! One [`Proxy`] compiles a module once and runs several worker VMs of it, each with its own root
 //! context, tick timer and HTTP streams; shared data, queues, metrics and logs are proxy-wide. Time comes
 //! from a [`Clock`] that is simulated (events fire deterministically as tests advance it) or real.
 //! `proxy_http_call` goes to [`Upstream`]s: scripted in-process ones or a real HTTP/1.1 client on loopback.
 //!
-//! [`component::PolicyComponent`] runs the revguard policy component (the WIT world in `wit/`).
+//! [`component::PolicyComponent`] runs the revguard policy component (the WIT world in `wit/`) on
+//! wasmtime's component model (feature `wasmtime`).
 
 mod abi;
 mod clock;
+#[cfg(feature = "wasmtime")]
 pub mod component;
 mod config;
+mod engine;
 mod error;
 mod http;
 mod maps;
@@ -19,7 +24,6 @@ mod memory;
 mod metrics;
 pub mod origin_service;
 mod proxy;
-mod registry;
 mod shared;
 mod state;
 mod types;
@@ -30,6 +34,7 @@ mod wasm_build;
 
 pub use clock::Clock;
 pub use config::{KongOptions, NgxWasmModule, Profile, ProxyConfig};
+pub use engine::Engine;
 pub use error::HostError;
 pub use http::{ClientResponse, ForwardedRequest, HttpRequest, HttpResponse, Outcome};
 pub use maps::HeaderMap;

@@ -3,12 +3,7 @@
 //! Every pointer and length comes from the guest and is untrusted: reads and writes outside linear memory
 //! return `None`/`false`, which host functions turn into `InvalidMemoryAccess` as Envoy does.
 
-use crate::state::{GuestHandles, HostState};
-use wasmtime::Caller;
-
-fn handles(caller: &Caller<'_, HostState>) -> Option<GuestHandles> {
-    caller.data().guest.clone()
-}
+use crate::engine::{Guest, Trap};
 
 fn range(ptr: u32, len: u32) -> Option<std::ops::Range<usize>> {
     let start = usize::try_from(ptr).ok()?;
@@ -17,28 +12,21 @@ fn range(ptr: u32, len: u32) -> Option<std::ops::Range<usize>> {
 }
 
 /// Copies `len` bytes at `ptr` out of guest memory.
-pub(crate) fn read(caller: &Caller<'_, HostState>, ptr: u32, len: u32) -> Option<Vec<u8>> {
-    let memory = handles(caller)?.memory;
-    memory
-        .data(caller)
-        .get(range(ptr, len)?)
-        .map(<[u8]>::to_vec)
+pub(crate) fn read(caller: &dyn Guest, ptr: u32, len: u32) -> Option<Vec<u8>> {
+    caller.memory().get(range(ptr, len)?).map(<[u8]>::to_vec)
 }
 
 /// Reads guest bytes as UTF-8 text.
-pub(crate) fn read_string(caller: &Caller<'_, HostState>, ptr: u32, len: u32) -> Option<String> {
+pub(crate) fn read_string(caller: &dyn Guest, ptr: u32, len: u32) -> Option<String> {
     String::from_utf8(read(caller, ptr, len)?).ok()
 }
 
 /// Writes `bytes` at `ptr`.
-pub(crate) fn write(caller: &mut Caller<'_, HostState>, ptr: u32, bytes: &[u8]) -> bool {
-    let Some(guest) = handles(caller) else {
-        return false;
-    };
+pub(crate) fn write(caller: &mut dyn Guest, ptr: u32, bytes: &[u8]) -> bool {
     let Some(r) = range(ptr, u32::try_from(bytes.len()).unwrap_or(u32::MAX)) else {
         return false;
     };
-    match guest.memory.data_mut(caller).get_mut(r) {
+    match caller.memory_mut().get_mut(r) {
         Some(slot) => {
             slot.copy_from_slice(bytes);
             true
@@ -47,11 +35,11 @@ pub(crate) fn write(caller: &mut Caller<'_, HostState>, ptr: u32, bytes: &[u8]) 
     }
 }
 
-pub(crate) fn write_u32(caller: &mut Caller<'_, HostState>, ptr: u32, value: u32) -> bool {
+pub(crate) fn write_u32(caller: &mut dyn Guest, ptr: u32, value: u32) -> bool {
     write(caller, ptr, &value.to_le_bytes())
 }
 
-pub(crate) fn write_u64(caller: &mut Caller<'_, HostState>, ptr: u32, value: u64) -> bool {
+pub(crate) fn write_u64(caller: &mut dyn Guest, ptr: u32, value: u64) -> bool {
     write(caller, ptr, &value.to_le_bytes())
 }
 
@@ -59,20 +47,20 @@ pub(crate) fn write_u64(caller: &mut Caller<'_, HostState>, ptr: u32, value: u64
 /// Empty data is returned as a null pointer and size 0 without allocating, as proxy-wasm-cpp-host does.
 /// Returns `Ok(false)` when the guest's memory or allocator refuses; `Err` if the allocator trapped.
 pub(crate) fn copy_out(
-    caller: &mut Caller<'_, HostState>,
+    caller: &mut dyn Guest,
     bytes: &[u8],
     ptr_ptr: u32,
     size_ptr: u32,
-) -> wasmtime::Result<bool> {
+) -> Result<bool, Trap> {
     let Ok(size) = u32::try_from(bytes.len()) else {
         return Ok(false);
     };
     let mut addr = 0u32;
     if size > 0 {
-        let Some(guest) = handles(caller) else {
+        let Some(allocated) = caller.allocate(size)? else {
             return Ok(false);
         };
-        addr = guest.alloc.call(&mut *caller, size)?;
+        addr = allocated;
         if addr == 0 || !write(caller, addr, bytes) {
             return Ok(false);
         }

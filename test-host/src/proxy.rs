@@ -3,16 +3,14 @@
 use crate::abi;
 use crate::clock::nanos;
 use crate::config::ProxyConfig;
+use crate::engine::{self, Engine, Linked, ModuleInfo};
 use crate::error::HostError;
 use crate::http::{ClientResponse, HttpRequest, HttpResponse, Outcome};
 use crate::metrics::MetricValue;
-use crate::registry::Registry;
-use crate::state::{lock, HostState, LogEntry, Shared};
+use crate::state::{lock, LogEntry, Shared};
 use crate::vm::Vm;
-use crate::wasi;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wasmtime::{Config, Engine, InstancePre, Module};
 
 /// A stream in one worker VM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -30,8 +28,7 @@ const ABI_EXPORTS: [&str; 2] = ["proxy_abi_version_0_2_1", "proxy_abi_version_0_
 
 /// The host: compile once, one VM per worker.
 pub struct Proxy {
-    engine: Engine,
-    pre: InstancePre<HostState>,
+    linked: Arc<dyn Linked>,
     shared: Arc<Shared>,
     vms: Vec<Vm>,
     provided: Vec<String>,
@@ -50,47 +47,54 @@ pub struct Startup {
 /// need a fresh proxy per case skip recompiling).
 #[derive(Clone)]
 pub struct Compiled {
+    linked: Arc<dyn Linked>,
     engine: Engine,
-    pre: InstancePre<HostState>,
     provided: Vec<String>,
     fuel: bool,
     compile: Duration,
 }
 
+impl Compiled {
+    /// The engine the module was compiled on.
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+}
+
 impl Proxy {
-    /// Compiles `wasm` and starts a proxy: [`Proxy::compile`] then [`Proxy::start`].
+    /// Compiles `wasm` on `config.engine` and starts a proxy: [`Proxy::compile_on`] then
+    /// [`Proxy::start`].
     pub fn new(wasm: &[u8], config: ProxyConfig) -> Result<Proxy, HostError> {
-        let compiled = Proxy::compile(wasm, config.fuel)?;
+        let compiled = Proxy::compile_on(config.engine, wasm, config.fuel)?;
         Proxy::start(&compiled, config)
     }
 
-    /// Compiles `wasm` (with fuel counting or not) and refuses it if it imports anything this
-    /// host does not provide or lacks the proxy-wasm exports.
+    /// Compiles `wasm` on [`Engine::preferred`]: see [`Proxy::compile_on`].
     pub fn compile(wasm: &[u8], fuel: bool) -> Result<Compiled, HostError> {
-        let mut engine_config = Config::new();
-        engine_config.consume_fuel(fuel);
-        let engine =
-            Engine::new(&engine_config).map_err(|e| HostError::Engine(format!("{e:#}")))?;
-        let compiling = Instant::now();
-        let module = Module::new(&engine, wasm).map_err(|e| HostError::Engine(format!("{e:#}")))?;
-        let compile = compiling.elapsed();
-        let mut registry = Registry::new(&engine);
-        abi::define(&mut registry)?;
-        wasi::define(&mut registry)?;
-        registry.check_imports(&module)?;
-        if !module.exports().any(|e| ABI_EXPORTS.contains(&e.name())) {
-            return Err(HostError::BadModule(
-                "no proxy_abi_version_0_2_1 export (unsupported ABI version)".into(),
-            ));
-        }
-        let pre = registry
-            .linker
-            .instantiate_pre(&module)
-            .map_err(|e| HostError::Engine(format!("{e:#}")))?;
+        Proxy::compile_on(Engine::preferred(), wasm, fuel)
+    }
+
+    /// Compiles `wasm` on `engine` (with fuel counting or not) and refuses it if it imports
+    /// anything this host does not provide or lacks the proxy-wasm exports.
+    pub fn compile_on(engine: Engine, wasm: &[u8], fuel: bool) -> Result<Compiled, HostError> {
+        let check = |module: &ModuleInfo| {
+            abi::check_imports(&module.imports)?;
+            if !module
+                .exports
+                .iter()
+                .any(|e| ABI_EXPORTS.contains(&e.as_str()))
+            {
+                return Err(HostError::BadModule(
+                    "no proxy_abi_version_0_2_1 export (unsupported ABI version)".into(),
+                ));
+            }
+            Ok(())
+        };
+        let (linked, compile) = engine::compile(engine, wasm, fuel, &check)?;
         Ok(Compiled {
+            linked,
             engine,
-            pre,
-            provided: registry.provided(),
+            provided: abi::provided(),
             fuel,
             compile,
         })
@@ -106,22 +110,22 @@ impl Proxy {
                 "config.fuel differs from the fuel setting the module was compiled with".into(),
             ));
         }
+        if config.engine != compiled.engine {
+            return Err(HostError::Config(format!(
+                "config.engine is {} but the module was compiled on {}",
+                config.engine, compiled.engine
+            )));
+        }
         let workers = config.workers;
         let shared = Arc::new(Shared::new(config));
         let mut vms = Vec::with_capacity(workers);
         let starting = Instant::now();
         for worker in 0..workers {
-            vms.push(Vm::start(
-                &compiled.engine,
-                &compiled.pre,
-                worker,
-                shared.clone(),
-            )?);
+            vms.push(Vm::start(&*compiled.linked, worker, shared.clone())?);
         }
         let start_per_vm = starting.elapsed() / u32::try_from(workers).unwrap_or(u32::MAX);
         Ok(Proxy {
-            engine: compiled.engine.clone(),
-            pre: compiled.pre.clone(),
+            linked: compiled.linked.clone(),
             shared,
             vms,
             provided: compiled.provided.clone(),
@@ -130,6 +134,11 @@ impl Proxy {
                 start_per_vm,
             },
         })
+    }
+
+    /// The engine running this proxy's VMs.
+    pub fn engine(&self) -> Engine {
+        self.shared.config.engine
     }
 
     /// Compile and per-VM start times of [`Proxy::new`].
@@ -161,7 +170,7 @@ impl Proxy {
         let kong = matches!(self.shared.config.profile, crate::config::Profile::Kong(_));
         let failed = self.vm(worker)?.failure.is_some();
         if kong && failed {
-            let fresh = Vm::start(&self.engine, &self.pre, worker, self.shared.clone())?;
+            let fresh = Vm::start(&*self.linked, worker, self.shared.clone())?;
             if let Some(slot) = self.vms.get_mut(worker) {
                 *slot = fresh;
             }
@@ -176,7 +185,7 @@ impl Proxy {
     /// metrics and logs survive; the old VM's streams, pending calls and memory do not.
     pub fn restart_worker(&mut self, worker: usize) -> Result<(), HostError> {
         self.vm(worker)?;
-        let fresh = Vm::start(&self.engine, &self.pre, worker, self.shared.clone())?;
+        let fresh = Vm::start(&*self.linked, worker, self.shared.clone())?;
         let slot = self
             .vms
             .get_mut(worker)

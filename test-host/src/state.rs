@@ -1,4 +1,4 @@
-//! State kept in each VM's wasmtime `Store` (never in globals), and the proxy-wide state VMs share.
+//! State kept in each VM's engine `Store` (never in globals), and the proxy-wide state VMs share.
 
 use crate::clock::Clock;
 use crate::config::{Profile, ProxyConfig};
@@ -10,7 +10,6 @@ use crate::upstream::{UpstreamOutcome, UpstreamResponse};
 use std::collections::HashMap;
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use wasmtime::{Memory, TypedFunc};
 
 /// Where a log line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,20 +158,12 @@ pub(crate) struct CallResponse {
     pub(crate) response: Option<UpstreamResponse>,
 }
 
-/// Guest exports the host functions need while the guest runs.
-#[derive(Clone)]
-pub(crate) struct GuestHandles {
-    pub(crate) memory: Memory,
-    pub(crate) alloc: TypedFunc<u32, u32>,
-}
-
 /// Everything in one VM's `Store`.
 pub(crate) struct HostState {
-    /// Host functions the guest called (every import, counted by the store's call hook).
+    /// Host functions the guest called (every import, counted by the engine-neutral glue).
     pub(crate) hostcalls: u64,
     pub(crate) worker: usize,
     pub(crate) shared: Arc<Shared>,
-    pub(crate) guest: Option<GuestHandles>,
     pub(crate) root_context_id: u32,
     pub(crate) next_context_id: u32,
     /// The context host calls act on (`proxy_set_effective_context` changes it).
@@ -201,7 +192,6 @@ impl HostState {
             hostcalls: 0,
             worker,
             shared,
-            guest: None,
             root_context_id: 1,
             next_context_id: 2,
             current_context: 1,

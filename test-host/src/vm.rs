@@ -1,58 +1,18 @@
-//! One VM: a wasmtime `Store` and instance of the module, its root context and its HTTP streams.
+//! One VM: an engine instance of the module (its store holds the [`HostState`]), its root context
+//! and its HTTP streams. The driver is the same for every engine (`engine/`).
 
 use crate::config::Profile;
+use crate::engine::{cb, Callback, Instance, Linked};
 use crate::error::HostError;
 use crate::http::{ClientResponse, ForwardedRequest, HttpRequest, HttpResponse, Outcome};
 use crate::maps::HeaderMap;
 use crate::state::{
-    CallResponse, CalloutSource, GuestHandles, HostState, LocalReply, LogSource, Phase, Shared,
-    StreamState,
+    CallResponse, CalloutSource, HostState, LocalReply, LogSource, Phase, Shared, StreamState,
 };
 use crate::types::{LogLevel, Status, ACTION_CONTINUE};
 use crate::upstream::{UpstreamOutcome, UpstreamResponse};
 use std::sync::mpsc::TryRecvError;
 use std::sync::Arc;
-use wasmtime::{Engine, Instance, InstancePre, Store, TypedFunc, WasmParams, WasmResults};
-
-/// `proxy_on_http_call_response(context, token, headers, body size, trailers)`.
-type CallResponseFn = TypedFunc<(u32, u32, u32, u32, u32), ()>;
-
-/// Typed handles to the module's callbacks; absent ones are skipped, as Envoy skips them.
-#[derive(Clone)]
-struct Exports {
-    on_context_create: Option<TypedFunc<(u32, u32), ()>>,
-    on_vm_start: Option<TypedFunc<(u32, u32), u32>>,
-    on_configure: Option<TypedFunc<(u32, u32), u32>>,
-    on_tick: Option<TypedFunc<u32, ()>>,
-    on_queue_ready: Option<TypedFunc<(u32, u32), ()>>,
-    on_request_headers: Option<TypedFunc<(u32, u32, u32), u32>>,
-    on_request_body: Option<TypedFunc<(u32, u32, u32), u32>>,
-    on_request_trailers: Option<TypedFunc<(u32, u32), u32>>,
-    on_response_headers: Option<TypedFunc<(u32, u32, u32), u32>>,
-    on_response_body: Option<TypedFunc<(u32, u32, u32), u32>>,
-    on_http_call_response: Option<CallResponseFn>,
-    on_log: Option<TypedFunc<u32, ()>>,
-    on_done: Option<TypedFunc<u32, u32>>,
-    on_delete: Option<TypedFunc<u32, ()>>,
-}
-
-fn export<P: WasmParams, Rt: WasmResults>(
-    instance: &Instance,
-    store: &mut Store<HostState>,
-    name: &'static str,
-) -> Result<Option<TypedFunc<P, Rt>>, HostError> {
-    match instance.get_func(&mut *store, name) {
-        None => Ok(None),
-        Some(f) => f
-            .typed::<P, Rt>(&*store)
-            .map(Some)
-            .map_err(|e| HostError::BadModule(format!("export `{name}` has the wrong type: {e}"))),
-    }
-}
-
-fn engine_err(e: wasmtime::Error) -> HostError {
-    HostError::Engine(format!("{e:#}"))
-}
 
 /// A pending call that is ready to be delivered.
 struct Delivery {
@@ -64,8 +24,7 @@ struct Delivery {
 }
 
 pub(crate) struct Vm {
-    store: Store<HostState>,
-    exports: Exports,
+    instance: Box<dyn Instance>,
     worker: usize,
     /// Why the VM failed (a trap), if it did.
     pub(crate) failure: Option<String>,
@@ -82,150 +41,103 @@ impl Vm {
     /// Instantiates the module and runs `_initialize`/`_start`, the root context's creation,
     /// `proxy_on_vm_start` and `proxy_on_configure`.
     pub(crate) fn start(
-        engine: &Engine,
-        pre: &InstancePre<HostState>,
+        linked: &dyn Linked,
         worker: usize,
         shared: Arc<Shared>,
     ) -> Result<Vm, HostError> {
         let fuel = shared.config.fuel;
         let vm_config_len = len_u32(shared.config.vm_configuration.len());
         let plugin_config_len = len_u32(shared.config.plugin_configuration.len());
-        let mut store = Store::new(engine, HostState::new(worker, shared));
-        // Counts every host function call: a deterministic cost figure, like fuel.
-        store.call_hook(|mut ctx, hook| {
-            if matches!(hook, wasmtime::CallHook::CallingHost) {
-                let state = ctx.data_mut();
-                state.hostcalls = state.hostcalls.saturating_add(1);
-            }
-            Ok(())
-        });
-        if fuel {
-            store.set_fuel(u64::MAX).map_err(engine_err)?;
-        }
-        let instance = pre.instantiate(&mut store).map_err(engine_err)?;
-        let memory = instance
-            .get_memory(&mut store, "memory")
-            .ok_or(HostError::MissingExport("memory"))?;
-        let alloc = match export::<u32, u32>(&instance, &mut store, "proxy_on_memory_allocate")? {
-            Some(f) => f,
-            None => export::<u32, u32>(&instance, &mut store, "malloc")?
-                .ok_or(HostError::MissingExport("proxy_on_memory_allocate"))?,
-        };
-        store.data_mut().guest = Some(GuestHandles { memory, alloc });
-        let exports = Exports {
-            on_context_create: export(&instance, &mut store, "proxy_on_context_create")?,
-            on_vm_start: export(&instance, &mut store, "proxy_on_vm_start")?,
-            on_configure: export(&instance, &mut store, "proxy_on_configure")?,
-            on_tick: export(&instance, &mut store, "proxy_on_tick")?,
-            on_queue_ready: export(&instance, &mut store, "proxy_on_queue_ready")?,
-            on_request_headers: export(&instance, &mut store, "proxy_on_request_headers")?,
-            on_request_body: export(&instance, &mut store, "proxy_on_request_body")?,
-            on_request_trailers: export(&instance, &mut store, "proxy_on_request_trailers")?,
-            on_response_headers: export(&instance, &mut store, "proxy_on_response_headers")?,
-            on_response_body: export(&instance, &mut store, "proxy_on_response_body")?,
-            on_http_call_response: export(&instance, &mut store, "proxy_on_http_call_response")?,
-            on_log: export(&instance, &mut store, "proxy_on_log")?,
-            on_done: export(&instance, &mut store, "proxy_on_done")?,
-            on_delete: export(&instance, &mut store, "proxy_on_delete")?,
-        };
-        let initialize = export::<(), ()>(&instance, &mut store, "_initialize")?;
-        let start = export::<(), ()>(&instance, &mut store, "_start")?;
+        let instance = linked.instantiate(HostState::new(worker, shared))?;
         let mut vm = Vm {
-            store,
-            exports,
+            instance,
             worker,
             failure: None,
             fuel,
             last_call_fuel: 0,
             last_call_hostcalls: 0,
         };
-        vm.call("_initialize", Phase::Start, ROOT, initialize, ())?;
-        vm.call("_start", Phase::Start, ROOT, start, ())?;
-        let create = vm.exports.on_context_create.clone();
+        vm.call(cb::initialize, Phase::Start, ROOT, &[])?;
+        vm.call(cb::start, Phase::Start, ROOT, &[])?;
         vm.call(
-            "proxy_on_context_create",
+            cb::on_context_create,
             Phase::ContextCreate,
             ROOT,
-            create,
-            (ROOT, 0),
+            &[ROOT, 0],
         )?;
-        let on_start = vm.exports.on_vm_start.clone();
-        if vm.call(
-            "proxy_on_vm_start",
-            Phase::Start,
-            ROOT,
-            on_start,
-            (ROOT, vm_config_len),
-        )? == Some(0)
-        {
+        if vm.call(cb::on_vm_start, Phase::Start, ROOT, &[ROOT, vm_config_len])? == Some(0) {
             return Err(HostError::StartRejected {
                 worker,
-                callback: "proxy_on_vm_start",
+                callback: cb::on_vm_start.name,
             });
         }
-        let configure = vm.exports.on_configure.clone();
         if vm.call(
-            "proxy_on_configure",
+            cb::on_configure,
             Phase::Configure,
             ROOT,
-            configure,
-            (ROOT, plugin_config_len),
+            &[ROOT, plugin_config_len],
         )? == Some(0)
         {
             return Err(HostError::StartRejected {
                 worker,
-                callback: "proxy_on_configure",
+                callback: cb::on_configure.name,
             });
         }
         Ok(vm)
     }
 
     fn shared(&self) -> &Arc<Shared> {
-        &self.store.data().shared
+        &self.instance.host().shared
     }
 
     /// Calls a guest callback with `context` as the current context. A trap fails the VM and, for a
-    /// stream, fails that stream the way the profile's proxy does.
-    fn call<P: WasmParams, Rt: WasmResults>(
+    /// stream, fails that stream the way the profile's proxy does. `Ok(None)` if the module does not
+    /// export the callback; `Ok(Some(0))` for a callback without a result.
+    fn call(
         &mut self,
-        callback: &'static str,
+        callback: Callback,
         phase: Phase,
         context: u32,
-        func: Option<TypedFunc<P, Rt>>,
-        params: P,
-    ) -> Result<Option<Rt>, HostError> {
+        params: &[u32],
+    ) -> Result<Option<u32>, HostError> {
         if self.failure.is_some() {
             return Err(HostError::VmFailed {
                 worker: self.worker,
             });
         }
-        let Some(func) = func else { return Ok(None) };
-        let state = self.store.data_mut();
+        if !self.instance.has(callback) {
+            return Ok(None);
+        }
+        let state = self.instance.host_mut();
         let saved = (state.current_context, state.phase);
         state.current_context = context;
         state.phase = phase;
         let fuel_before = if self.fuel {
-            self.store.get_fuel().unwrap_or(0)
+            self.instance.fuel_left().unwrap_or(0)
         } else {
             0
         };
-        let hostcalls_before = self.store.data().hostcalls;
-        let result = func.call(&mut self.store, params);
-        self.last_call_hostcalls = self.store.data().hostcalls.saturating_sub(hostcalls_before);
+        let hostcalls_before = self.instance.host().hostcalls;
+        let result = self.instance.call(callback, params);
+        self.last_call_hostcalls = self
+            .instance
+            .host()
+            .hostcalls
+            .saturating_sub(hostcalls_before);
         if self.fuel {
-            self.last_call_fuel = fuel_before.saturating_sub(self.store.get_fuel().unwrap_or(0));
+            self.last_call_fuel =
+                fuel_before.saturating_sub(self.instance.fuel_left().unwrap_or(0));
         }
-        let state = self.store.data_mut();
+        let state = self.instance.host_mut();
         state.current_context = saved.0;
         state.phase = saved.1;
         match result {
-            Ok(r) => Ok(Some(r)),
-            Err(e) => {
-                let message = format!("{e:#}");
-                self.fail(callback, context, &message);
+            Ok(r) => Ok(r),
+            Err(message) => {
+                self.fail(callback.name, context, &message);
                 Err(HostError::Trap {
                     worker: self.worker,
-                    callback,
+                    callback: callback.name,
                     message,
                 })
             }
@@ -234,7 +146,7 @@ impl Vm {
 
     fn fail(&mut self, callback: &str, context: u32, message: &str) {
         self.failure = Some(format!("{callback}: {message}"));
-        let state = self.store.data_mut();
+        let state = self.instance.host_mut();
         state.log(
             LogLevel::Critical,
             LogSource::Host,
@@ -258,12 +170,12 @@ impl Vm {
     /// Fuel used since the VM was made (0 without fuel metering).
     /// Host functions the guest called since the VM started.
     pub(crate) fn hostcalls(&self) -> u64 {
-        self.store.data().hostcalls
+        self.instance.host().hostcalls
     }
 
     pub(crate) fn fuel_consumed(&self) -> u64 {
         if self.fuel {
-            u64::MAX.saturating_sub(self.store.get_fuel().unwrap_or(u64::MAX))
+            u64::MAX.saturating_sub(self.instance.fuel_left().unwrap_or(u64::MAX))
         } else {
             0
         }
@@ -271,7 +183,7 @@ impl Vm {
 
     /// Creates an HTTP context and runs the request callbacks. Returns the context id.
     pub(crate) fn send_request(&mut self, request: HttpRequest) -> Result<u32, HostError> {
-        let state = self.store.data_mut();
+        let state = self.instance.host_mut();
         let id = state.next_context_id;
         state.next_context_id = id
             .checked_add(1)
@@ -283,7 +195,7 @@ impl Vm {
         state.streams.insert(id, stream);
         if self.failure.is_some() {
             let shared = self.shared().clone();
-            if let Some(stream) = self.store.data_mut().streams.get_mut(&id) {
+            if let Some(stream) = self.instance.host_mut().streams.get_mut(&id) {
                 fail_stream(
                     stream,
                     shared.config.fail_open,
@@ -292,15 +204,8 @@ impl Vm {
             }
             return Ok(id);
         }
-        let create = self.exports.on_context_create.clone();
         if self
-            .call(
-                "proxy_on_context_create",
-                Phase::ContextCreate,
-                id,
-                create,
-                (id, ROOT),
-            )
+            .call(cb::on_context_create, Phase::ContextCreate, id, &[id, ROOT])
             .is_err()
         {
             return Ok(id);
@@ -308,13 +213,11 @@ impl Vm {
         let has_body = request.body.is_some();
         let has_trailers = request.trailers.is_some();
         let n = self.stream(id).map(|s| len_u32(s.request_headers.len()))?;
-        let f = self.exports.on_request_headers.clone();
         let action = self.call(
-            "proxy_on_request_headers",
+            cb::on_request_headers,
             Phase::RequestHeaders,
             id,
-            f,
-            (id, n, u32::from(!has_body && !has_trailers)),
+            &[id, n, u32::from(!has_body && !has_trailers)],
         );
         self.settle_request(id, action)?;
         if let Some(body) = request.body {
@@ -323,13 +226,11 @@ impl Vm {
                 let stream = self.stream_mut(id)?;
                 stream.request_body = body;
                 stream.request_body_seen = true;
-                let f = self.exports.on_request_body.clone();
                 let action = self.call(
-                    "proxy_on_request_body",
+                    cb::on_request_body,
                     Phase::RequestBody,
                     id,
-                    f,
-                    (id, len, u32::from(!has_trailers)),
+                    &[id, len, u32::from(!has_trailers)],
                 );
                 self.settle_request(id, action)?;
             }
@@ -338,14 +239,7 @@ impl Vm {
             if self.active(id) {
                 let n = len_u32(trailers.len());
                 self.stream_mut(id)?.request_trailers = trailers;
-                let f = self.exports.on_request_trailers.clone();
-                let action = self.call(
-                    "proxy_on_request_trailers",
-                    Phase::RequestBody,
-                    id,
-                    f,
-                    (id, n),
-                );
+                let action = self.call(cb::on_request_trailers, Phase::RequestBody, id, &[id, n]);
                 self.settle_request(id, action)?;
             }
         }
@@ -370,16 +264,16 @@ impl Vm {
 
     /// True while the stream still runs through the filter (no local reply, reset or failure).
     fn active(&self, id: u32) -> bool {
-        self.store
-            .data()
+        self.instance
+            .host()
             .streams
             .get(&id)
             .is_some_and(|s| s.local_reply.is_none() && !s.reset && !s.failed)
     }
 
     fn stream(&self, id: u32) -> Result<&StreamState, HostError> {
-        self.store
-            .data()
+        self.instance
+            .host()
             .streams
             .get(&id)
             .ok_or(HostError::UnknownStream {
@@ -390,8 +284,8 @@ impl Vm {
 
     fn stream_mut(&mut self, id: u32) -> Result<&mut StreamState, HostError> {
         let worker = self.worker;
-        self.store
-            .data_mut()
+        self.instance
+            .host_mut()
             .streams
             .get_mut(&id)
             .ok_or(HostError::UnknownStream {
@@ -436,13 +330,11 @@ impl Vm {
         let has_body = response.body.is_some();
         let n = len_u32(response.headers.len());
         self.stream_mut(id)?.response_headers = Some(response.headers);
-        let f = self.exports.on_response_headers.clone();
         let action = self.call(
-            "proxy_on_response_headers",
+            cb::on_response_headers,
             Phase::ResponseHeaders,
             id,
-            f,
-            (id, n, u32::from(!has_body)),
+            &[id, n, u32::from(!has_body)],
         );
         self.settle_response(id, action)?;
         if let Some(body) = response.body {
@@ -451,14 +343,8 @@ impl Vm {
                 let stream = self.stream_mut(id)?;
                 stream.response_body = body;
                 stream.response_body_seen = true;
-                let f = self.exports.on_response_body.clone();
-                let action = self.call(
-                    "proxy_on_response_body",
-                    Phase::ResponseBody,
-                    id,
-                    f,
-                    (id, len, 1),
-                );
+                let action =
+                    self.call(cb::on_response_body, Phase::ResponseBody, id, &[id, len, 1]);
                 self.settle_response(id, action)?;
             }
         }
@@ -499,14 +385,11 @@ impl Vm {
     pub(crate) fn end_stream(&mut self, id: u32) -> Result<(), HostError> {
         self.stream(id)?;
         if self.failure.is_none() {
-            let f = self.exports.on_log.clone();
-            let logged = self.call("proxy_on_log", Phase::Log, id, f, id);
-            let f = self.exports.on_done.clone();
-            let done = logged.and_then(|_| self.call("proxy_on_done", Phase::Done, id, f, id));
-            let f = self.exports.on_delete.clone();
-            let _ = done.and_then(|_| self.call("proxy_on_delete", Phase::Delete, id, f, id));
+            let logged = self.call(cb::on_log, Phase::Log, id, &[id]);
+            let done = logged.and_then(|_| self.call(cb::on_done, Phase::Done, id, &[id]));
+            let _ = done.and_then(|_| self.call(cb::on_delete, Phase::Delete, id, &[id]));
         }
-        let state = self.store.data_mut();
+        let state = self.instance.host_mut();
         state.streams.remove(&id);
         state.callouts.retain(|c| c.context_id != id);
         Ok(())
@@ -517,7 +400,7 @@ impl Vm {
         if self.failure.is_some() {
             return None;
         }
-        let state = self.store.data();
+        let state = self.instance.host();
         let calls = state.callouts.iter().map(|c| match c.source {
             CalloutSource::Ready(_) => c.due.min(c.deadline),
             CalloutSource::Hang | CalloutSource::Pending(_) => c.deadline,
@@ -527,8 +410,8 @@ impl Vm {
 
     /// True if a call waits on real I/O.
     pub(crate) fn has_pending_io(&self) -> bool {
-        self.store
-            .data()
+        self.instance
+            .host()
             .callouts
             .iter()
             .any(|c| matches!(c.source, CalloutSource::Pending(_)))
@@ -536,12 +419,12 @@ impl Vm {
 
     /// True while any HTTP stream is open.
     pub(crate) fn has_streams(&self) -> bool {
-        !self.store.data().streams.is_empty()
+        !self.instance.host().streams.is_empty()
     }
 
     /// Number of calls not yet answered.
     pub(crate) fn pending_calls(&self) -> usize {
-        self.store.data().callouts.len()
+        self.instance.host().callouts.len()
     }
 
     /// Delivers every call answer, timeout and tick due at `now`; returns how many callbacks ran.
@@ -552,7 +435,7 @@ impl Vm {
         let profile = self.shared().config.profile.clone();
         let mut deliveries = Vec::new();
         let mut remaining = Vec::new();
-        for c in std::mem::take(&mut self.store.data_mut().callouts) {
+        for c in std::mem::take(&mut self.instance.host_mut().callouts) {
             let delivery = |response, timed_out, at| Delivery {
                 at,
                 token: c.token,
@@ -583,7 +466,7 @@ impl Vm {
                 None => remaining.push(c),
             }
         }
-        self.store.data_mut().callouts = remaining;
+        self.instance.host_mut().callouts = remaining;
         deliveries.sort_by_key(|d| (d.at, d.token));
         let mut ran = 0usize;
         for d in deliveries {
@@ -591,15 +474,11 @@ impl Vm {
                 ran = ran.saturating_add(1);
             }
         }
-        let state = self.store.data_mut();
+        let state = self.instance.host_mut();
         if let Some(due) = state.next_tick.filter(|due| *due <= now) {
             let period = u64::from(state.tick_period_ms).saturating_mul(1_000_000);
             state.next_tick = Some(due.saturating_add(period).max(now.saturating_add(1)));
-            let f = self.exports.on_tick.clone();
-            if self
-                .call("proxy_on_tick", Phase::Tick, ROOT, f, ROOT)
-                .is_ok()
-            {
+            if self.call(cb::on_tick, Phase::Tick, ROOT, &[ROOT]).is_ok() {
                 ran = ran.saturating_add(1);
             }
         }
@@ -607,7 +486,7 @@ impl Vm {
     }
 
     fn deliver(&mut self, d: Delivery) -> bool {
-        let state = self.store.data_mut();
+        let state = self.instance.host_mut();
         if d.context_id != state.root_context_id && !state.streams.contains_key(&d.context_id) {
             return false;
         }
@@ -628,27 +507,23 @@ impl Vm {
         state.call_response = Some(CallResponse {
             response: d.response,
         });
-        let f = self.exports.on_http_call_response.clone();
         let result = self.call(
-            "proxy_on_http_call_response",
+            cb::on_http_call_response,
             Phase::CallResponse,
             d.context_id,
-            f,
-            (d.context_id, d.token, headers, body, trailers),
+            &[d.context_id, d.token, headers, body, trailers],
         );
-        self.store.data_mut().call_response = None;
+        self.instance.host_mut().call_response = None;
         result.is_ok()
     }
 
     /// Runs `proxy_on_queue_ready` on the root context.
     pub(crate) fn queue_ready(&mut self, context_id: u32, queue_id: u32) -> bool {
-        let f = self.exports.on_queue_ready.clone();
         self.call(
-            "proxy_on_queue_ready",
+            cb::on_queue_ready,
             Phase::QueueReady,
             context_id,
-            f,
-            (context_id, queue_id),
+            &[context_id, queue_id],
         )
         .is_ok()
     }

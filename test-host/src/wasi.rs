@@ -1,17 +1,12 @@
 //! The `wasi_snapshot_preview1` functions Envoy (proxy-wasm-cpp-host) gives proxy-wasm modules, and no more:
 //! a module that needs other WASI calls fails to load in Envoy, so it is refused here too.
 
-use crate::error::HostError;
+use crate::abi::{C, R};
+use crate::engine::Trap;
 use crate::memory::{read, write, write_u32, write_u64};
-use crate::registry::Registry;
-use crate::state::{HostState, LogSource};
+use crate::state::LogSource;
 use crate::types::LogLevel;
-use wasmtime::Caller;
 
-type C<'a> = Caller<'a, HostState>;
-type R = wasmtime::Result<u32>;
-
-const WASI: &str = "wasi_snapshot_preview1";
 const SUCCESS: u32 = 0;
 const EBADF: u32 = 8;
 const EFAULT: u32 = 21;
@@ -31,7 +26,7 @@ fn fault(ok: bool) -> u32 {
 }
 
 /// Gathers the bytes of an iovec array (`{ptr: u32, len: u32}` pairs).
-fn gather(caller: &C<'_>, iovs: u32, count: u32) -> Option<Vec<u8>> {
+fn gather(caller: &dyn crate::engine::Guest, iovs: u32, count: u32) -> Option<Vec<u8>> {
     let table = read(caller, iovs, count.checked_mul(8)?)?;
     let mut out = Vec::new();
     for entry in table.chunks_exact(8) {
@@ -45,151 +40,124 @@ fn gather(caller: &C<'_>, iovs: u32, count: u32) -> Option<Vec<u8>> {
     Some(out)
 }
 
-pub(crate) fn define(reg: &mut Registry) -> Result<(), HostError> {
-    reg.func(
-        WASI,
-        "fd_write",
-        |mut caller: C<'_>, fd: u32, iovs: u32, count: u32, written_ptr: u32| -> R {
-            let (level, source) = match fd {
-                1 => (LogLevel::Info, LogSource::Stdout),
-                2 => (LogLevel::Error, LogSource::Stderr),
-                _ => return Ok(EBADF),
-            };
-            let Some(bytes) = gather(&caller, iovs, count) else {
-                return Ok(EFAULT);
-            };
-            let text = String::from_utf8_lossy(&bytes);
-            caller.data().log(
-                level,
-                source,
-                text.strip_suffix('\n').unwrap_or(&text).to_string(),
-            );
-            let written = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
-            Ok(fault(write_u32(&mut caller, written_ptr, written)))
-        },
-    )?;
-    reg.func(
-        WASI,
-        "fd_read",
-        |_c: C<'_>, _fd: u32, _iovs: u32, _n: u32, _read: u32| -> R { Ok(ENOSYS) },
-    )?;
-    reg.func(
-        WASI,
-        "fd_seek",
-        |caller: C<'_>, _fd: u32, _off: i64, _whence: u32, _new: u32| -> R {
-            caller
-                .data()
-                .log(LogLevel::Error, LogSource::Host, "wasi fd_seek".to_string());
-            Ok(SUCCESS)
-        },
-    )?;
-    reg.func(WASI, "fd_close", |caller: C<'_>, _fd: u32| -> R {
-        caller.data().log(
-            LogLevel::Error,
-            LogSource::Host,
-            "wasi fd_close".to_string(),
-        );
-        Ok(SUCCESS)
-    })?;
-    reg.func(
-        WASI,
-        "fd_fdstat_get",
-        |mut caller: C<'_>, fd: u32, stat_ptr: u32| -> R {
-            if fd != 1 && fd != 2 {
-                return Ok(EBADF);
-            }
-            // 24-byte fdstat: zeroed, with fs_rights_base = FD_WRITE (64), as Envoy writes it.
-            let mut stat = [0u8; 24];
-            if let Some(rights) = stat.get_mut(8..16) {
-                rights.copy_from_slice(&64u64.to_le_bytes());
-            }
-            Ok(fault(write(&mut caller, stat_ptr, &stat)))
-        },
-    )?;
-    reg.func(
-        WASI,
-        "fd_prestat_get",
-        |_c: C<'_>, _fd: u32, _buf: u32| -> R { Ok(EBADF) },
-    )?;
-    reg.func(
-        WASI,
-        "fd_prestat_dir_name",
-        |_c: C<'_>, _fd: u32, _p: u32, _l: u32| -> R { Ok(ENOSYS) },
-    )?;
-    reg.func(
-        WASI,
-        "path_open",
-        |_c: C<'_>,
-         _fd: u32,
-         _df: u32,
-         _p: u32,
-         _pl: u32,
-         _of: u32,
-         _rb: i64,
-         _ri: i64,
-         _ff: u32,
-         _out: u32|
-         -> R { Ok(ENOENT) },
-    )?;
-    reg.func(
-        WASI,
-        "environ_sizes_get",
-        |mut caller: C<'_>, count_ptr: u32, size_ptr: u32| -> R {
-            Ok(fault(
-                write_u32(&mut caller, count_ptr, 0) && write_u32(&mut caller, size_ptr, 0),
-            ))
-        },
-    )?;
-    reg.func(
-        WASI,
-        "environ_get",
-        |_c: C<'_>, _env: u32, _buf: u32| -> R { Ok(SUCCESS) },
-    )?;
-    reg.func(
-        WASI,
-        "args_sizes_get",
-        |mut caller: C<'_>, count_ptr: u32, size_ptr: u32| -> R {
-            Ok(fault(
-                write_u32(&mut caller, count_ptr, 0) && write_u32(&mut caller, size_ptr, 0),
-            ))
-        },
-    )?;
-    reg.func(WASI, "args_get", |_c: C<'_>, _argv: u32, _buf: u32| -> R {
-        Ok(SUCCESS)
-    })?;
-    reg.func(
-        WASI,
-        "clock_time_get",
-        |mut caller: C<'_>, id: u32, _precision: i64, out: u32| -> R {
-            let clock = caller.data().shared.clock().clone();
-            let now = match id {
-                0 => clock.now_nanos(),
-                1 => clock.monotonic_nanos(),
-                _ => return Ok(EINVAL),
-            };
-            Ok(fault(write_u64(&mut caller, out, now)))
-        },
-    )?;
-    reg.func(
-        WASI,
-        "random_get",
-        |mut caller: C<'_>, ptr: u32, len: u32| -> R {
-            if len > MAX_IO {
-                return Ok(EINVAL);
-            }
-            let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-            while bytes.len() < usize::try_from(len).unwrap_or(0) {
-                bytes.extend_from_slice(&caller.data_mut().next_random().to_le_bytes());
-            }
-            bytes.truncate(usize::try_from(len).unwrap_or(0));
-            Ok(fault(write(&mut caller, ptr, &bytes)))
-        },
-    )?;
-    reg.func(
-        WASI,
-        "proc_exit",
-        |_c: C<'_>, code: u32| -> wasmtime::Result<()> {
-            Err(wasmtime::Error::msg(format!("wasi proc_exit({code})")))
-        },
-    )
+pub(crate) fn fd_write(caller: C<'_>, fd: u32, iovs: u32, count: u32, written_ptr: u32) -> R {
+    let (level, source) = match fd {
+        1 => (LogLevel::Info, LogSource::Stdout),
+        2 => (LogLevel::Error, LogSource::Stderr),
+        _ => return Ok(EBADF),
+    };
+    let Some(bytes) = gather(caller, iovs, count) else {
+        return Ok(EFAULT);
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    caller.data().log(
+        level,
+        source,
+        text.strip_suffix('\n').unwrap_or(&text).to_string(),
+    );
+    let written = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+    Ok(fault(write_u32(caller, written_ptr, written)))
+}
+
+pub(crate) fn fd_read(_c: C<'_>, _fd: u32, _iovs: u32, _n: u32, _read: u32) -> R {
+    Ok(ENOSYS)
+}
+
+pub(crate) fn fd_seek(caller: C<'_>, _fd: u32, _off: i64, _whence: u32, _new: u32) -> R {
+    caller
+        .data()
+        .log(LogLevel::Error, LogSource::Host, "wasi fd_seek".to_string());
+    Ok(SUCCESS)
+}
+
+pub(crate) fn fd_close(caller: C<'_>, _fd: u32) -> R {
+    caller.data().log(
+        LogLevel::Error,
+        LogSource::Host,
+        "wasi fd_close".to_string(),
+    );
+    Ok(SUCCESS)
+}
+
+pub(crate) fn fd_fdstat_get(caller: C<'_>, fd: u32, stat_ptr: u32) -> R {
+    if fd != 1 && fd != 2 {
+        return Ok(EBADF);
+    }
+    // 24-byte fdstat: zeroed, with fs_rights_base = FD_WRITE (64), as Envoy writes it.
+    let mut stat = [0u8; 24];
+    if let Some(rights) = stat.get_mut(8..16) {
+        rights.copy_from_slice(&64u64.to_le_bytes());
+    }
+    Ok(fault(write(caller, stat_ptr, &stat)))
+}
+
+pub(crate) fn fd_prestat_get(_c: C<'_>, _fd: u32, _buf: u32) -> R {
+    Ok(EBADF)
+}
+
+pub(crate) fn fd_prestat_dir_name(_c: C<'_>, _fd: u32, _p: u32, _l: u32) -> R {
+    Ok(ENOSYS)
+}
+
+// The WASI signature.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn path_open(
+    _c: C<'_>,
+    _fd: u32,
+    _df: u32,
+    _p: u32,
+    _pl: u32,
+    _of: u32,
+    _rb: i64,
+    _ri: i64,
+    _ff: u32,
+    _out: u32,
+) -> R {
+    Ok(ENOENT)
+}
+
+pub(crate) fn environ_sizes_get(caller: C<'_>, count_ptr: u32, size_ptr: u32) -> R {
+    Ok(fault(
+        write_u32(caller, count_ptr, 0) && write_u32(caller, size_ptr, 0),
+    ))
+}
+
+pub(crate) fn environ_get(_c: C<'_>, _env: u32, _buf: u32) -> R {
+    Ok(SUCCESS)
+}
+
+pub(crate) fn args_sizes_get(caller: C<'_>, count_ptr: u32, size_ptr: u32) -> R {
+    Ok(fault(
+        write_u32(caller, count_ptr, 0) && write_u32(caller, size_ptr, 0),
+    ))
+}
+
+pub(crate) fn args_get(_c: C<'_>, _argv: u32, _buf: u32) -> R {
+    Ok(SUCCESS)
+}
+
+pub(crate) fn clock_time_get(caller: C<'_>, id: u32, _precision: i64, out: u32) -> R {
+    let clock = caller.data().shared.clock().clone();
+    let now = match id {
+        0 => clock.now_nanos(),
+        1 => clock.monotonic_nanos(),
+        _ => return Ok(EINVAL),
+    };
+    Ok(fault(write_u64(caller, out, now)))
+}
+
+pub(crate) fn random_get(caller: C<'_>, ptr: u32, len: u32) -> R {
+    if len > MAX_IO {
+        return Ok(EINVAL);
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    while bytes.len() < usize::try_from(len).unwrap_or(0) {
+        bytes.extend_from_slice(&caller.data_mut().next_random().to_le_bytes());
+    }
+    bytes.truncate(usize::try_from(len).unwrap_or(0));
+    Ok(fault(write(caller, ptr, &bytes)))
+}
+
+pub(crate) fn proc_exit(_c: C<'_>, code: u32) -> Result<(), Trap> {
+    Err(Trap(format!("wasi proc_exit({code})")))
 }

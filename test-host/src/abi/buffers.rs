@@ -51,8 +51,8 @@ pub(crate) fn splice_buffer(
     }
 }
 
-pub(super) fn proxy_get_buffer_bytes(
-    mut caller: C<'_>,
+pub(crate) fn proxy_get_buffer_bytes(
+    caller: C<'_>,
     kind: u32,
     start: u32,
     max: u32,
@@ -75,11 +75,11 @@ pub(super) fn proxy_get_buffer_bytes(
     let slice = bytes
         .get(start.min(bytes.len())..end.min(bytes.len()))
         .unwrap_or_default();
-    reply(&mut caller, slice, ptr_ptr, size_ptr)
+    reply(caller, slice, ptr_ptr, size_ptr)
 }
 
-pub(super) fn proxy_set_buffer_bytes(
-    mut caller: C<'_>,
+pub(crate) fn proxy_set_buffer_bytes(
+    caller: C<'_>,
     kind: u32,
     start: u32,
     size: u32,
@@ -89,7 +89,7 @@ pub(super) fn proxy_set_buffer_bytes(
     let Some(kind) = BufferType::from_code(kind) else {
         return Ok(BAD_ARGUMENT);
     };
-    let Some(data) = read(&caller, ptr, len) else {
+    let Some(data) = read(caller, ptr, len) else {
         return Ok(INVALID_MEMORY);
     };
     let (Ok(start), Ok(size)) = (usize::try_from(start), usize::try_from(size)) else {

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 // The ABI's signature.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn proxy_http_call(
-    mut caller: C<'_>,
+pub(crate) fn proxy_http_call(
+    caller: C<'_>,
     uptr: u32,
     ulen: u32,
     hptr: u32,
@@ -38,10 +38,10 @@ pub(super) fn proxy_http_call(
         ));
     }
     let (Some(upstream), Some(headers), Some(body), Some(trailers)) = (
-        read(&caller, uptr, ulen),
-        read(&caller, hptr, hlen),
-        read(&caller, bptr, blen),
-        read(&caller, tptr, tlen),
+        read(caller, uptr, ulen),
+        read(caller, hptr, hlen),
+        read(caller, bptr, blen),
+        read(caller, tptr, tlen),
     ) else {
         return Ok(INVALID_MEMORY);
     };
@@ -78,7 +78,7 @@ pub(super) fn proxy_http_call(
         return Ok(BAD_ARGUMENT);
     }
     let token = caller.data_mut().fresh_token();
-    if !write_u32(&mut caller, token_ptr, token) {
+    if !write_u32(caller, token_ptr, token) {
         return Ok(INVALID_MEMORY);
     }
     let timeout = Duration::from_millis(u64::from(timeout_ms));

@@ -1,13 +1,14 @@
 //! What every area's host functions share: the caller type, status codes, and the helpers that turn
 //! memory access results into the statuses Envoy returns.
 
+use crate::engine::{Guest, Trap};
 use crate::memory::copy_out;
-use crate::state::HostState;
 use crate::types::Status;
-use wasmtime::Caller;
 
-pub(super) type C<'a> = Caller<'a, HostState>;
-pub(super) type R = wasmtime::Result<u32>;
+/// The VM calling the host function (any engine).
+pub(crate) type C<'a> = &'a mut dyn Guest;
+/// A status for the guest, or a trap.
+pub(crate) type R = Result<u32, Trap>;
 
 pub(super) const OK: u32 = Status::Ok as u32;
 pub(super) const NOT_FOUND: u32 = Status::NotFound as u32;
@@ -31,11 +32,11 @@ pub(super) fn status(result: Result<(), Status>) -> u32 {
 }
 
 /// Copies `bytes` out to the guest, mapping memory failures to `InvalidMemoryAccess`.
-pub(super) fn reply(caller: &mut C<'_>, bytes: &[u8], ptr_ptr: u32, size_ptr: u32) -> R {
+pub(super) fn reply(caller: C<'_>, bytes: &[u8], ptr_ptr: u32, size_ptr: u32) -> R {
     Ok(mem(copy_out(caller, bytes, ptr_ptr, size_ptr)?))
 }
 
 /// A trap with a message, as a host that refuses a call outright does (Kong's "trap" results).
-pub(super) fn trap(message: &str) -> wasmtime::Error {
-    wasmtime::Error::msg(message.to_string())
+pub(super) fn trap(message: &str) -> Trap {
+    Trap(message.to_string())
 }

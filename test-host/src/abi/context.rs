@@ -9,7 +9,7 @@ use crate::memory::write_u32;
 /// (ngx_wasm_module src/common/proxy_wasm/ngx_proxy_wasm_host.c,
 /// `ngx_proxy_wasm_hfuncs_set_effective_context`): hostcalls keep acting on the request whose
 /// callback is running.
-pub(super) fn proxy_set_effective_context(mut caller: C<'_>, context_id: u32) -> R {
+pub(crate) fn proxy_set_effective_context(caller: C<'_>, context_id: u32) -> R {
     let state = caller.data_mut();
     if matches!(state.shared.config.profile, Profile::Kong(_)) {
         return Ok(OK);
@@ -22,19 +22,19 @@ pub(super) fn proxy_set_effective_context(mut caller: C<'_>, context_id: u32) ->
     }
 }
 
-pub(super) fn proxy_done(_caller: C<'_>) -> R {
+pub(crate) fn proxy_done(_caller: C<'_>) -> R {
     Ok(OK)
 }
 
-pub(super) fn proxy_get_status(mut caller: C<'_>, code_ptr: u32, ptr_ptr: u32, size_ptr: u32) -> R {
+pub(crate) fn proxy_get_status(caller: C<'_>, code_ptr: u32, ptr_ptr: u32, size_ptr: u32) -> R {
     let (code, message) = caller.data().last_status.clone();
-    if !write_u32(&mut caller, code_ptr, code) {
+    if !write_u32(caller, code_ptr, code) {
         return Ok(INVALID_MEMORY);
     }
-    reply(&mut caller, message.as_bytes(), ptr_ptr, size_ptr)
+    reply(caller, message.as_bytes(), ptr_ptr, size_ptr)
 }
 
-pub(super) fn proxy_call_foreign_function(
+pub(crate) fn proxy_call_foreign_function(
     _caller: C<'_>,
     _n: u32,
     _nl: u32,

@@ -8,7 +8,7 @@ const INTERNAL: u32 = Status::InternalFailure as u32;
 
 // The ABI's signature.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn proxy_grpc_call(
+pub(crate) fn proxy_grpc_call(
     _c: C<'_>,
     _a: u32,
     _b: u32,
@@ -28,7 +28,7 @@ pub(super) fn proxy_grpc_call(
 
 // The ABI's signature.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn proxy_grpc_stream(
+pub(crate) fn proxy_grpc_stream(
     _c: C<'_>,
     _a: u32,
     _b: u32,
@@ -43,14 +43,14 @@ pub(super) fn proxy_grpc_stream(
     Ok(INTERNAL)
 }
 
-pub(super) fn proxy_grpc_send(_c: C<'_>, _t: u32, _p: u32, _l: u32, _e: u32) -> R {
+pub(crate) fn proxy_grpc_send(_c: C<'_>, _t: u32, _p: u32, _l: u32, _e: u32) -> R {
     Ok(NOT_FOUND)
 }
 
-pub(super) fn proxy_grpc_cancel(_c: C<'_>, _t: u32) -> R {
+pub(crate) fn proxy_grpc_cancel(_c: C<'_>, _t: u32) -> R {
     Ok(NOT_FOUND)
 }
 
-pub(super) fn proxy_grpc_close(_c: C<'_>, _t: u32) -> R {
+pub(crate) fn proxy_grpc_close(_c: C<'_>, _t: u32) -> R {
     Ok(NOT_FOUND)
 }

@@ -5,11 +5,11 @@ use crate::memory::{read, write_u32};
 use crate::state::LogSource;
 use crate::types::LogLevel;
 
-pub(super) fn proxy_log(caller: C<'_>, level: u32, ptr: u32, len: u32) -> R {
+pub(crate) fn proxy_log(caller: C<'_>, level: u32, ptr: u32, len: u32) -> R {
     let Some(level) = LogLevel::from_code(level) else {
         return Ok(BAD_ARGUMENT);
     };
-    let Some(bytes) = read(&caller, ptr, len) else {
+    let Some(bytes) = read(caller, ptr, len) else {
         return Ok(INVALID_MEMORY);
     };
     caller.data().log(
@@ -20,7 +20,7 @@ pub(super) fn proxy_log(caller: C<'_>, level: u32, ptr: u32, len: u32) -> R {
     Ok(OK)
 }
 
-pub(super) fn proxy_get_log_level(mut caller: C<'_>, ptr: u32) -> R {
+pub(crate) fn proxy_get_log_level(caller: C<'_>, ptr: u32) -> R {
     let level = caller.data().shared.config.log_level as u32;
-    Ok(mem(write_u32(&mut caller, ptr, level)))
+    Ok(mem(write_u32(caller, ptr, level)))
 }

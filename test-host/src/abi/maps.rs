@@ -40,7 +40,7 @@ fn map_mut(state: &mut HostState, kind: MapType) -> Result<&mut HeaderMap, Statu
     }
 }
 
-fn with_map(caller: &mut C<'_>, kind: u32, f: impl FnOnce(&mut HeaderMap)) -> u32 {
+fn with_map(caller: C<'_>, kind: u32, f: impl FnOnce(&mut HeaderMap)) -> u32 {
     let Some(kind) = MapType::from_code(kind) else {
         return BAD_ARGUMENT;
     };
@@ -53,8 +53,8 @@ fn with_map(caller: &mut C<'_>, kind: u32, f: impl FnOnce(&mut HeaderMap)) -> u3
     }
 }
 
-pub(super) fn proxy_get_header_map_pairs(
-    mut caller: C<'_>,
+pub(crate) fn proxy_get_header_map_pairs(
+    caller: C<'_>,
     kind: u32,
     ptr_ptr: u32,
     size_ptr: u32,
@@ -67,20 +67,20 @@ pub(super) fn proxy_get_header_map_pairs(
         Ok(m) if !m.is_empty() => m.serialize(),
         _ => Vec::new(),
     };
-    reply(&mut caller, &bytes, ptr_ptr, size_ptr)
+    reply(caller, &bytes, ptr_ptr, size_ptr)
 }
 
-pub(super) fn proxy_set_header_map_pairs(mut caller: C<'_>, kind: u32, ptr: u32, len: u32) -> R {
-    let Some(bytes) = read(&caller, ptr, len) else {
+pub(crate) fn proxy_set_header_map_pairs(caller: C<'_>, kind: u32, ptr: u32, len: u32) -> R {
+    let Some(bytes) = read(caller, ptr, len) else {
         return Ok(INVALID_MEMORY);
     };
     let Some(pairs) = HeaderMap::deserialize(&bytes) else {
         return Ok(BAD_ARGUMENT);
     };
-    Ok(with_map(&mut caller, kind, |m| *m = pairs))
+    Ok(with_map(caller, kind, |m| *m = pairs))
 }
 
-pub(super) fn proxy_get_header_map_size(mut caller: C<'_>, kind: u32, size_ptr: u32) -> R {
+pub(crate) fn proxy_get_header_map_size(caller: C<'_>, kind: u32, size_ptr: u32) -> R {
     let Some(kind) = MapType::from_code(kind) else {
         return Ok(BAD_ARGUMENT);
     };
@@ -88,11 +88,11 @@ pub(super) fn proxy_get_header_map_size(mut caller: C<'_>, kind: u32, size_ptr: 
         Ok(m) => u32::try_from(m.serialized_size()).unwrap_or(u32::MAX),
         Err(s) => return Ok(s.code()),
     };
-    Ok(mem(write_u32(&mut caller, size_ptr, size)))
+    Ok(mem(write_u32(caller, size_ptr, size)))
 }
 
-pub(super) fn proxy_get_header_map_value(
-    mut caller: C<'_>,
+pub(crate) fn proxy_get_header_map_value(
+    caller: C<'_>,
     kind: u32,
     kptr: u32,
     klen: u32,
@@ -102,7 +102,7 @@ pub(super) fn proxy_get_header_map_value(
     let Some(kind) = MapType::from_code(kind) else {
         return Ok(BAD_ARGUMENT);
     };
-    let Some(key) = read(&caller, kptr, klen) else {
+    let Some(key) = read(caller, kptr, klen) else {
         return Ok(INVALID_MEMORY);
     };
     let value = match map(caller.data_mut(), kind) {
@@ -110,47 +110,42 @@ pub(super) fn proxy_get_header_map_value(
         Err(s) => return Ok(s.code()),
     };
     match value {
-        Some(v) => reply(&mut caller, &v, ptr_ptr, size_ptr),
+        Some(v) => reply(caller, &v, ptr_ptr, size_ptr),
         None => Ok(NOT_FOUND),
     }
 }
 
-pub(super) fn proxy_add_header_map_value(
-    mut caller: C<'_>,
+pub(crate) fn proxy_add_header_map_value(
+    caller: C<'_>,
     kind: u32,
     kptr: u32,
     klen: u32,
     vptr: u32,
     vlen: u32,
 ) -> R {
-    let (Some(k), Some(v)) = (read(&caller, kptr, klen), read(&caller, vptr, vlen)) else {
+    let (Some(k), Some(v)) = (read(caller, kptr, klen), read(caller, vptr, vlen)) else {
         return Ok(INVALID_MEMORY);
     };
-    Ok(with_map(&mut caller, kind, |m| m.add(&k, &v)))
+    Ok(with_map(caller, kind, |m| m.add(&k, &v)))
 }
 
-pub(super) fn proxy_replace_header_map_value(
-    mut caller: C<'_>,
+pub(crate) fn proxy_replace_header_map_value(
+    caller: C<'_>,
     kind: u32,
     kptr: u32,
     klen: u32,
     vptr: u32,
     vlen: u32,
 ) -> R {
-    let (Some(k), Some(v)) = (read(&caller, kptr, klen), read(&caller, vptr, vlen)) else {
+    let (Some(k), Some(v)) = (read(caller, kptr, klen), read(caller, vptr, vlen)) else {
         return Ok(INVALID_MEMORY);
     };
-    Ok(with_map(&mut caller, kind, |m| m.replace(&k, &v)))
+    Ok(with_map(caller, kind, |m| m.replace(&k, &v)))
 }
 
-pub(super) fn proxy_remove_header_map_value(
-    mut caller: C<'_>,
-    kind: u32,
-    kptr: u32,
-    klen: u32,
-) -> R {
-    let Some(k) = read(&caller, kptr, klen) else {
+pub(crate) fn proxy_remove_header_map_value(caller: C<'_>, kind: u32, kptr: u32, klen: u32) -> R {
+    let Some(k) = read(caller, kptr, klen) else {
         return Ok(INVALID_MEMORY);
     };
-    Ok(with_map(&mut caller, kind, |m| m.remove(&k)))
+    Ok(with_map(caller, kind, |m| m.remove(&k)))
 }

@@ -1,22 +1,17 @@
 //! Metrics: counters, gauges and histograms, named with the profile's prefix.
 
 use super::common::{mem, status, trap, BAD_ARGUMENT, C, R};
+use crate::engine::Trap;
 use crate::memory::{read_string, write_u32, write_u64};
 use crate::state::lock;
 use crate::types::MetricType;
 
-pub(super) fn proxy_define_metric(
-    mut caller: C<'_>,
-    kind: u32,
-    ptr: u32,
-    len: u32,
-    id_ptr: u32,
-) -> R {
-    unimplemented_on_this_host(&caller, "proxy_define_metric")?;
+pub(crate) fn proxy_define_metric(caller: C<'_>, kind: u32, ptr: u32, len: u32, id_ptr: u32) -> R {
+    unimplemented_on_this_host(caller, "proxy_define_metric")?;
     let Some(kind) = MetricType::from_code(kind) else {
         return Ok(BAD_ARGUMENT);
     };
-    let Some(name) = read_string(&caller, ptr, len) else {
+    let Some(name) = read_string(caller, ptr, len) else {
         return Ok(BAD_ARGUMENT);
     };
     let shared = caller.data().shared.clone();
@@ -31,13 +26,13 @@ pub(super) fn proxy_define_metric(
     let defined = metrics.define(kind, full);
     drop(metrics);
     match defined {
-        Ok(id) => Ok(mem(write_u32(&mut caller, id_ptr, id))),
+        Ok(id) => Ok(mem(write_u32(caller, id_ptr, id))),
         Err(s) => Ok(s.code()),
     }
 }
 
 /// Kong 3.4-3.7 answer every metric function with a trap.
-fn unimplemented_on_this_host(caller: &C<'_>, function: &str) -> Result<(), wasmtime::Error> {
+fn unimplemented_on_this_host(caller: C<'_>, function: &str) -> Result<(), Trap> {
     match caller
         .data()
         .shared
@@ -50,25 +45,25 @@ fn unimplemented_on_this_host(caller: &C<'_>, function: &str) -> Result<(), wasm
     }
 }
 
-pub(super) fn proxy_increment_metric(caller: C<'_>, id: u32, offset: i64) -> R {
-    unimplemented_on_this_host(&caller, "proxy_increment_metric")?;
+pub(crate) fn proxy_increment_metric(caller: C<'_>, id: u32, offset: i64) -> R {
+    unimplemented_on_this_host(caller, "proxy_increment_metric")?;
     Ok(status(
         lock(&caller.data().shared.metrics).increment(id, offset),
     ))
 }
 
-pub(super) fn proxy_record_metric(caller: C<'_>, id: u32, value: u64) -> R {
-    unimplemented_on_this_host(&caller, "proxy_record_metric")?;
+pub(crate) fn proxy_record_metric(caller: C<'_>, id: u32, value: u64) -> R {
+    unimplemented_on_this_host(caller, "proxy_record_metric")?;
     Ok(status(
         lock(&caller.data().shared.metrics).record(id, value),
     ))
 }
 
-pub(super) fn proxy_get_metric(mut caller: C<'_>, id: u32, ptr: u32) -> R {
-    unimplemented_on_this_host(&caller, "proxy_get_metric")?;
+pub(crate) fn proxy_get_metric(caller: C<'_>, id: u32, ptr: u32) -> R {
+    unimplemented_on_this_host(caller, "proxy_get_metric")?;
     let value = lock(&caller.data().shared.metrics).get(id);
     match value {
-        Ok(v) => Ok(mem(write_u64(&mut caller, ptr, v))),
+        Ok(v) => Ok(mem(write_u64(caller, ptr, v))),
         Err(s) => Ok(s.code()),
     }
 }

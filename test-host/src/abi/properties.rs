@@ -40,24 +40,24 @@ fn property(state: &mut HostState, path: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
-pub(super) fn proxy_get_property(
-    mut caller: C<'_>,
+pub(crate) fn proxy_get_property(
+    caller: C<'_>,
     ptr: u32,
     len: u32,
     ptr_ptr: u32,
     size_ptr: u32,
 ) -> R {
-    let Some(path) = read(&caller, ptr, len) else {
+    let Some(path) = read(caller, ptr, len) else {
         return Ok(INVALID_MEMORY);
     };
     match property(caller.data_mut(), &path) {
-        Some(v) => reply(&mut caller, &v, ptr_ptr, size_ptr),
+        Some(v) => reply(caller, &v, ptr_ptr, size_ptr),
         None => Ok(NOT_FOUND),
     }
 }
 
-pub(super) fn proxy_set_property(mut caller: C<'_>, ptr: u32, len: u32, vptr: u32, vlen: u32) -> R {
-    let (Some(path), Some(value)) = (read(&caller, ptr, len), read(&caller, vptr, vlen)) else {
+pub(crate) fn proxy_set_property(caller: C<'_>, ptr: u32, len: u32, vptr: u32, vlen: u32) -> R {
+    let (Some(path), Some(value)) = (read(caller, ptr, len), read(caller, vptr, vlen)) else {
         return Ok(INVALID_MEMORY);
     };
     let state = caller.data_mut();

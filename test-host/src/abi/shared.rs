@@ -5,30 +5,30 @@ use crate::memory::{copy_out, read, read_string, write_u32};
 use crate::shared::QueueOwner;
 use crate::state::lock;
 
-pub(super) fn proxy_get_shared_data(
-    mut caller: C<'_>,
+pub(crate) fn proxy_get_shared_data(
+    caller: C<'_>,
     kptr: u32,
     klen: u32,
     ptr_ptr: u32,
     size_ptr: u32,
     cas_ptr: u32,
 ) -> R {
-    let Some(key) = read(&caller, kptr, klen) else {
+    let Some(key) = read(caller, kptr, klen) else {
         return Ok(INVALID_MEMORY);
     };
     let found = lock(&caller.data().shared.data).get(&String::from_utf8_lossy(&key));
     match found {
         Ok((value, cas)) => {
-            if !copy_out(&mut caller, &value, ptr_ptr, size_ptr)? {
+            if !copy_out(caller, &value, ptr_ptr, size_ptr)? {
                 return Ok(INVALID_MEMORY);
             }
-            Ok(mem(write_u32(&mut caller, cas_ptr, cas)))
+            Ok(mem(write_u32(caller, cas_ptr, cas)))
         }
         Err(s) => Ok(s.code()),
     }
 }
 
-pub(super) fn proxy_set_shared_data(
+pub(crate) fn proxy_set_shared_data(
     caller: C<'_>,
     kptr: u32,
     klen: u32,
@@ -36,15 +36,15 @@ pub(super) fn proxy_set_shared_data(
     vlen: u32,
     cas: u32,
 ) -> R {
-    let (Some(key), Some(value)) = (read(&caller, kptr, klen), read(&caller, vptr, vlen)) else {
+    let (Some(key), Some(value)) = (read(caller, kptr, klen), read(caller, vptr, vlen)) else {
         return Ok(INVALID_MEMORY);
     };
     let result = lock(&caller.data().shared.data).set(&String::from_utf8_lossy(&key), &value, cas);
     Ok(status(result))
 }
 
-pub(super) fn proxy_register_shared_queue(mut caller: C<'_>, ptr: u32, len: u32, id_ptr: u32) -> R {
-    let Some(name) = read_string(&caller, ptr, len) else {
+pub(crate) fn proxy_register_shared_queue(caller: C<'_>, ptr: u32, len: u32, id_ptr: u32) -> R {
+    let Some(name) = read_string(caller, ptr, len) else {
         return Ok(BAD_ARGUMENT);
     };
     let state = caller.data();
@@ -53,11 +53,11 @@ pub(super) fn proxy_register_shared_queue(mut caller: C<'_>, ptr: u32, len: u32,
         context_id: state.root_context_id,
     };
     let id = lock(&state.shared.queues).register(&state.shared.config.vm_id, &name, owner);
-    Ok(mem(write_u32(&mut caller, id_ptr, id)))
+    Ok(mem(write_u32(caller, id_ptr, id)))
 }
 
-pub(super) fn proxy_resolve_shared_queue(
-    mut caller: C<'_>,
+pub(crate) fn proxy_resolve_shared_queue(
+    caller: C<'_>,
     vptr: u32,
     vlen: u32,
     nptr: u32,
@@ -65,8 +65,8 @@ pub(super) fn proxy_resolve_shared_queue(
     id_ptr: u32,
 ) -> R {
     let (Some(vm_id), Some(name)) = (
-        read_string(&caller, vptr, vlen),
-        read_string(&caller, nptr, nlen),
+        read_string(caller, vptr, vlen),
+        read_string(caller, nptr, nlen),
     ) else {
         return Ok(BAD_ARGUMENT);
     };
@@ -78,26 +78,21 @@ pub(super) fn proxy_resolve_shared_queue(
     };
     let found = lock(&state.shared.queues).resolve(&vm_id, &name);
     match found {
-        Some(id) => Ok(mem(write_u32(&mut caller, id_ptr, id))),
+        Some(id) => Ok(mem(write_u32(caller, id_ptr, id))),
         None => Ok(NOT_FOUND),
     }
 }
 
-pub(super) fn proxy_dequeue_shared_queue(
-    mut caller: C<'_>,
-    id: u32,
-    ptr_ptr: u32,
-    size_ptr: u32,
-) -> R {
+pub(crate) fn proxy_dequeue_shared_queue(caller: C<'_>, id: u32, ptr_ptr: u32, size_ptr: u32) -> R {
     let item = lock(&caller.data().shared.queues).dequeue(id);
     match item {
-        Ok(bytes) => reply(&mut caller, &bytes, ptr_ptr, size_ptr),
+        Ok(bytes) => reply(caller, &bytes, ptr_ptr, size_ptr),
         Err(s) => Ok(s.code()),
     }
 }
 
-pub(super) fn proxy_enqueue_shared_queue(caller: C<'_>, id: u32, ptr: u32, len: u32) -> R {
-    let Some(value) = read(&caller, ptr, len) else {
+pub(crate) fn proxy_enqueue_shared_queue(caller: C<'_>, id: u32, ptr: u32, len: u32) -> R {
+    let Some(value) = read(caller, ptr, len) else {
         return Ok(INVALID_MEMORY);
     };
     let result = lock(&caller.data().shared.queues).enqueue(id, &value);

@@ -10,7 +10,7 @@ use crate::types::Status;
 const STREAM_REQUEST: u32 = 0;
 const STREAM_RESPONSE: u32 = 1;
 
-fn continue_stream(caller: &mut C<'_>, kind: u32) -> u32 {
+fn continue_stream(caller: C<'_>, kind: u32) -> u32 {
     let Some(stream) = caller.data_mut().current_stream() else {
         return NOT_FOUND;
     };
@@ -23,19 +23,19 @@ fn continue_stream(caller: &mut C<'_>, kind: u32) -> u32 {
     OK
 }
 
-pub(super) fn proxy_continue_stream(mut caller: C<'_>, kind: u32) -> R {
-    Ok(continue_stream(&mut caller, kind))
+pub(crate) fn proxy_continue_stream(caller: C<'_>, kind: u32) -> R {
+    Ok(continue_stream(caller, kind))
 }
 
-pub(super) fn proxy_continue_request(mut caller: C<'_>) -> R {
-    Ok(continue_stream(&mut caller, STREAM_REQUEST))
+pub(crate) fn proxy_continue_request(caller: C<'_>) -> R {
+    Ok(continue_stream(caller, STREAM_REQUEST))
 }
 
-pub(super) fn proxy_continue_response(mut caller: C<'_>) -> R {
-    Ok(continue_stream(&mut caller, STREAM_RESPONSE))
+pub(crate) fn proxy_continue_response(caller: C<'_>) -> R {
+    Ok(continue_stream(caller, STREAM_RESPONSE))
 }
 
-pub(super) fn proxy_close_stream(mut caller: C<'_>, kind: u32) -> R {
+pub(crate) fn proxy_close_stream(caller: C<'_>, kind: u32) -> R {
     let Some(stream) = caller.data_mut().current_stream() else {
         return Ok(NOT_FOUND);
     };
@@ -51,8 +51,8 @@ pub(super) fn proxy_close_stream(mut caller: C<'_>, kind: u32) -> R {
 
 // The ABI's signature.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn proxy_send_local_response(
-    mut caller: C<'_>,
+pub(crate) fn proxy_send_local_response(
+    caller: C<'_>,
     code: u32,
     dptr: u32,
     dlen: u32,
@@ -63,9 +63,9 @@ pub(super) fn proxy_send_local_response(
     grpc_status: i32,
 ) -> R {
     let (Some(details), Some(body), Some(headers)) = (
-        read(&caller, dptr, dlen),
-        read(&caller, bptr, blen),
-        read(&caller, hptr, hlen),
+        read(caller, dptr, dlen),
+        read(caller, bptr, blen),
+        read(caller, hptr, hlen),
     ) else {
         return Ok(INVALID_MEMORY);
     };

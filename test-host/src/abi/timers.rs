@@ -4,12 +4,12 @@ use super::common::{mem, trap, C, OK, R};
 use crate::config::Profile;
 use crate::memory::write_u64;
 
-pub(super) fn proxy_get_current_time_nanoseconds(mut caller: C<'_>, ptr: u32) -> R {
+pub(crate) fn proxy_get_current_time_nanoseconds(caller: C<'_>, ptr: u32) -> R {
     let now = caller.data().now();
-    Ok(mem(write_u64(&mut caller, ptr, now)))
+    Ok(mem(write_u64(caller, ptr, now)))
 }
 
-pub(super) fn proxy_set_tick_period_milliseconds(mut caller: C<'_>, period: u32) -> R {
+pub(crate) fn proxy_set_tick_period_milliseconds(caller: C<'_>, period: u32) -> R {
     let state = caller.data_mut();
     if matches!(state.shared.config.profile, Profile::Kong(_)) {
         if state.current_context != state.root_context_id {

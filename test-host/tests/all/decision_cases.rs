@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use revguard_test_host::{
-    CalloutRequest, Clock, Compiled, Outcome, Proxy, ProxyConfig, ScriptedUpstream, Upstream,
-    UpstreamReply, UpstreamResponse,
+    CalloutRequest, Clock, Compiled, Engine, Outcome, Proxy, ProxyConfig, ScriptedUpstream,
+    Upstream, UpstreamReply, UpstreamResponse,
 };
 use serde_json::Value;
 
@@ -104,16 +104,23 @@ pub fn case_files() -> Vec<(String, Value)> {
     files
 }
 
+/// On each engine: the host functions and the driver are shared, the engines must not differ in
+/// what the filter decides.
 #[test]
 fn the_filter_gives_the_shared_decisions() {
-    let compiled = Proxy::compile(&super::rg::wasm(), false).unwrap();
-    for (name, file) in case_files() {
-        eprintln!("{name}: {} cases", file["cases"].as_array().unwrap().len());
-        run_file(&compiled, &file);
+    for engine in super::fixture::both_engines() {
+        let compiled = Proxy::compile_on(engine, &super::rg::wasm(), false).unwrap();
+        for (name, file) in case_files() {
+            eprintln!(
+                "{engine}: {name}: {} cases",
+                file["cases"].as_array().unwrap().len()
+            );
+            run_file(engine, &compiled, &file);
+        }
     }
 }
 
-fn run_file(compiled: &Compiled, file: &Value) {
+fn run_file(engine: Engine, compiled: &Compiled, file: &Value) {
     let jwks = file["jwks"][0].as_str().unwrap().as_bytes().to_vec();
     let snapshot = b64(&file["snapshot"]);
     let delta = (!file["delta"].is_null()).then(|| b64(&file["delta"]));
@@ -150,6 +157,7 @@ fn run_file(compiled: &Compiled, file: &Value) {
             }
         });
         let mut config = ProxyConfig::envoy();
+        config.engine = engine;
         // Ticks at now-4 .. now: keys and snapshot on the first, the delta on the next.
         config.clock = Clock::simulated(now - 5);
         config.plugin_configuration = serde_json::to_vec(&file["config"]).unwrap();

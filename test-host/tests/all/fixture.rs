@@ -1,6 +1,6 @@
 //! Builds the fixture crates for wasm32-wasip1 once per test run (cargo caches across runs).
 
-use revguard_test_host::{Proxy, ProxyConfig, ScriptedUpstream, Upstream};
+use revguard_test_host::{Engine, Proxy, ProxyConfig, ScriptedUpstream, Upstream};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -56,4 +56,17 @@ pub fn body_text(outcome: &revguard_test_host::Outcome) -> String {
         Some(r) => String::from_utf8_lossy(&r.body).into_owned(),
         None => format!("not a local reply: {outcome:?}"),
     }
+}
+
+/// Both engines, for the tests that must agree on each. The test build has both (wasmi is the
+/// default feature, the crate's dev-dependency on itself turns wasmtime on): a test that names
+/// both must never pass quietly on one.
+pub fn both_engines() -> [Engine; 2] {
+    for engine in Engine::ALL {
+        assert!(
+            engine.is_built(),
+            "the test build lacks the {engine} engine"
+        );
+    }
+    Engine::ALL
 }

@@ -8,7 +8,7 @@ use revguard::snapshot::{
     SigningKey,
 };
 use revguard_test_host::{
-    CalloutRequest, Compiled, HttpRequest, HttpResponse, Outcome, Proxy, ProxyConfig,
+    CalloutRequest, Compiled, Engine, HttpRequest, HttpResponse, Outcome, Proxy, ProxyConfig,
     ScriptedUpstream, Upstream, UpstreamReply, UpstreamResponse,
 };
 use serde_json::{json, Value};
@@ -39,16 +39,21 @@ pub fn wasm() -> Vec<u8> {
     )
 }
 
-/// [`wasm`] compiled once per run and fuel setting: compiling takes seconds, starting a proxy
-/// from it milliseconds.
+/// [`wasm`] compiled once per run and fuel setting on the preferred engine (wasmtime): compiling
+/// takes seconds, starting a proxy from it milliseconds.
 pub fn compiled(fuel: bool) -> Compiled {
-    static CACHE: Mutex<Vec<(bool, Compiled)>> = Mutex::new(Vec::new());
+    compiled_on(Engine::preferred(), fuel)
+}
+
+/// [`compiled`] on `engine`.
+pub fn compiled_on(engine: Engine, fuel: bool) -> Compiled {
+    static CACHE: Mutex<Vec<(Engine, bool, Compiled)>> = Mutex::new(Vec::new());
     let mut cache = lock(&CACHE);
-    if let Some((_, c)) = cache.iter().find(|(f, _)| *f == fuel) {
+    if let Some((_, _, c)) = cache.iter().find(|(e, f, _)| *e == engine && *f == fuel) {
         return c.clone();
     }
-    let c = Proxy::compile(&wasm(), fuel).expect("revguard compiles");
-    cache.push((fuel, c.clone()));
+    let c = Proxy::compile_on(engine, &wasm(), fuel).expect("revguard compiles");
+    cache.push((engine, fuel, c.clone()));
     c
 }
 
@@ -486,8 +491,11 @@ pub fn start(
     let proxy_config = proxy_config
         .upstream(names.origin, origin.upstream.clone() as Arc<dyn Upstream>)
         .upstream(names.idp, idp.upstream.clone() as Arc<dyn Upstream>);
-    let mut proxy =
-        Proxy::start(&compiled(proxy_config.fuel), proxy_config).expect("revguard loads");
+    let mut proxy = Proxy::start(
+        &compiled_on(proxy_config.engine, proxy_config.fuel),
+        proxy_config,
+    )
+    .expect("revguard loads");
     proxy.advance(Duration::from_secs(3)).unwrap();
     proxy
 }

@@ -3,7 +3,7 @@
 
 use crate::rg::*;
 use revguard::snapshot::RevocationTarget;
-use revguard_test_host::{MetricValue, ProxyConfig};
+use revguard_test_host::{Engine, MetricValue, ProxyConfig};
 use serde_json::json;
 use std::time::Duration;
 
@@ -11,17 +11,36 @@ fn envoy(
     workers: usize,
     extra: serde_json::Value,
 ) -> (revguard_test_host::Proxy, Issuer, Origin, Idp) {
+    envoy_on(Engine::preferred(), workers, extra)
+}
+
+/// An Envoy of `workers` VMs on `engine`, with its issuer, origin and IdP.
+fn envoy_on(
+    engine: Engine,
+    workers: usize,
+    extra: serde_json::Value,
+) -> (revguard_test_host::Proxy, Issuer, Origin, Idp) {
     let issuer = Issuer::new(&["k1", "k2"]);
     let origin = Origin::new(issuer.jwks(&["k1"]));
     let idp = Idp::new();
     let plugin = config(ENVOY, &origin.public_key(), extra);
-    let proxy = start(ProxyConfig::envoy(), workers, plugin, ENVOY, &origin, &idp);
+    let mut proxy_config = ProxyConfig::envoy();
+    proxy_config.engine = engine;
+    let proxy = start(proxy_config, workers, plugin, ENVOY, &origin, &idp);
     (proxy, issuer, origin, idp)
 }
 
+/// Several worker VMs sharing one origin fetch through shared data: on each engine.
 #[test]
 fn allows_a_valid_token_and_denies_a_revoked_one() {
-    let (mut proxy, issuer, origin, _idp) = envoy(2, json!({}));
+    for engine in crate::fixture::both_engines() {
+        eprintln!("{engine}");
+        allows_a_valid_token_and_denies_a_revoked_one_on(engine);
+    }
+}
+
+fn allows_a_valid_token_and_denies_a_revoked_one_on(engine: Engine) {
+    let (mut proxy, issuer, origin, _idp) = envoy_on(engine, 2, json!({}));
     let good = issuer.token("k1", "alice", "t-1", None, T0);
     let answer = send(&mut proxy, 0, &good);
     assert_eq!(answer.verdict(), "allow", "{:?}", proxy.logs());
@@ -262,9 +281,17 @@ fn scenario_8_key_rotation() {
     }
 }
 
+/// Several worker VMs sharing one origin fetch through shared data: on each engine.
 #[test]
 fn four_workers_origin_sees_one_fetch_per_interval_and_propagation_is_bounded() {
-    let (mut proxy, issuer, origin, _idp) = envoy(4, json!({}));
+    for engine in crate::fixture::both_engines() {
+        eprintln!("{engine}");
+        four_workers_origin_sees_one_fetch_per_interval_and_propagation_is_bounded_on(engine);
+    }
+}
+
+fn four_workers_origin_sees_one_fetch_per_interval_and_propagation_is_bounded_on(engine: Engine) {
+    let (mut proxy, issuer, origin, _idp) = envoy_on(engine, 4, json!({}));
     let start_count = origin.count("/snapshot");
     proxy.advance(Duration::from_secs(60)).unwrap();
     let fetched = origin.count("/snapshot") - start_count;
@@ -325,9 +352,17 @@ fn four_workers_origin_sees_one_fetch_per_interval_and_propagation_is_bounded() 
     }
 }
 
+/// Several worker VMs sharing one origin fetch through shared data: on each engine.
 #[test]
 fn a_delta_revokes_exactly_on_every_worker_without_a_new_snapshot() {
-    let (mut proxy, issuer, origin, idp) = envoy(2, json!({}));
+    for engine in crate::fixture::both_engines() {
+        eprintln!("{engine}");
+        a_delta_revokes_exactly_on_every_worker_without_a_new_snapshot_on(engine);
+    }
+}
+
+fn a_delta_revokes_exactly_on_every_worker_without_a_new_snapshot_on(engine: Engine) {
+    let (mut proxy, issuer, origin, idp) = envoy_on(engine, 2, json!({}));
     let token = issuer.token("k1", "ida", "ida-1", None, T0);
     assert_eq!(send(&mut proxy, 1, &token).verdict(), "allow");
     let snapshots = origin.count("/snapshot");

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use clap::Args as ClapArgs;
 use revguard::snapshot::{build_snapshot, BuildOptions, Revocation, RevocationTarget, SigningKey};
 use revguard_test_host::{
-    CalloutRequest, HttpRequest, HttpResponse, Outcome, Proxy, ProxyConfig, ScriptedUpstream,
-    Upstream, UpstreamReply, UpstreamResponse,
+    CalloutRequest, Engine, HttpRequest, HttpResponse, Outcome, Proxy, ProxyConfig,
+    ScriptedUpstream, Upstream, UpstreamReply, UpstreamResponse,
 };
 use serde_json::{json, Value};
 
@@ -81,6 +81,7 @@ impl Bench {
     ) -> Result<Bench, String> {
         let mut config = ProxyConfig::envoy();
         config.fuel = true;
+        config.engine = Engine::Wasmtime;
         config.clock = revguard_test_host::Clock::simulated(NOW);
         config.plugin_configuration = plugin_config.to_string().into_bytes();
         for (name, upstream) in upstreams {
@@ -166,6 +167,10 @@ fn respond(body: Vec<u8>) -> UpstreamReply {
 }
 
 pub fn run(args: Args) -> Result<(), String> {
+    // The published figures (time and fuel) are wasmtime's: no silent fallback to the interpreter.
+    Engine::Wasmtime
+        .require()
+        .map_err(|e| format!("bench measures on wasmtime: {e}"))?;
     let rounds = args.rounds.max(FLAGGED + 1);
     let wasm = crate::wasm::revguard(args.wasm.as_deref())?;
     let baseline_wasm = crate::wasm::fixture("jwt-baseline")?;

@@ -34,6 +34,9 @@ pub struct Args {
     /// The filter module (default: build this repository's filter).
     #[arg(long)]
     wasm: Option<PathBuf>,
+    /// The wasm engine (`wasmtime` or `wasmi`; default: wasmi when built in).
+    #[arg(long, value_parser = crate::parse_engine)]
+    engine: Option<revguard_test_host::Engine>,
 }
 
 /// The demo policy: one issuer whose keys come from the IdP, revocation data from the origin
@@ -152,8 +155,9 @@ pub fn run(args: Args) -> Result<(), String> {
     let origin = OriginService::start(&state, json!({}))?;
     let idp = Idp::start()?;
     let (proxies, workers) = (args.proxies.max(1), args.workers.max(1));
+    let engine = args.engine.unwrap_or_else(crate::default_engine);
     println!(
-        "== revguard demo: {proxies} proxies x {workers} worker VMs of the real filter in the wasmtime test host"
+        "== revguard demo: {proxies} proxies x {workers} worker VMs of the real filter in the test host ({engine})"
     );
     println!(
         "   origin service (revguard origin serve, store in {}) on http://{}\n   IdP (JWKS + introspection) on http://{}",
@@ -173,6 +177,7 @@ pub fn run(args: Args) -> Result<(), String> {
         let name = format!("demo-proxy-{}", char::from(b'a' + (i % 26) as u8));
         let mut config = ProxyConfig::envoy();
         config.workers = workers;
+        config.engine = engine;
         config.clock = Clock::real();
         config.random_seed ^= i as u64 + 1;
         config.plugin_configuration = policy(&origin, &name, args.hold_secs)

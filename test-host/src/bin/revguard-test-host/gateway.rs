@@ -51,6 +51,9 @@ pub struct Args {
     /// The filter module (default: build this repository's filter).
     #[arg(long)]
     wasm: Option<PathBuf>,
+    /// The wasm engine (`wasmtime` or `wasmi`; default: wasmi when built in).
+    #[arg(long, value_parser = crate::parse_engine)]
+    engine: Option<revguard_test_host::Engine>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -86,6 +89,7 @@ pub fn run(args: Args) -> Result<(), String> {
         HostProfile::Kong => ProxyConfig::kong(),
     };
     config.workers = args.workers;
+    config.engine = args.engine.unwrap_or_else(crate::default_engine);
     config.clock = Clock::real();
     // A real gateway's WASI randomness differs per process (tests keep the fixed seed to be
     // reproducible): two gateways must not pick the same node id for the origin's fleet view.

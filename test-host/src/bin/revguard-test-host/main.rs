@@ -1,9 +1,13 @@
-//! `revguard-test-host`: run the real revguard `.wasm` in the wasmtime proxy-wasm host without Envoy.
+//! `revguard-test-host`: run the real revguard `.wasm` in the proxy-wasm test host without Envoy.
 //!
 //! - `serve`: a local HTTP gateway on loopback, the filter in front of a backend.
-//! - `bench`: the per-request cost of each decision path, in wall time and wasmtime fuel.
+//! - `bench`: the per-request cost of each decision path, in wall time and wasmtime fuel (needs the
+//!   `wasmtime` feature).
 //! - `demo`: an origin and an IdP on loopback, traffic, a revoked session, and the moment each
 //!   worker starts denying it.
+//!
+//! `serve` and `demo` run on wasmi when it is built in (the default build: it compiles in minutes,
+//! and neither needs wasmtime's speed), else on wasmtime; `--engine` picks one.
 
 mod bench;
 #[path = "../../../../tests/common/mod.rs"]
@@ -14,6 +18,7 @@ mod loopback;
 mod wasm;
 
 use clap::{Parser, Subcommand};
+use revguard_test_host::Engine;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -32,6 +37,23 @@ enum Command {
     Bench(bench::Args),
     /// The end-to-end story: issue tokens, revoke a session, watch every worker start denying.
     Demo(demo::Args),
+}
+
+/// The engine of `serve` and `demo` unless `--engine` says otherwise.
+fn default_engine() -> Engine {
+    if Engine::Wasmi.is_built() {
+        Engine::Wasmi
+    } else {
+        Engine::Wasmtime
+    }
+}
+
+/// `--engine wasmtime|wasmi`, refused (naming the cargo feature) if this build lacks it.
+fn parse_engine(name: &str) -> Result<Engine, String> {
+    Engine::from_name(name)
+        .ok_or_else(|| format!("unknown engine `{name}` (wasmtime or wasmi)"))?
+        .require()
+        .map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {
