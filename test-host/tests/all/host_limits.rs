@@ -126,25 +126,25 @@ fn a_metric_name_over_kongs_limit_traps_as_ngx_wasm_module_does() {
     assert!(failure.contains("too long"), "{failure}");
 }
 
-/// Revokes `n` subjects (`user-0` ...) issued before T0 + 1 and publishes the snapshot: about
-/// 24 bytes each, so 8,000 make a snapshot of about 190 KB.
-fn large_snapshot(origin: &Origin, n: usize) {
-    for i in 0..n {
+/// An origin serving a snapshot that revokes 8,000 subjects (`user-0` ...) issued before
+/// T0 + 1: about 24 bytes each, about 190 KB. Also returns how many snapshot fetches it has seen.
+fn large_snapshot_origin() -> (Issuer, Origin, Idp, usize) {
+    let issuer = Issuer::new(&["k1"]);
+    let origin = Origin::new(issuer.jwks(&["k1"]));
+    for i in 0..8000 {
         origin.revoke(RevocationTarget::Subject {
             sub: format!("user-{i}"),
             not_before: T0 + 1,
         });
     }
     origin.publish_snapshot(T0);
+    let snapshots = origin.count("/snapshot");
+    (issuer, origin, Idp::new(), snapshots)
 }
 
 #[test]
 fn a_snapshot_over_64_kib_reaches_every_worker_through_shared_data() {
-    let issuer = Issuer::new(&["k1"]);
-    let origin = Origin::new(issuer.jwks(&["k1"]));
-    let idp = Idp::new();
-    large_snapshot(&origin, 8000);
-    let snapshots = origin.count("/snapshot");
+    let (issuer, origin, idp, snapshots) = large_snapshot_origin();
     let config = ProxyConfig {
         shared_value_limit: Some(64 * 1024),
         ..ProxyConfig::envoy()
@@ -176,11 +176,7 @@ fn a_snapshot_over_64_kib_reaches_every_worker_through_shared_data() {
 
 #[test]
 fn a_kong_zone_sized_from_the_snapshot_limit_keeps_the_workers_on_one_fetch() {
-    let issuer = Issuer::new(&["k1"]);
-    let origin = Origin::new(issuer.jwks(&["k1"]));
-    let idp = Idp::new();
-    large_snapshot(&origin, 8000);
-    let snapshots = origin.count("/snapshot");
+    let (issuer, origin, idp, snapshots) = large_snapshot_origin();
     // examples/kong/kong.conf: twice the largest snapshot (a publication replacing the last)
     // plus room for the key sets, deltas and leases; here 2 x 190 KB + 64 KiB.
     let config = ProxyConfig {
