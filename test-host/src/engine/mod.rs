@@ -237,11 +237,123 @@ pub(crate) fn count_hostcall(guest: &mut dyn Guest) {
     state.hostcalls = state.hostcalls.saturating_add(1);
 }
 
-/// Glue shared by the engines' modules: both expose `TypedFunc<Params, Results>` with
-/// `Func::typed(&store)` and `TypedFunc::call(&mut store, params)`, so one macro types and calls
-/// the driver's callbacks in each, with the engine's own types in scope.
-macro_rules! typed_callbacks {
-    ($store:ty, $error:ty) => {
+/// Glue shared by the engines' modules. wasmi's API mirrors wasmtime's (`Store`, `Caller`,
+/// `Memory`, `Func::typed(&store)`, `TypedFunc::call(&mut store, params)`, `Instance::get_func`),
+/// so one macro, expanded in each module with that engine's types in scope (`Caller`, `Engine`,
+/// `Func`, `Memory`, `Store`, `TypedFunc`), writes the store's data, the host functions' view of
+/// the calling VM, the binding of a new instance's exports and the driver's calls; each module
+/// keeps only compiling, linking and instantiating, where the two APIs differ.
+macro_rules! engine_glue {
+    ($error:ty, $instance:ty) => {
+        /// What a VM's store holds: the engine-neutral state and the guest exports host
+        /// functions need.
+        struct StoreData {
+            host: HostState,
+            guest: Option<Bound>,
+        }
+
+        /// The instance's memory and allocator, bound once it exists.
+        #[derive(Clone)]
+        struct Bound {
+            memory: Memory,
+            alloc: TypedFunc<u32, u32>,
+        }
+
+        fn engine_err(e: $error) -> HostError {
+            HostError::Engine(format!("{e:#}"))
+        }
+
+        /// A host function's view of the calling VM.
+        struct Calling<'a>(Caller<'a, StoreData>);
+
+        impl Guest for Calling<'_> {
+            fn data(&self) -> &HostState {
+                &self.0.data().host
+            }
+
+            fn data_mut(&mut self) -> &mut HostState {
+                &mut self.0.data_mut().host
+            }
+
+            fn memory(&self) -> &[u8] {
+                match &self.0.data().guest {
+                    Some(bound) => bound.memory.data(&self.0),
+                    None => &[],
+                }
+            }
+
+            fn memory_mut(&mut self) -> &mut [u8] {
+                match self.0.data().guest.as_ref().map(|b| b.memory) {
+                    Some(memory) => memory.data_mut(&mut self.0),
+                    None => &mut [],
+                }
+            }
+
+            // wasmi's `TypedFunc` is `Copy`, wasmtime's only `Clone`.
+            #[allow(clippy::clone_on_copy)]
+            fn allocate(&mut self, size: u32) -> Result<Option<u32>, Trap> {
+                let Some(alloc) = self.0.data().guest.as_ref().map(|b| b.alloc.clone()) else {
+                    return Ok(None);
+                };
+                alloc
+                    .call(&mut self.0, size)
+                    .map(Some)
+                    .map_err(|e| Trap(format!("{e:#}")))
+            }
+        }
+
+        /// A store for a new VM, metering fuel if asked.
+        fn new_store(
+            engine: &Engine,
+            host: HostState,
+            fuel: bool,
+        ) -> Result<Store<StoreData>, HostError> {
+            let mut store = Store::new(engine, StoreData { host, guest: None });
+            if fuel {
+                store.set_fuel(u64::MAX).map_err(engine_err)?;
+            }
+            Ok(store)
+        }
+
+        /// Binds a new instance's memory, allocator and callbacks into the VM the driver runs.
+        fn bind(
+            mut store: Store<StoreData>,
+            instance: &$instance,
+            fuel: bool,
+        ) -> Result<Box<dyn Instance>, HostError> {
+            let memory = instance
+                .get_memory(&mut store, "memory")
+                .ok_or(HostError::MissingExport("memory"))?;
+            let mut alloc = None;
+            for name in ALLOCATORS {
+                if let Some(f) = instance.get_func(&mut store, name) {
+                    alloc = Some(f.typed::<u32, u32>(&store).map_err(|e| {
+                        HostError::BadModule(format!("export `{name}` has the wrong type: {e}"))
+                    })?);
+                    break;
+                }
+            }
+            let alloc = alloc.ok_or(HostError::MissingExport("proxy_on_memory_allocate"))?;
+            store.data_mut().guest = Some(Bound { memory, alloc });
+            let mut callbacks = Vec::with_capacity(CALLBACKS.len());
+            for callback in CALLBACKS {
+                callbacks.push(match instance.get_func(&mut store, callback.name) {
+                    None => None,
+                    Some(f) => Some(typed(&store, f, callback.signature).map_err(|e| {
+                        HostError::BadModule(format!(
+                            "export `{}` has the wrong type: {e}",
+                            callback.name
+                        ))
+                    })?),
+                });
+            }
+            Ok(Box::new(Running {
+                store,
+                callbacks,
+                fuel,
+            }))
+        }
+
         /// A callback export, typed by its [`Signature`].
         #[derive(Clone)]
         enum Typed {
@@ -254,7 +366,11 @@ macro_rules! typed_callbacks {
             P5(TypedFunc<(u32, u32, u32, u32, u32), ()>),
         }
 
-        fn typed(store: &$store, func: Func, signature: Signature) -> Result<Typed, $error> {
+        fn typed(
+            store: &Store<StoreData>,
+            func: Func,
+            signature: Signature,
+        ) -> Result<Typed, $error> {
             Ok(match signature {
                 Signature::P0 => Typed::P0(func.typed(store)?),
                 Signature::P1 => Typed::P1(func.typed(store)?),
@@ -268,7 +384,11 @@ macro_rules! typed_callbacks {
 
         /// Calls `func`; `Ok(0)` for a callback without a result. Parameters that do not fit
         /// the signature are the driver's bug, reported as an error rather than a panic.
-        fn call_typed(store: &mut $store, func: &Typed, params: &[u32]) -> Result<u32, String> {
+        fn call_typed(
+            store: &mut Store<StoreData>,
+            func: &Typed,
+            params: &[u32],
+        ) -> Result<u32, String> {
             let result = match (func, params) {
                 (Typed::P0(f), []) => f.call(&mut *store, ()).map(|()| 0),
                 (Typed::P1(f), &[a]) => f.call(&mut *store, a).map(|()| 0),
@@ -288,6 +408,43 @@ macro_rules! typed_callbacks {
             };
             result.map_err(|e| format!("{e:#}"))
         }
+
+        /// A started VM, as the driver runs it.
+        struct Running {
+            store: Store<StoreData>,
+            /// By [`Callback::index`].
+            callbacks: Vec<Option<Typed>>,
+            fuel: bool,
+        }
+
+        impl Instance for Running {
+            fn host(&self) -> &HostState {
+                &self.store.data().host
+            }
+
+            fn host_mut(&mut self) -> &mut HostState {
+                &mut self.store.data_mut().host
+            }
+
+            fn has(&self, callback: Callback) -> bool {
+                matches!(self.callbacks.get(callback.index), Some(Some(_)))
+            }
+
+            fn call(&mut self, callback: Callback, params: &[u32]) -> Result<Option<u32>, String> {
+                let Some(Some(func)) = self.callbacks.get(callback.index) else {
+                    return Ok(None);
+                };
+                call_typed(&mut self.store, func, params).map(Some)
+            }
+
+            fn fuel_left(&self) -> Option<u64> {
+                if self.fuel {
+                    self.store.get_fuel().ok()
+                } else {
+                    None
+                }
+            }
+        }
     };
 }
-pub(crate) use typed_callbacks;
+pub(crate) use engine_glue;
