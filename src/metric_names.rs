@@ -68,6 +68,35 @@ pub fn key_set_age(index: usize) -> String {
     format!("revguard_keys_{index}_age_seconds")
 }
 
+/// `(label, pattern)` for Kong's Prometheus export (`metrics.label_patterns` of the Kong filter
+/// metadata, `config::schema::kong_filter_meta`), next to the names they cut up; the same
+/// labels as the Envoy example's `stats_tags` (examples/envoy/envoy.yaml), so one set of alert
+/// rules fits both.
+pub const KONG_LABEL_PATTERNS: &[(&str, &str)] = &[
+    ("decision", "revguard_decision(_(allow|deny))$"),
+    ("reason", "revguard_(?:deny|fail_open)(_([a-z_]+))$"),
+    (
+        "introspection_outcome",
+        "revguard_introspection(_(call|joined|active|inactive|failed))$",
+    ),
+    (
+        "fetch_kind",
+        "revguard_fetch(_(snapshot|delta|keys_[0-9]+))(?=_(?:updated|not_modified|failed|skipped)$)",
+    ),
+    (
+        "fetch_outcome",
+        "(?:(?<=_snapshot)|(?<=_delta)|(?<=_keys_[0-9])|(?<=_keys_[0-9][0-9]))(_(updated|not_modified|failed|skipped))$",
+    ),
+    (
+        "shared_kind",
+        "revguard_shared(_(snapshot|delta|keys_[0-9]+))(?=_(?:loaded|not_loaded)$)",
+    ),
+    (
+        "shared_outcome",
+        "(?:(?<=_snapshot)|(?<=_delta)|(?<=_keys_[0-9])|(?<=_keys_[0-9][0-9]))(_(loaded|not_loaded))$",
+    ),
+];
+
 /// Counters kept in the VM where the host has no metrics, written as one log line at a time.
 #[derive(Debug, Default)]
 pub struct CounterLog {

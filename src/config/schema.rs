@@ -45,39 +45,12 @@ pub fn config_schema() -> Value {
 pub fn kong_filter_meta() -> Value {
     json!({
         "config_schema": draft4(config_schema()),
-        "metrics": {"label_patterns": KONG_LABEL_PATTERNS
+        "metrics": {"label_patterns": crate::metric_names::KONG_LABEL_PATTERNS
             .iter()
             .map(|(label, pattern)| json!({"label": label, "pattern": pattern}))
             .collect::<Vec<_>>()},
     })
 }
-
-/// `(label, pattern)` for Kong's Prometheus export; the same labels as the Envoy example's
-/// `stats_tags` (examples/envoy/envoy.yaml), so one set of alert rules fits both.
-pub const KONG_LABEL_PATTERNS: &[(&str, &str)] = &[
-    ("decision", "revguard_decision(_(allow|deny))$"),
-    ("reason", "revguard_(?:deny|fail_open)(_([a-z_]+))$"),
-    (
-        "introspection_outcome",
-        "revguard_introspection(_(call|joined|active|inactive|failed))$",
-    ),
-    (
-        "fetch_kind",
-        "revguard_fetch(_(snapshot|delta|keys_[0-9]+))(?=_(?:updated|not_modified|failed|skipped)$)",
-    ),
-    (
-        "fetch_outcome",
-        "(?:(?<=_snapshot)|(?<=_delta)|(?<=_keys_[0-9])|(?<=_keys_[0-9][0-9]))(_(updated|not_modified|failed|skipped))$",
-    ),
-    (
-        "shared_kind",
-        "revguard_shared(_(snapshot|delta|keys_[0-9]+))(?=_(?:loaded|not_loaded)$)",
-    ),
-    (
-        "shared_outcome",
-        "(?:(?<=_snapshot)|(?<=_delta)|(?<=_keys_[0-9])|(?<=_keys_[0-9][0-9]))(_(loaded|not_loaded))$",
-    ),
-];
 
 /// The schema in the dialect Kong validates with: draft 4 has no `const` (an `enum` of one) and
 /// no boolean schemas (`{}` for "anything"); the non-standard integer `format`s schemars adds

@@ -29,9 +29,7 @@ pub struct Chunked {
 
 fn digest(body: &[u8]) -> [u8; 16] {
     let full = hmac_sha256::Hash::hash(body);
-    let mut out = [0u8; 16];
-    out.copy_from_slice(full.get(..16).unwrap_or(&[0u8; 16]));
-    out
+    full.first_chunk().copied().unwrap_or_default()
 }
 
 impl Chunked {

@@ -6,6 +6,7 @@
 use super::metrics::Sink;
 use crate::config::HostProfile;
 
+#[derive(Default)]
 pub struct Settings {
     /// Prefix of every shared-data key: `revguard/` on Envoy, `<shm_zone>/` on Kong.
     pub shared_prefix: String,

@@ -112,12 +112,10 @@ pub struct Worker {
     callouts: Callouts<Waiter>,
     /// Host call token -> the fetch it answers.
     fetch_calls: HashMap<u32, FetchKind>,
-    /// Kong with `tls`: callouts carry `:scheme: https`.
-    callout_tls: bool,
+    /// This host's settings (shared-data prefix, TLS callouts, metrics, joining callouts).
+    settings: Settings,
     /// When the counters were last logged (a host without metrics), Unix seconds.
     counters_logged_at: u64,
-    /// Streams carrying one token share one introspection call ([`group_key`]; not on Kong).
-    join_callouts: bool,
 }
 
 fn now_secs() -> u64 {
@@ -160,13 +158,11 @@ impl Worker {
 
     /// Installs a new configuration (fresh engine; shared data namespaced per host profile).
     pub fn configure(&mut self, mut engine: Engine) {
-        let settings = Settings::from_host(&engine.policy().config.host);
-        self.callout_tls = settings.callout_tls;
-        self.join_callouts = settings.join_callouts;
-        if self.metrics.sink() != settings.metrics {
-            self.metrics = Metrics::new(settings.metrics);
+        self.settings = Settings::from_host(&engine.policy().config.host);
+        if self.metrics.sink() != self.settings.metrics {
+            self.metrics = Metrics::new(self.settings.metrics);
         }
-        let prefix = &settings.shared_prefix;
+        let prefix = &self.settings.shared_prefix;
         // This VM's name in leases.
         let holder = crate::node_id::random();
         // Envoy names its node (Istio's `sidecar~<ip>~<pod>.<ns>~...`): `xds.node.id` from
@@ -291,7 +287,7 @@ impl Worker {
                 let key = group_key(
                     *introspect.pending.token_key(),
                     context_id,
-                    self.join_callouts,
+                    self.settings.join_callouts,
                 );
                 let waiter = Waiter {
                     pending: introspect.pending,
@@ -346,7 +342,7 @@ impl Worker {
         let Some(call) = self.callouts.request(key) else {
             return Err("revguard: introspection callout lost".to_string());
         };
-        match dispatch(call, self.callout_tls) {
+        match dispatch(call, self.settings.callout_tls) {
             Ok(token) => {
                 self.callouts.sent(key, token, owner);
                 Ok(())
@@ -465,7 +461,7 @@ impl Worker {
             }
             let fetch = coordinator.conditional(fetch);
             let request = &fetch.request;
-            match dispatch(request, self.callout_tls) {
+            match dispatch(request, self.settings.callout_tls) {
                 Ok(token) => {
                     self.fetch_calls.insert(token, fetch.kind);
                 }
