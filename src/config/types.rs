@@ -608,8 +608,13 @@ pub enum HostProfile {
 )]
 #[serde(deny_unknown_fields)]
 pub struct KongSettings {
-    /// The `shm_kv` zone holding the shared data of every worker.
+    /// The `shm_kv` zone holding the shared data of every worker: at most 64 visible ASCII
+    /// characters, no `/` (Kong takes a key's zone from the text before its first `/`).
     #[serde(default = "defaults::kong_shm_zone")]
+    #[cfg_attr(
+        all(feature = "schema", not(target_arch = "wasm32")),
+        schemars(regex(pattern = r"^[!-.0-~]{1,64}$"))
+    )]
     pub shm_zone: String,
     /// Send callouts with `:scheme: https`: ngx_wasm_module opens TLS to the upstream only then
     /// (Envoy takes TLS from the cluster and needs no such setting).

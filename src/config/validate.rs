@@ -364,6 +364,18 @@ impl Validator {
         }
         if let HostProfile::Kong(kong) = &config.host {
             self.non_empty("host.kong.shm_zone", &kong.shm_zone);
+            // Kong resolves a key's zone from the text before its first `/`
+            // (ngx_wa_shm_kv_resolve_key, src/common/shm/ngx_wa_shm_kv.c): a `/` in the name
+            // would send every key to another zone, or trap when none matches. The length
+            // bound keeps a key, a 3 KiB piece and the store's node within one page
+            // (coordination::header::KONG_CHUNK_BYTES).
+            let zone = &kong.shm_zone;
+            if zone.len() > 64 || !zone.bytes().all(|b| b.is_ascii_graphic() && b != b'/') {
+                self.err(
+                    "host.kong.shm_zone",
+                    "must be the name of an shm_kv zone: at most 64 visible ASCII characters, no `/`",
+                );
+            }
         }
     }
 
@@ -805,8 +817,18 @@ mod tests {
         assert!(errors[0].contains("unknown field `zone`"), "{errors:?}");
         doc["host"] = json!({"kong": {"shm_zone": " "}});
         assert_eq!(
-            policy(&doc).unwrap_err(),
-            ["host.kong.shm_zone: must not be empty"]
+            policy(&doc).unwrap_err()[0],
+            "host.kong.shm_zone: must not be empty"
         );
+        for zone in ["rg/x", "a b", &"z".repeat(65)] {
+            doc["host"] = json!({"kong": {"shm_zone": zone}});
+            let errors = policy(&doc).unwrap_err();
+            assert!(
+                errors[0].starts_with("host.kong.shm_zone: must be the name"),
+                "{errors:?}"
+            );
+        }
+        doc["host"] = json!({"kong": {"shm_zone": "z".repeat(64)}});
+        assert!(policy(&doc).is_ok());
     }
 }

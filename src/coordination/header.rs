@@ -13,9 +13,19 @@ const HEADER_LEN: usize = 4 + 8 + 8 + 2;
 pub const MAX_ETAG: usize = 256;
 
 /// The largest body published under one key. Some proxy-wasm hosts refuse shared-data values
-/// over 64 KiB, and a Kong `shm_kv` zone stores nothing larger than itself: a piece, its header
-/// and the longest ETag stay within 64 KiB.
+/// over 64 KiB: a piece, its header and the longest ETag stay within 64 KiB.
 pub const CHUNK_BYTES: usize = 63 * 1024;
+
+/// The largest body published under one key on Kong. Its `shm_kv` zone evicts entries until a
+/// new value fits and traps when even the emptied zone cannot hold it (ngx_wasm_module
+/// src/common/shm/ngx_wa_shm_kv.c `ngx_wa_shm_kv_set_locked` -> NGX_ERROR -> trap in
+/// src/common/proxy_wasm/ngx_proxy_wasm_host.c), and the smallest zone it accepts is three
+/// pages (`NGX_WA_SHM_MIN_SIZE`, src/common/shm/ngx_wa_shm.h), of which the slab pool's own
+/// structures and the store's take one or more. A piece, its header, the longest ETag, the
+/// key and the store's node (about 100 bytes) stay within one 4 KiB page, so no zone Kong
+/// accepts is too small for a value the filter writes: a small zone costs origin fetches,
+/// never a trapped worker.
+pub const KONG_CHUNK_BYTES: usize = 3 * 1024;
 
 /// The version entry's body for data split over `count` pieces: count (u16 BE), total length
 /// (u32 BE) and the first 16 bytes of the body's SHA-256, so a reader that put together pieces
@@ -35,14 +45,14 @@ fn digest(body: &[u8]) -> [u8; 16] {
 impl Chunked {
     const LEN: usize = 2 + 4 + 16;
 
-    /// The table for `body`, `None` when it fits one key (or is too large to split: over
-    /// 65,535 pieces, far beyond any snapshot limit).
-    pub fn of(body: &[u8]) -> Option<Chunked> {
-        if body.len() <= CHUNK_BYTES {
+    /// The table for `body` cut into pieces of `piece_bytes`, `None` when it fits one key (or
+    /// is too large to split: over 65,535 pieces, beyond any snapshot limit at 3 KiB a piece).
+    pub fn of(body: &[u8], piece_bytes: usize) -> Option<Chunked> {
+        if body.len() <= piece_bytes || piece_bytes == 0 {
             return None;
         }
         Some(Chunked {
-            count: u16::try_from(body.len().div_ceil(CHUNK_BYTES)).ok()?,
+            count: u16::try_from(body.len().div_ceil(piece_bytes)).ok()?,
             len: u32::try_from(body.len()).ok()?,
             digest: digest(body),
         })
@@ -171,9 +181,9 @@ mod tests {
 
     #[test]
     fn a_chunk_table_round_trips_and_refuses_anything_else() {
-        assert_eq!(Chunked::of(&vec![1u8; CHUNK_BYTES]), None);
+        assert_eq!(Chunked::of(&vec![1u8; CHUNK_BYTES], CHUNK_BYTES), None);
         let body = vec![7u8; 2 * CHUNK_BYTES + 1];
-        let table = Chunked::of(&body).unwrap();
+        let table = Chunked::of(&body, CHUNK_BYTES).unwrap();
         assert_eq!(table.count, 3);
         let bytes = table.encode();
         assert_eq!(Chunked::decode(&bytes), Some(table));
@@ -195,6 +205,19 @@ mod tests {
     fn a_piece_with_its_header_and_the_longest_etag_fits_64_kib() {
         let etag = "x".repeat(MAX_ETAG);
         assert!(encode(u64::MAX, u64::MAX, &etag, &vec![0; CHUNK_BYTES]).len() <= 64 * 1024);
+    }
+
+    #[test]
+    fn a_kong_piece_with_its_header_key_and_node_fits_one_page() {
+        // Key: the zone name (validated to at most 64 bytes), the kind, the source id and the
+        // piece number; the store's node: an rbtree node, a queue link, two strings, the CAS.
+        let etag = "x".repeat(MAX_ETAG);
+        let value = encode(u64::MAX, u64::MAX, &etag, &vec![0; KONG_CHUNK_BYTES]).len();
+        let key = 64 + "/snapshot/01234567/data/65535".len();
+        assert!(value + key + 128 <= 4096, "{value} + {key}");
+        // The largest snapshot accepted still has a table.
+        let largest = vec![0u8; 16 << 20];
+        assert!(Chunked::of(&largest, KONG_CHUNK_BYTES).is_some());
     }
 
     #[test]

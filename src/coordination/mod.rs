@@ -18,10 +18,11 @@
 //!     takes over within a few seconds rather than after a held call's 27 s.
 //! - `<prefix><kind>/<src>/data`: the last verified body the holder loaded, with its sequence
 //!   number, ETag and fetch time ([`header`]). A body over [`header::CHUNK_BYTES`] (a large
-//!   snapshot) goes to `data/0`, `data/1`, ... instead, each piece under the same header, so no
-//!   value exceeds 64 KiB (some hosts refuse larger values; a Kong zone holds nothing larger
-//!   than itself). `data` is then left alone: a worker of an older build finds it stale and
-//!   fetches for itself rather than loading one piece.
+//!   snapshot; [`header::KONG_CHUNK_BYTES`] on Kong) goes to `data/0`, `data/1`, ... instead,
+//!   each piece under the same header, so no value exceeds 64 KiB (some hosts refuse larger
+//!   values) and on Kong none exceeds one slab page (a value Kong's zone cannot hold traps).
+//!   `data` is then left alone: a worker of an older build finds it stale and fetches for
+//!   itself rather than loading one piece.
 //! - `<prefix><kind>/<src>/version`: the same header without the body (or, for a split body,
 //!   with the [`header::Chunked`] table: piece count, length, digest): workers read this small
 //!   key every tick and copy the body only when the sequence number changed. A reader takes a
@@ -39,9 +40,9 @@ mod tests;
 
 use std::collections::HashMap;
 
-use crate::config::{Endpoint, Policy};
+use crate::config::{Endpoint, HostProfile, Policy};
 use crate::engine::{Engine, FetchKind, FetchRequest};
-use header::{decode, encode, Chunked, CHUNK_BYTES, MAX_ETAG};
+use header::{decode, encode, Chunked, CHUNK_BYTES, KONG_CHUNK_BYTES, MAX_ETAG};
 
 /// The host's key-value store shared by the worker VMs (proxy-wasm shared data).
 pub trait SharedStore {
@@ -135,6 +136,8 @@ pub struct Coordinator {
     etags: HashMap<FetchKind, String>,
     /// Renewed leases this worker holds, with the second it last wrote each.
     renewing: HashMap<String, u64>,
+    /// The largest body written under one key on this host ([`header::KONG_CHUNK_BYTES`]).
+    piece_bytes: usize,
 }
 
 /// The node id all the workers of one proxy send to the origin (`<prefix>node`): the first
@@ -224,6 +227,10 @@ impl Coordinator {
             missing: HashMap::new(),
             etags: HashMap::new(),
             renewing: HashMap::new(),
+            piece_bytes: match policy.config.host {
+                HostProfile::Envoy => CHUNK_BYTES,
+                HostProfile::Kong(_) => KONG_CHUNK_BYTES,
+            },
         }
     }
 
@@ -365,7 +372,7 @@ impl Coordinator {
         else {
             return 0;
         };
-        let chunked = Chunked::of(body);
+        let chunked = Chunked::of(body, self.piece_bytes);
         let table = chunked.map(|c| c.encode()).unwrap_or_default();
         let mut failures = 0u32;
         for _ in 0..2 {
@@ -377,7 +384,7 @@ impl Coordinator {
                 .map_or(1, |p| p.seq.saturating_add(1));
             // The data first: a version without its data makes readers fetch for themselves.
             let data_written = if chunked.is_some() {
-                body.chunks(CHUNK_BYTES).enumerate().all(|(i, piece)| {
+                body.chunks(self.piece_bytes).enumerate().all(|(i, piece)| {
                     let key = format!("{data_key}/{i}");
                     overwrite(store, &key, &encode(seq, fetched_at, "", piece)).is_ok()
                 })

@@ -106,12 +106,18 @@ impl SharedStore for MemStore {
 
 /// One issuer (keys every 300 s, 2 s timeout) and a snapshot every 10 s (1 s timeout).
 fn policy() -> std::rc::Rc<Policy> {
+    policy_on(serde_json::json!("envoy"), "idp", "origin")
+}
+
+/// [`policy`] on `host` (`"envoy"` or a `{"kong": ...}` section) with these upstreams.
+fn policy_on(host: serde_json::Value, idp: &str, origin_upstream: &str) -> std::rc::Rc<Policy> {
     let origin = SigningKey::from_seed([7; 32]).unwrap().public_key_text();
     let config = serde_json::json!({
+        "host": host,
         "issuers": [{"issuer": "https://idp", "audiences": ["api"], "algorithms": ["ES256"],
-                     "jwks_upstream": {"upstream": "idp", "path": "/jwks", "timeout_ms": 2000,
+                     "jwks_upstream": {"upstream": idp, "path": "/jwks", "timeout_ms": 2000,
                                        "refresh_interval_secs": 300}}],
-        "revocation": {"upstream": "origin", "path": "/current.snap", "timeout_ms": 1000,
+        "revocation": {"upstream": origin_upstream, "path": "/current.snap", "timeout_ms": 1000,
                        "refresh_interval_secs": 10, "public_keys": [origin]}
     });
     let engine = Engine::from_config_json(&serde_json::to_vec(&config).unwrap()).unwrap();
@@ -699,17 +705,31 @@ fn an_lru_zone_sized_for_the_pieces_keeps_them() {
     assert_eq!(engine_b.snapshot_generation(), Some(2));
 }
 
+/// A worker on Kong with the zone `rg`.
+fn kong_worker(name: &str) -> (Coordinator, Engine) {
+    let policy = policy_on(
+        serde_json::json!({"kong": {"shm_zone": "rg"}}),
+        "idp:443",
+        "origin:443",
+    );
+    (
+        Coordinator::new(&policy, "rg/", name.to_string()),
+        Engine::new(policy),
+    )
+}
+
 #[test]
 fn every_publication_reaches_the_others_under_kongs_cas_rule() {
     // Kong refuses `cas == 0` on an existing key: each publication after the first would lose
-    // its data writes, and readers would fetch for themselves.
+    // its data writes, and readers would fetch for themselves. Each value, with its key and
+    // the store's node, fits one 4 KiB page: no zone Kong accepts is too small for it.
     let mut store = MemStore {
         kong_cas: true,
-        max_value: Some(64 * 1024),
+        max_value: Some(4096 - 128 - 64),
         ..MemStore::default()
     };
-    let (mut a, _) = worker("a");
-    let (mut b, mut engine_b) = worker("b");
+    let (mut a, _) = kong_worker("a");
+    let (mut b, mut engine_b) = kong_worker("b");
     for generation in 1..=3 {
         let body = large_snapshot(generation, 8000);
         assert_eq!(a.publish(&mut store, SNAP, &body, None, T + generation), 0);
@@ -719,7 +739,11 @@ fn every_publication_reaches_the_others_under_kongs_cas_rule() {
     let keys = keys_body();
     assert_eq!(a.publish(&mut store, KEYS, &keys, None, T), 0);
     assert_eq!(a.publish(&mut store, KEYS, &keys, None, T + 1), 0);
+    assert!(store
+        .entries
+        .iter()
+        .all(|(k, (v, _, _))| k.len() + v.len() + 128 <= 4096));
     // The node id entry is written again over an unreadable value, not left behind.
-    store.raw("revguard/node", b"\xff");
-    assert_eq!(shared_node_id(&mut store, "revguard/", "node-b"), "node-b");
+    store.raw("rg/node", b"\xff");
+    assert_eq!(shared_node_id(&mut store, "rg/", "node-b"), "node-b");
 }

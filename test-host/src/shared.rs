@@ -135,6 +135,12 @@ impl SharedData {
         }
     }
 
+    /// Whether this is Kong's `shm_kv` zone (a byte capacity), where a value that cannot be stored
+    /// makes the host trap (see `abi/shared.rs`).
+    pub(crate) fn is_kong_zone(&self) -> bool {
+        self.capacity_bytes.is_some()
+    }
+
     /// Entries evicted so far (Kong profile).
     pub(crate) fn evictions(&self) -> u64 {
         self.evictions

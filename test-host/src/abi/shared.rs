@@ -1,6 +1,6 @@
 //! Shared data (key/value with compare-and-swap) and shared queues, proxy-wide.
 
-use super::common::{mem, reply, status, BAD_ARGUMENT, C, INVALID_MEMORY, NOT_FOUND, R};
+use super::common::{mem, reply, status, trap, BAD_ARGUMENT, C, INVALID_MEMORY, NOT_FOUND, R};
 use crate::memory::{copy_out, read, read_string, write_u32};
 use crate::shared::QueueOwner;
 use crate::state::lock;
@@ -39,7 +39,17 @@ pub(crate) fn proxy_set_shared_data(
     let (Some(key), Some(value)) = (read(caller, kptr, klen), read(caller, vptr, vlen)) else {
         return Ok(INVALID_MEMORY);
     };
-    let result = lock(&caller.data().shared.data).set(&String::from_utf8_lossy(&key), &value, cas);
+    let mut data = lock(&caller.data().shared.data);
+    let result = data.set(&String::from_utf8_lossy(&key), &value, cas);
+    // Kong traps when its zone cannot hold the value even after evicting every other entry:
+    // ngx_wa_shm_kv_set_locked (src/common/shm/ngx_wa_shm_kv.c) expires LRU/SLRU entries until the
+    // slab allocation succeeds, else returns NGX_ERROR, which ngx_proxy_wasm_hfuncs_set_shared_data
+    // (src/common/proxy_wasm/ngx_proxy_wasm_host.c) turns into a trap, not a status.
+    if result == Err(crate::types::Status::InternalFailure) && data.is_kong_zone() {
+        return Err(trap(
+            "failed setting value to shm (could not write to slab)",
+        ));
+    }
     Ok(status(result))
 }
 

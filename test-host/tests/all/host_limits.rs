@@ -200,6 +200,43 @@ fn a_kong_zone_sized_from_the_snapshot_limit_keeps_the_workers_on_one_fetch() {
 }
 
 #[test]
+fn the_smallest_kong_zone_costs_fetches_never_a_trapped_worker() {
+    // Kong accepts a zone of three pages (NGX_WA_SHM_MIN_SIZE); a value it cannot hold even
+    // after evicting everything else traps (the test host does as Kong does). The filter
+    // writes pieces of at most 3 KiB on Kong, so a 190 KB snapshot through a 12 KiB zone only
+    // evicts: readers miss pieces and fetch for themselves, every decision is right.
+    let (issuer, origin, idp, snapshots) = large_snapshot_origin();
+    let config = ProxyConfig {
+        profile: Profile::Kong(KongOptions {
+            shm_capacity_bytes: 3 * 4096,
+            ..KongOptions::default()
+        }),
+        ..ProxyConfig::kong()
+    };
+    let plugin = config_for(KONG, &origin, json!({"host": {"kong": {}}}));
+    let mut proxy = start(config, 4, plugin, KONG, &origin, &idp);
+    // A worker that finds the published data evicted fetches for itself at its next tick.
+    proxy.advance(Duration::from_secs(3)).unwrap();
+    let revoked = issuer.token("k1", "user-3", "u-3", None, T0);
+    let other = issuer.token("k1", "dee", "d-1", None, T0);
+    for worker in 0..4 {
+        assert_eq!(
+            send(&mut proxy, worker, &revoked).verdict(),
+            "revoked_subject",
+            "worker {worker}: {:?}",
+            proxy.logs()
+        );
+        assert_eq!(send(&mut proxy, worker, &other).verdict(), "allow");
+    }
+    assert!(proxy.shared_data_evictions() > 0);
+    for worker in 0..4 {
+        assert_eq!(proxy.vm_failure(worker), None, "worker {worker} trapped");
+    }
+    let fetches = origin.count("/snapshot") - snapshots;
+    assert!((1..=4).contains(&fetches), "{fetches} snapshot fetches");
+}
+
+#[test]
 fn on_kong_each_request_has_its_own_introspection_call() {
     // Kong's `proxy_set_effective_context` does nothing: an answer can only resume the request
     // that dispatched the call, so requests carrying one flagged token cannot share a call as

@@ -396,9 +396,10 @@ fn scenario_9_kong_host_port_upstreams_and_evicted_shared_data() {
         json!({"host": {"kong": {"shm_zone": "rg", "tls": true}}}),
     );
     let mut kong = ProxyConfig::kong();
-    // Too small for the snapshot: publishing fails and entries are evicted.
+    // The smallest zone Kong accepts (three pages, NGX_WA_SHM_MIN_SIZE): entries are evicted;
+    // a large snapshot through it is host_limits::the_smallest_kong_zone_costs_fetches_never_a_trapped_worker.
     if let revguard_test_host::Profile::Kong(k) = &mut kong.profile {
-        k.shm_capacity_bytes = 600;
+        k.shm_capacity_bytes = 3 * 4096;
     }
     let mut proxy = start(kong, 3, plugin, KONG, &origin, &idp);
     // Workers that cannot read the published data fetch for themselves.
