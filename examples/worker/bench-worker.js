@@ -21,7 +21,7 @@ export default {
       const d = engine.decide({
         method: "GET",
         url: "/orders",
-        headers: [["authorization", `Bearer ${token}`]],
+        headers: input.headerless ? [] : [["authorization", `Bearer ${token}`]],
         now: input.now,
       });
       const key = d.decision === "deny" ? d.reason : d.decision;

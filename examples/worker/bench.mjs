@@ -1,8 +1,12 @@
 // Per-request cost of the edge build in workerd (Miniflare): the cached path (a token seen
-// before: verified-token cache, revocation check, header changes) and a first-seen ES256 token
-// (signature verification). Run: `node bench.mjs` after ./build (needs the revguard CLI, as
-// the tests do). Prints medians over batches; each batch's cost is its wall time minus an
-// empty batch's, divided by its size.
+// before: verified-token cache, revocation check, header changes), a request without a token
+// (the denial) and a first-seen ES256 token (signature verification). Run: `node bench.mjs`
+// after ./build (needs the revguard CLI, as the tests do). Prints medians over batches; each
+// batch's cost is its wall time minus an empty batch's, divided by its size.
+//
+// `node bench.mjs --against DIR`: also runs the worker in DIR (another checkout's
+// examples/worker, built with its ./build), round by round interleaved with this one, so the
+// two builds are compared side by side in one run on the same (noisy) machine.
 import { execFileSync } from "node:child_process";
 import { createSign, generateKeyPairSync, randomUUID } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -43,53 +47,73 @@ const config = {
 const snapshot = readFileSync(join(dir, "current.snap")).toString("base64");
 rmSync(dir, { recursive: true, force: true });
 
-const mf = new Miniflare({
-  modules: true,
-  scriptPath: "bench-worker.js",
-  modulesRoot: workerRoot,
-  rootPath: workerRoot,
-  modulesRules: [{ type: "ESModule", include: ["**/*.js"] }, { type: "CompiledWasm", include: ["**/*.wasm"] }],
-  compatibilityDate: "2025-01-01",
-  cf: false,
-});
+const against = process.argv.indexOf("--against");
+const roots = [["this build", workerRoot]];
+if (against > 0) roots.push([`--against ${process.argv[against + 1]}`, process.argv[against + 1]]);
 
-async function post(body) {
+function miniflare(root) {
+  return new Miniflare({
+    modules: true,
+    scriptPath: join(root, "bench-worker.js"),
+    modulesRoot: root,
+    rootPath: root,
+    modulesRules: [{ type: "ESModule", include: ["**/*.js"] }, { type: "CompiledWasm", include: ["**/*.wasm"] }],
+    compatibilityDate: "2025-01-01",
+    cf: false,
+  });
+}
+
+async function post(mf, body) {
   const response = await mf.dispatchFetch("http://bench.test/", { method: "POST", body: JSON.stringify(body) });
   return response.json();
 }
 
 /** Wall time of one batch in ms. */
-async function timed(tokens) {
+async function timed(mf, tokens, headerless = false) {
   const started = process.hrtime.bigint();
-  const counts = await post({ tokens, now });
+  const counts = await post(mf, { tokens, now, headerless });
   return { ms: Number(process.hrtime.bigint() - started) / 1e6, counts };
 }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const perRequest = (batch, empty) => ((batch.ms - empty) * 1000) / BATCH;
 
+const runs = roots.map(([name, root]) => ({ name, mf: miniflare(root), cached: [], missing: [], first: [] }));
 try {
-  await post({ setup: { config, snapshot } });
   const seen = es256("cached-user");
-  await timed([seen]); // warm: verified once, cached from now on
-  const cached = [];
-  const first = [];
-  for (let round = 0; round < ROUNDS; round++) {
-    const empty = (await timed([])).ms;
-    const hits = await timed(Array(BATCH).fill(seen));
-    if (hits.counts.allow !== BATCH) throw new Error(`cached batch: ${JSON.stringify(hits.counts)}`);
-    cached.push(((hits.ms - empty) * 1000) / BATCH);
-    const fresh = Array.from({ length: BATCH }, (_, i) => es256(`user-${round}-${i}`));
-    const firsts = await timed(fresh);
-    // A rare Bloom false positive (rate 0.001) is denied `revoked`: no introspection configured.
-    if ((firsts.counts.allow ?? 0) < BATCH * 0.98) throw new Error(`first-seen batch: ${JSON.stringify(firsts.counts)}`);
-    first.push(((firsts.ms - empty) * 1000) / BATCH);
+  for (const run of runs) {
+    await post(run.mf, { setup: { config, snapshot } });
+    await timed(run.mf, [seen]); // warm: verified once, cached from now on
   }
-  const c = median(cached);
-  const f = median(first);
+  for (let round = 0; round < ROUNDS; round++) {
+    const fresh = Array.from({ length: BATCH }, (_, i) => es256(`user-${round}-${i}`));
+    for (const run of runs) {
+      const empty = (await timed(run.mf, [])).ms;
+      const hits = await timed(run.mf, Array(BATCH).fill(seen));
+      if (hits.counts.allow !== BATCH) throw new Error(`cached batch: ${JSON.stringify(hits.counts)}`);
+      run.cached.push(perRequest(hits, empty));
+      const missing = await timed(run.mf, Array(BATCH).fill(""), true);
+      if (missing.counts.missing_token !== BATCH) throw new Error(`missing batch: ${JSON.stringify(missing.counts)}`);
+      run.missing.push(perRequest(missing, empty));
+      const firsts = await timed(run.mf, fresh);
+      // A rare Bloom false positive (rate 0.001) is denied `revoked`: no introspection configured.
+      if ((firsts.counts.allow ?? 0) < BATCH * 0.98) throw new Error(`first-seen batch: ${JSON.stringify(firsts.counts)}`);
+      run.first.push(perRequest(firsts, empty));
+    }
+  }
   console.log(`revguard edge build in workerd (miniflare ${JSON.parse(readFileSync(join(workerRoot, "node_modules/miniflare/package.json"))).version}), ` +
     `${ROUNDS} rounds x ${BATCH} requests, snapshot of ${REVOKED} revoked ids`);
-  console.log(`cached path (token seen before):     median ${c.toFixed(1)} us/request`);
-  console.log(`first-seen ES256 token (verify):     median ${f.toFixed(1)} us/request (${(f / c).toFixed(0)}x)`);
+  for (const run of runs) {
+    const [c, m, f] = [median(run.cached), median(run.missing), median(run.first)];
+    console.log(`${run.name}:`);
+    console.log(`  cached path (token seen before):     median ${c.toFixed(1)} us/request`);
+    console.log(`  no token (missing_token denial):     median ${m.toFixed(1)} us/request`);
+    console.log(`  first-seen ES256 token (verify):     median ${f.toFixed(1)} us/request (${(f / c).toFixed(0)}x)`);
+  }
+  if (runs.length === 2) {
+    const ratio = (key) => (median(runs[0][key]) / median(runs[1][key])).toFixed(3);
+    console.log(`this build / --against: cached ${ratio("cached")}x, no token ${ratio("missing")}x, first-seen ${ratio("first")}x`);
+  }
 } finally {
-  await mf.dispose();
+  for (const run of runs) await run.mf.dispose();
 }

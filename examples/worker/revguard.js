@@ -53,19 +53,25 @@ function bytes(value) {
   throw new RevguardError("invalid_argument", "invalid_argument: expected bytes or a string");
 }
 
-/** Headers as the flat name/value list the wasm side takes: from a Headers object, an array
- * of [name, value] pairs, or a plain object. */
-function flatHeaders(headers) {
-  const flat = [];
-  if (headers == null) return flat;
+/** Headers as the wasm side takes them: every name and value joined by NUL in one string
+ * (one copy into wasm, not one per field), and their count. From a Headers object, an array
+ * of [name, value] pairs, or a plain object. No HTTP field contains NUL; a NUL in a
+ * caller-made header makes the count disagree and the engine deny the request. */
+function joinedHeaders(headers) {
+  let text = "";
+  let count = 0;
+  if (headers == null) return [text, count];
   const pairs =
     typeof headers.entries === "function" && !Array.isArray(headers)
       ? headers.entries()
       : Array.isArray(headers)
         ? headers
         : Object.entries(headers);
-  for (const [name, value] of pairs) flat.push(String(name), String(value));
-  return flat;
+  for (const [name, value] of pairs) {
+    text += count === 0 ? `${name}\0${value}` : `\0${name}\0${value}`;
+    count++;
+  }
+  return [text, count];
 }
 
 /** An HTTP status, or undefined for a failed call (timeout, reset, unreachable). */
@@ -128,8 +134,9 @@ export class Engine {
     // `target` instead of `url`: the raw request target as a proxy delivers it, judged as is.
     const asSent = target !== undefined;
     const input = String(asSent ? target : url);
+    const [joined, count] = joinedHeaders(headers);
     return JSON.parse(
-      call(() => this.#inner.decide(String(method), input, flatHeaders(headers), now, asSent)),
+      call(() => this.#inner.decide(String(method), input, joined, count, now, asSent)),
     );
   }
 

@@ -19,6 +19,7 @@ use crate::decision::{Decision, Denial, Introspect, PendingIntrospection};
 use crate::engine::{Engine, FetchKind};
 use crate::http::{HttpOutcome, OriginHints, SNAPSHOT_GENERATION_HEADER};
 use crate::introspection::{Callouts, Registered};
+use crate::Reason;
 use request::OwnedRequest;
 
 /// Requests waiting for an introspection answer, per engine. A caller that never reports its
@@ -97,19 +98,27 @@ impl EdgeEngine {
         Ok(number(generation))
     }
 
-    /// Decides a request. `headers` alternates names and values. Returns the decision as JSON.
+    /// Decides a request. `headers`: `header_count` names and values joined by NUL (see
+    /// [`OwnedRequest::new`]); fields that do not pair up are an `invalid_request` denial.
+    /// Returns the decision as JSON.
     pub fn decide(
         &mut self,
-        method: String,
+        method: &str,
         url: &str,
-        headers: Vec<String>,
+        headers: &str,
+        header_count: u32,
         now: f64,
         target_as_sent: bool,
     ) -> Result<String, JsError> {
         let now = seconds(now).map_err(js)?;
-        let request = OwnedRequest::new(method, url, headers, target_as_sent);
+        let Some(request) = OwnedRequest::new(method, url, headers, header_count, target_as_sent)
+        else {
+            let realm = &self.engine.policy().config.realm;
+            let denial = Denial::new(Reason::InvalidRequest, realm, None, Default::default());
+            return Ok(output::decision(&Decision::Deny(denial), None).text());
+        };
         let decision = request.with_view(|view| self.engine.decide(view, now));
-        Ok(self.answer(decision, request, now).to_string())
+        Ok(self.answer(decision, request, now))
     }
 
     /// Reports the answer to introspection call `call` (from an `introspect` decision with
@@ -139,19 +148,21 @@ impl EdgeEngine {
             },
             None => HttpOutcome::Failed,
         };
-        let decisions: Vec<serde_json::Value> = finished
+        let decided: Vec<(u32, Decision, Option<String>)> = finished
             .waiters
             .into_iter()
             .map(|(id, waiting)| {
                 let (decision, request_id) = self.finish(waiting, outcome, now);
-                let mut value = output::decision(&decision, request_id.as_deref());
-                if let Some(object) = value.as_object_mut() {
-                    object.insert("id".into(), id.into());
-                }
-                value
+                (id, decision, request_id)
             })
             .collect();
-        Ok(serde_json::Value::Array(decisions).to_string())
+        let shown: Vec<output::Shown<'_>> = decided
+            .iter()
+            .map(|(id, decision, request_id)| {
+                output::decision(decision, request_id.as_deref()).for_waiter(*id)
+            })
+            .collect();
+        Ok(output::to_text(&shown))
     }
 
     /// The fetches due at `now` (key sets, snapshot, delta) as a JSON array; each is marked
@@ -159,7 +170,9 @@ impl EdgeEngine {
     #[wasm_bindgen(js_name = dueFetches)]
     pub fn due_fetches(&mut self, now: f64) -> Result<String, JsError> {
         let now = seconds(now).map_err(js)?;
-        Ok(output::fetches(&self.engine.due_fetches(now)).to_string())
+        Ok(output::to_text(&output::fetches(
+            &self.engine.due_fetches(now),
+        )))
     }
 
     /// Reports a fetch from `dueFetches`: `status` undefined when the call failed;
@@ -200,7 +213,7 @@ impl EdgeEngine {
             None => HttpOutcome::Failed,
         };
         let result = self.engine.fetch_completed(kind, outcome, now);
-        Ok(output::fetch_result(&result).to_string())
+        Ok(output::to_text(&output::fetch_result(&result)))
     }
 
     /// Snapshot generation and age, staleness, key-set ages and cache sizes, as JSON.
@@ -213,21 +226,25 @@ impl EdgeEngine {
                 self.callouts.waiting().into(),
             );
         }
-        Ok(status.to_string())
+        Ok(output::to_text(&status))
     }
 }
 
 impl EdgeEngine {
     /// The decision as JSON. An `introspect` decision's request waits under a fresh `id` for
     /// call `call`, which it sends itself (`send`) when it is the first for its token.
-    fn answer(&mut self, decision: Decision, request: OwnedRequest, now: u64) -> serde_json::Value {
-        let request_id = request.with_view(|view| view.request_id());
+    fn answer(&mut self, decision: Decision, request: OwnedRequest, now: u64) -> String {
         let Decision::Introspect(Introspect {
             request: call_request,
             pending,
         }) = decision
         else {
-            return output::decision(&decision, request_id.as_deref());
+            // Only a denial's log line names the request.
+            let request_id = match &decision {
+                Decision::Deny(_) => request.with_view(|view| view.request_id()),
+                _ => None,
+            };
+            return output::decision(&decision, request_id.as_deref()).text();
         };
         let key = *pending.token_key();
         let shown = output::introspect(&key, &call_request, pending.log());
@@ -242,7 +259,7 @@ impl EdgeEngine {
             Registered::Joined => self.callouts.call_of(&key),
             Registered::Refused(waiting) => {
                 let (decision, request_id) = self.finish(waiting, HttpOutcome::Failed, now);
-                return output::decision(&decision, request_id.as_deref());
+                return output::decision(&decision, request_id.as_deref()).text();
             }
         };
         // Every call is "sent" as soon as it is registered: the JS side sends it next.
@@ -254,7 +271,7 @@ impl EdgeEngine {
                 (call, true)
             }
         };
-        output::waiting(shown, output::Ticket { id, call, send })
+        output::waiting(shown, output::Ticket { id, call, send }).text()
     }
 
     /// A waiting request decided with the introspection outcome; its request id, for the log.
@@ -301,7 +318,7 @@ impl EdgeEngine {
 /// other build's. `realm` may be empty.
 #[wasm_bindgen(js_name = notReady)]
 pub fn not_ready(realm: &str) -> String {
-    output::decision(&Decision::Deny(Denial::not_ready(realm)), None).to_string()
+    output::decision(&Decision::Deny(Denial::not_ready(realm)), None).text()
 }
 
 fn js(error: EdgeError) -> JsError {

@@ -1,5 +1,7 @@
-//! The request as JS hands it over (method, URL, flat header list), owned so that a request
+//! The request as JS hands it over (method, URL, headers joined in one string), owned so that a request
 //! waiting for introspection can be decided again when the answer comes back.
+
+use std::ops::Range;
 
 use crate::request::RequestView;
 
@@ -7,43 +9,72 @@ pub struct OwnedRequest {
     method: String,
     /// Path plus optional `?query`, as the core's routes and query token sources expect.
     target: String,
-    /// Lowercase names.
-    headers: Vec<(String, Vec<u8>)>,
+    /// Every header name and value as JS handed them over, joined by NUL, names lowercased.
+    joined: String,
+    /// Where each name and value lies in `joined`.
+    spans: Vec<(Range<usize>, Range<usize>)>,
 }
 
 impl OwnedRequest {
-    /// `headers` alternates names and values (`[name, value, name, value, ...]`); a trailing
-    /// name without a value is ignored. `url` is absolute (`https://host/p?q`) or a path;
-    /// `target_as_sent`: `url` is the raw request target (as a proxy delivers it), judged as is.
+    /// `headers`: `count` names and values joined by NUL (`name\0value\0name\0value`), as
+    /// one string rather than one per field: each string crossing into wasm is a call and a
+    /// copy of its own. No HTTP field contains NUL (RFC 9110 section 5.5, and the Fetch
+    /// standard's Headers refuse it), so `None` when the fields do not pair up into exactly
+    /// `count` headers: a NUL in a caller-made header never makes up another header. `url` is
+    /// absolute (`https://host/p?q`) or a path; `target_as_sent`: `url` is the raw request
+    /// target (as a proxy delivers it), judged as is.
     pub fn new(
-        method: String,
+        method: &str,
         url: &str,
-        headers: Vec<String>,
+        headers: &str,
+        count: u32,
         target_as_sent: bool,
-    ) -> OwnedRequest {
-        let mut pairs = Vec::with_capacity(headers.len() / 2);
-        let mut items = headers.into_iter();
-        while let (Some(mut name), Some(value)) = (items.next(), items.next()) {
-            name.make_ascii_lowercase();
-            pairs.push((name, value.into_bytes()));
+    ) -> Option<OwnedRequest> {
+        let count = usize::try_from(count).ok()?;
+        let mut joined = headers.to_string();
+        let mut spans = Vec::with_capacity(count);
+        if count > 0 {
+            let mut fields = Vec::with_capacity(count.saturating_mul(2));
+            let mut start = 0;
+            for (at, _) in joined.match_indices('\0') {
+                fields.push(start..at);
+                start = at.saturating_add(1);
+            }
+            fields.push(start..joined.len());
+            if fields.len() != count.saturating_mul(2) {
+                return None;
+            }
+            let mut fields = fields.into_iter();
+            while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
+                joined.get_mut(name.clone())?.make_ascii_lowercase();
+                spans.push((name, value));
+            }
+        } else if !headers.is_empty() {
+            return None;
         }
-        OwnedRequest {
-            method,
+        Some(OwnedRequest {
+            method: method.to_string(),
             target: if target_as_sent {
                 url.to_string()
             } else {
                 request_target(url)
             },
-            headers: pairs,
-        }
+            joined,
+            spans,
+        })
     }
 
     /// Runs `f` with the core's view of this request.
     pub fn with_view<R>(&self, f: impl FnOnce(&RequestView<'_>) -> R) -> R {
         let pairs: Vec<(&str, &[u8])> = self
-            .headers
+            .spans
             .iter()
-            .map(|(n, v)| (n.as_str(), v.as_slice()))
+            .filter_map(|(name, value)| {
+                Some((
+                    self.joined.get(name.clone())?,
+                    self.joined.get(value.clone())?.as_bytes(),
+                ))
+            })
             .collect();
         f(&RequestView {
             method: &self.method,

@@ -211,6 +211,23 @@ test("an allow carries the normalised path; an ambiguous path is invalid_path", 
   assert.equal(decide("/orders", [["authorization", auth]], "get").reason, "invalid_request");
 });
 
+test("a NUL in a caller-made header never makes up another header", () => {
+  // Headers cross into wasm as one NUL-joined string with their count (no HTTP field holds NUL).
+  const engine = loaded();
+  const auth = valid.request.headers[0][1];
+  const base = { method: "GET", url: "/orders", now: valid.now };
+  assert.equal(engine.decide({ ...base, headers: [["authorization", auth]] }).decision, "allow");
+  for (const headers of [
+    [["x-note", `a\0authorization\0${auth}`]],
+    [["authorization", auth], ["x-auth-subject\0x", "mallory"]],
+    { [`x\0authorization`]: auth },
+  ]) {
+    const d = engine.decide({ ...base, headers });
+    assert.equal(d.decision, "deny", JSON.stringify(headers));
+    assert.equal(d.reason, "invalid_request", JSON.stringify(headers));
+  }
+});
+
 test("arbitrary request input never throws (a denial instead)", () => {
   const engine = loaded();
   let seed = 7;
