@@ -370,7 +370,10 @@ impl Validator {
             ("sharing.answer_slots", config.sharing.answer_slots),
         ] {
             if slots > MAX_SHARING_SLOTS {
-                self.err(name, format!("must be at most {MAX_SHARING_SLOTS} (0 turns it off)"));
+                self.err(
+                    name,
+                    format!("must be at most {MAX_SHARING_SLOTS} (0 turns it off)"),
+                );
             }
         }
         if let HostProfile::Kong(kong) = &config.host {

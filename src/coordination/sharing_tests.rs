@@ -99,7 +99,8 @@ impl Kit {
     }
 
     fn token(&self, sub: &str, exp: u64) -> String {
-        self.signer.sign(&json!({"iss": ISS, "aud": "api", "sub": sub, "iat": T - 10,
+        self.signer
+            .sign(&json!({"iss": ISS, "aud": "api", "sub": sub, "iat": T - 10,
                                  "exp": exp, "jti": format!("jti-{sub}")}))
     }
 
@@ -176,9 +177,17 @@ fn a_token_verified_by_one_worker_is_not_verified_again_by_another() {
     let mut workers = workers;
     let token = kit.token("alice", T + 600);
     for (i, worker) in workers.iter_mut().enumerate() {
-        assert_eq!(outcome(&decide(worker, &token, T + 1)), "allow", "worker {i}");
+        assert_eq!(
+            outcome(&decide(worker, &token, T + 1)),
+            "allow",
+            "worker {i}"
+        );
         // Again: this worker's own cache now.
-        assert_eq!(outcome(&decide(worker, &token, T + 2)), "allow", "worker {i}");
+        assert_eq!(
+            outcome(&decide(worker, &token, T + 2)),
+            "allow",
+            "worker {i}"
+        );
     }
     let checks: u64 = workers.iter().map(Engine::signature_checks).sum();
     let hits: u64 = workers.iter().map(Engine::shared_verdict_hits).sum();
@@ -221,8 +230,10 @@ fn two_tokens_in_one_slot_are_a_miss_never_a_wrong_hit() {
     // `first` took the slot back; a forged token under it still needs its own signature.
     let forged = {
         let other = Signer::generate("ES256", "k1");
-        other.sign(&json!({"iss": ISS, "aud": "api", "sub": "mallory", "iat": T - 10,
-                           "exp": T + 600}))
+        other.sign(
+            &json!({"iss": ISS, "aud": "api", "sub": "mallory", "iat": T - 10,
+                           "exp": T + 600}),
+        )
     };
     let mut c = kit.worker(json!({"sharing": {"verdict_slots": 1}}), &kit.keys());
     assert_eq!(outcome(&decide(&mut c, &forged, T)), "bad_signature");
@@ -284,7 +295,10 @@ fn a_reader_checks_the_claims_itself_at_its_own_time() {
 fn garbage_or_truncated_values_are_misses_and_never_panic() {
     let kit = Kit::new();
     let token = kit.token("alice", T + 600);
-    let mut a = kit.worker(json!({"sharing": {"verdict_slots": 1, "answer_slots": 1}}), &kit.keys());
+    let mut a = kit.worker(
+        json!({"sharing": {"verdict_slots": 1, "answer_slots": 1}}),
+        &kit.keys(),
+    );
     assert_eq!(outcome(&decide(&mut a, &token, T)), "allow");
     let key = kit.store.keys("verdict/")[0].clone();
     let good = kit.store.read(&key);
@@ -332,7 +346,9 @@ fn active() -> Value {
 fn an_introspection_answer_is_asked_once_per_proxy() {
     let kit = Kit::new();
     let always = json!({"default_route": {"introspection": "always"}});
-    let mut workers: Vec<Engine> = (0..4).map(|_| kit.worker(always.clone(), &kit.keys())).collect();
+    let mut workers: Vec<Engine> = (0..4)
+        .map(|_| kit.worker(always.clone(), &kit.keys()))
+        .collect();
     let token = kit.token("alice", T + 600);
     let outcomes: Vec<String> = workers
         .iter_mut()
@@ -347,13 +363,25 @@ fn an_introspection_answer_is_asked_once_per_proxy() {
     let mut a = kit.worker(opaque_config.clone(), &kit.keys());
     let mut b = kit.worker(opaque_config, &kit.keys());
     let inactive = json!({"active": false});
-    assert_eq!(decide_answering(&mut a, opaque, &inactive, T), "called token_inactive");
-    assert_eq!(decide_answering(&mut b, opaque, &inactive, T), "token_inactive");
+    assert_eq!(
+        decide_answering(&mut a, opaque, &inactive, T),
+        "called token_inactive"
+    );
+    assert_eq!(
+        decide_answering(&mut b, opaque, &inactive, T),
+        "token_inactive"
+    );
     // ... and an active answer for another audience is refused everywhere, as the writer did.
     let other = "opaque-token-for-billing";
     let billing = json!({"active": true, "iss": ISS, "aud": "billing", "exp": T + 600});
-    assert_eq!(decide_answering(&mut a, other, &billing, T), "called wrong_audience");
-    assert_eq!(decide_answering(&mut b, other, &billing, T), "wrong_audience");
+    assert_eq!(
+        decide_answering(&mut a, other, &billing, T),
+        "called wrong_audience"
+    );
+    assert_eq!(
+        decide_answering(&mut b, other, &billing, T),
+        "wrong_audience"
+    );
 }
 
 #[test]
@@ -362,18 +390,27 @@ fn a_shared_answer_lives_no_longer_than_its_ttl_from_when_it_arrived() {
     let always = json!({"default_route": {"introspection": "always"}});
     let token = kit.token("alice", T + 600);
     let mut a = kit.worker(always.clone(), &kit.keys());
-    assert_eq!(decide_answering(&mut a, &token, &active(), T), "called allow");
+    assert_eq!(
+        decide_answering(&mut a, &token, &active(), T),
+        "called allow"
+    );
     // TTL 60: at T + 59 another worker takes it (for the one second left)...
     let mut b = kit.worker(always.clone(), &kit.keys());
     assert_eq!(decide_answering(&mut b, &token, &active(), T + 59), "allow");
-    assert_eq!(decide_answering(&mut b, &token, &active(), T + 60), "called allow");
+    assert_eq!(
+        decide_answering(&mut b, &token, &active(), T + 60),
+        "called allow"
+    );
     // ... at T + 60 it is gone for a new worker too (until `b`'s fresh answer was shared).
     let key = kit.store.keys("answer/")[0].clone();
     let mut answer = SharedAnswer::decode(&kit.store.read(&key)).unwrap();
     answer.answered_at = T;
     kit.store.write(&key, &answer.encode());
     let mut c = kit.worker(always, &kit.keys());
-    assert_eq!(decide_answering(&mut c, &token, &active(), T + 60), "called allow");
+    assert_eq!(
+        decide_answering(&mut c, &token, &active(), T + 60),
+        "called allow"
+    );
 }
 
 #[test]
@@ -384,20 +421,32 @@ fn a_new_revocation_generation_forgets_shared_active_answers_not_inactive_ones()
     let token = kit.token("alice", T + 600);
     let mut a = kit.worker(config.clone(), &kit.keys());
     a.load_snapshot(&kit.snapshot(1)).unwrap();
-    assert_eq!(decide_answering(&mut a, &token, &active(), T), "called allow");
+    assert_eq!(
+        decide_answering(&mut a, &token, &active(), T),
+        "called allow"
+    );
     // A worker under the same generation takes the answer; one under a newer one asks again.
     let mut same = kit.worker(config.clone(), &kit.keys());
     same.load_snapshot(&kit.snapshot(1)).unwrap();
     assert_eq!(decide_answering(&mut same, &token, &active(), T), "allow");
     let mut newer = kit.worker(config.clone(), &kit.keys());
     newer.load_snapshot(&kit.snapshot(2)).unwrap();
-    assert_eq!(decide_answering(&mut newer, &token, &active(), T), "called allow");
+    assert_eq!(
+        decide_answering(&mut newer, &token, &active(), T),
+        "called allow"
+    );
     assert_eq!(newer.shared_answer_hits(), 0);
     // An inactive answer outlives a new generation, as in one worker's cache.
     let revoked = kit.token("bob", T + 600);
     let inactive = json!({"active": false});
-    assert_eq!(decide_answering(&mut a, &revoked, &inactive, T), "called token_inactive");
-    assert_eq!(decide_answering(&mut newer, &revoked, &inactive, T), "token_inactive");
+    assert_eq!(
+        decide_answering(&mut a, &revoked, &inactive, T),
+        "called token_inactive"
+    );
+    assert_eq!(
+        decide_answering(&mut newer, &revoked, &inactive, T),
+        "token_inactive"
+    );
 }
 
 #[test]
@@ -406,12 +455,18 @@ fn answers_of_another_introspection_endpoint_or_client_are_not_read() {
     let always = json!({"default_route": {"introspection": "always"}});
     let token = kit.token("alice", T + 600);
     let mut a = kit.worker(always.clone(), &kit.keys());
-    assert_eq!(decide_answering(&mut a, &token, &active(), T), "called allow");
+    assert_eq!(
+        decide_answering(&mut a, &token, &active(), T),
+        "called allow"
+    );
     let mut other = always.clone();
     other["introspection"] = json!({"upstream": "idp", "path": "/introspect",
         "client_id": "other-client", "client_secret": "s", "cache_ttl_secs": 60});
     let mut b = kit.worker(other, &kit.keys());
-    assert_eq!(decide_answering(&mut b, &token, &active(), T), "called allow");
+    assert_eq!(
+        decide_answering(&mut b, &token, &active(), T),
+        "called allow"
+    );
 }
 
 #[test]

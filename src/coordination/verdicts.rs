@@ -154,8 +154,9 @@ impl Sharing {
             store,
             verdict_prefix: format!("{prefix}verdict/"),
             verdict_slots,
-            answer_prefix: introspection
-                .map(|(upstream, path)| format!("{prefix}answer/{}/", super::source_id(upstream, path))),
+            answer_prefix: introspection.map(|(upstream, path)| {
+                format!("{prefix}answer/{}/", super::source_id(upstream, path))
+            }),
             answer_slots,
         }
     }

@@ -7,8 +7,8 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use super::{Engine, KeySource, Refused, Verified, REFUSED_TTL_SECS};
-use crate::coordination::verdicts::{SharedAnswer, SharedVerdict};
 use crate::config::{FailMode, IntrospectionPolicy, OpaqueTokens, RouteRule, StaleMode};
+use crate::coordination::verdicts::{SharedAnswer, SharedVerdict};
 use crate::decision::{Decision, DecisionLog, Introspect, PendingIntrospection};
 use crate::extract::{extract, Extracted};
 use crate::http::HttpOutcome;
@@ -188,7 +188,12 @@ impl Engine {
         let mut log = pending.log;
         let mut body = None;
         let parsed = match (outcome, &policy.introspection) {
-            (HttpOutcome::Response { status, body: b, .. }, Some(settings)) => {
+            (
+                HttpOutcome::Response {
+                    status, body: b, ..
+                },
+                Some(settings),
+            ) => {
                 body = Some(b);
                 parse_response(status, b, settings.max_response_bytes).map_err(|e| e.to_string())
             }
@@ -342,7 +347,8 @@ impl Engine {
             }
         }
         let cached = self.introspected.get(token_key, now);
-        if matches!(cached, Some(Cached::Active(_))) && shared.generation != self.snapshot_generation()
+        if matches!(cached, Some(Cached::Active(_)))
+            && shared.generation != self.snapshot_generation()
         {
             self.introspected.forget(token_key);
             return None;
@@ -459,7 +465,9 @@ impl Engine {
             .as_ref()
             .filter(|s| s.verdicts_on())
             .map(|_| self.usable_keys_fingerprint(issuer, now));
-        if let Some(source) = fingerprint.and_then(|fp| self.shared_verdict(token_key, &fp, &sources, now)) {
+        if let Some(source) =
+            fingerprint.and_then(|fp| self.shared_verdict(token_key, &fp, &sources, now))
+        {
             let claims = jwt::claims_verified_elsewhere(token, &issuer_policy.verify, now)
                 .map_err(|e| Unverified::Refused(e.reason()))?;
             self.shared_verdict_hits = self.shared_verdict_hits.saturating_add(1);
@@ -497,13 +505,13 @@ impl Engine {
                     });
                 }
                 Ok(Verified {
-                issuer,
-                key_set,
-                kid: inspected.header.kid,
-                log_hash: short_hash(&token_digest(claims.jti.as_deref().unwrap_or(token))),
-                claims: Rc::new(claims),
-                hashed_ids: Cell::new(None),
-            })
+                    issuer,
+                    key_set,
+                    kid: inspected.header.kid,
+                    log_hash: short_hash(&token_digest(claims.jti.as_deref().unwrap_or(token))),
+                    claims: Rc::new(claims),
+                    hashed_ids: Cell::new(None),
+                })
             }
             Err(e) => {
                 if matches!(e, TokenError::UnknownKey { .. }) {

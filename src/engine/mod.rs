@@ -345,7 +345,9 @@ impl Engine {
             prefix,
             slots.verdict_slots,
             slots.answer_slots,
-            introspection.as_ref().map(|(u, p)| (u.as_str(), p.as_str())),
+            introspection
+                .as_ref()
+                .map(|(u, p)| (u.as_str(), p.as_str())),
         ));
     }
 
