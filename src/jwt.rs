@@ -265,17 +265,15 @@ pub fn verify(
     check_claims(parsed.inspected.payload, policy, now)
 }
 
-/// The claims of a token whose signature was verified elsewhere (another worker VM of this
-/// proxy, under key sets the caller has checked are the ones it would use): every check
-/// [`verify`] makes besides the key and the signature, in its order (the `typ` rule,
-/// jwt-simple's time checks, then [`check_claims`]), at this `now`.
+/// The claims of a token (as [`inspect`] read it) whose signature was verified elsewhere
+/// (another worker VM of this proxy, under key sets the caller has checked are the ones it
+/// would use): every check [`verify`] makes besides the key and the signature, in its order
+/// (the `typ` rule, jwt-simple's time checks, then [`check_claims`]), at this `now`.
 pub fn claims_verified_elsewhere(
-    token: &str,
+    inspected: Inspected,
     policy: &VerifyPolicy,
     now: u64,
 ) -> Result<Claims, TokenError> {
-    let parsed = parse(token, policy.max_token_bytes)?;
-    let inspected = parsed.inspected;
     if !type_accepted(
         inspected.header.typ.as_deref(),
         policy.required_type.as_deref(),

@@ -594,8 +594,8 @@ pub struct Sharing {
     /// Slots for "this token's signature verified under these keys" (about 100 bytes each).
     #[serde(default = "defaults::sharing_slots")]
     pub verdict_slots: u32,
-    /// Slots for introspection answers (each at most 4 KiB, usually a few hundred bytes).
-    #[serde(default = "defaults::sharing_slots")]
+    /// Slots for introspection answers (each at most 2 KiB, usually a few hundred bytes).
+    #[serde(default = "defaults::answer_slots")]
     pub answer_slots: u32,
 }
 
@@ -603,7 +603,7 @@ impl Default for Sharing {
     fn default() -> Self {
         Sharing {
             verdict_slots: defaults::sharing_slots(),
-            answer_slots: defaults::sharing_slots(),
+            answer_slots: defaults::answer_slots(),
         }
     }
 }
@@ -773,6 +773,9 @@ pub(crate) mod defaults {
     }
     pub fn sharing_slots() -> u32 {
         1024
+    }
+    pub fn answer_slots() -> u32 {
+        256
     }
     pub fn kong_shm_zone() -> String {
         "revguard".into()

@@ -492,3 +492,18 @@ fn an_lru_zone_sized_for_the_slots_keeps_the_snapshot() {
     assert_eq!(kit.store.keys("verdict/").len(), 16);
     assert_eq!(kit.store.read("revguard/snapshot/x/data"), snapshot);
 }
+
+#[test]
+fn slot_counts_are_bounded() {
+    let kit = Kit::new();
+    let config = kit.config(json!({"sharing": {"verdict_slots": 65_537, "answer_slots": 65_536}}));
+    let errors = match Engine::from_config_json(&serde_json::to_vec(&config).unwrap()) {
+        Err(errors) => errors.to_string(),
+        Ok(_) => panic!("accepted"),
+    };
+    assert!(
+        errors.contains("sharing.verdict_slots: must be at most 65536"),
+        "{errors}"
+    );
+    assert!(!errors.contains("sharing.answer_slots"), "{errors}");
+}

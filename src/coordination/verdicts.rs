@@ -25,9 +25,11 @@
 //! still parse each token and check every claim, type and revocation themselves; a verdict only
 //! stands in for the signature step, and only under the reader's own current key sets.
 //!
-//! Kong's `shm_kv` zone evicts the least recently used entries when full: verdicts and
-//! answers take at most `verdict_slots * 110` and `answer_slots * (MAX_ANSWER_BODY + 80)`
-//! bytes, which the zone must hold besides the snapshot (docs/CONFIGURATION.md, `sharing`).
+//! Kong's `shm_kv` zone evicts when full (ngx_wasm_module src/common/shm/ngx_wa_shm_kv.c), and
+//! some releases trap on a write that finds no room: the entries are bounded (`verdict_slots`
+//! values of 74 bytes, `answer_slots` values of at most 50 + [`MAX_ANSWER_BODY`] bytes), and
+//! docs/CONFIGURATION.md (`sharing`) and examples/kong/README.md say how much to add to the
+//! zone so they never push the snapshot out.
 
 use super::{overwrite, SharedStore};
 
@@ -35,7 +37,7 @@ use super::{overwrite, SharedStore};
 const VERSION: u8 = 1;
 
 /// Largest introspection body shared; a larger answer is cached by its worker only.
-pub const MAX_ANSWER_BODY: usize = 4096;
+pub const MAX_ANSWER_BODY: usize = 2048;
 
 /// version, token digest, key-set fingerprint, exp, key source.
 const VERDICT_LEN: usize = 1 + 32 + 32 + 8 + 1;

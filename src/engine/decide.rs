@@ -452,34 +452,35 @@ impl Engine {
                 FailMode::Allow => Unverified::LetThrough(Reason::KeysUnavailable),
             });
         }
-        // After the key-set check, so that the keys-unavailable failure mode still applies
-        // first, as it does for every token: outcomes are those of the signature path.
-        jwt::precheck(&inspected, &issuer_policy.verify, now)
-            .map_err(|e| Unverified::Refused(e.reason()))?;
         let sources: Vec<KeySource> = key_sets.iter().map(|(source, _)| *source).collect();
         // Another worker of this proxy verified this very token under the same key sets: the
-        // signature step is skipped, nothing else (its claims are checked here, at `now`, and
-        // revocation follows as for any token).
+        // signature step is skipped, nothing else (its claims are checked here, at `now`, by
+        // the checks `precheck` and `verify` make, in their order; revocation follows as for
+        // any token). After the key-set check, as for every token.
         let fingerprint = self
             .sharing
             .as_ref()
             .filter(|s| s.verdicts_on())
             .map(|_| self.usable_keys_fingerprint(issuer, now));
-        if let Some(source) =
-            fingerprint.and_then(|fp| self.shared_verdict(token_key, &fp, &sources, now))
-        {
-            let claims = jwt::claims_verified_elsewhere(token, &issuer_policy.verify, now)
+        let shared = fingerprint.and_then(|fp| self.shared_verdict(token_key, &fp, &sources, now));
+        if let Some(source) = shared {
+            let kid = inspected.header.kid.clone();
+            let claims = jwt::claims_verified_elsewhere(inspected, &issuer_policy.verify, now)
                 .map_err(|e| Unverified::Refused(e.reason()))?;
             self.shared_verdict_hits = self.shared_verdict_hits.saturating_add(1);
             return Ok(Verified {
                 issuer,
                 key_set: source,
-                kid: inspected.header.kid,
+                kid,
                 log_hash: short_hash(&token_digest(claims.jti.as_deref().unwrap_or(token))),
                 claims: Rc::new(claims),
                 hashed_ids: Cell::new(None),
             });
         }
+        // After the key-set check, so that the keys-unavailable failure mode still applies
+        // first, as it does for every token: outcomes are those of the signature path.
+        jwt::precheck(&inspected, &issuer_policy.verify, now)
+            .map_err(|e| Unverified::Refused(e.reason()))?;
         let mut result = Err(TokenError::UnknownKey {
             kid: inspected.header.kid.clone(),
         });
