@@ -37,7 +37,7 @@ impl Setup {
     }
 
     /// Sends `token` to every worker in turn; each must allow it.
-    fn to_every_worker(&mut self, token: &str) {
+    fn send_to_every_worker(&mut self, token: &str) {
         for worker in 0..WORKERS {
             let answer = send(&mut self.proxy, worker, token);
             assert_eq!(answer.verdict(), "allow", "worker {worker}");
@@ -85,8 +85,8 @@ fn a_token_is_verified_once_per_proxy() {
         for i in 0..3 {
             let token = s.issuer.token("k1", "alice", &format!("j{i}"), None, T0);
             let (checks, hits) = (s.signature_checks(), s.verdict_hits());
-            s.to_every_worker(&token);
-            s.to_every_worker(&token);
+            s.send_to_every_worker(&token);
+            s.send_to_every_worker(&token);
             assert_eq!(s.signature_checks() - checks, 1, "token {i}");
             assert_eq!(s.verdict_hits() - hits, WORKERS as u64 - 1, "token {i}");
         }
@@ -99,7 +99,7 @@ fn without_sharing_every_worker_verifies() {
     each_proxy(off, |s| {
         let token = s.issuer.token("k1", "alice", "j1", None, T0);
         let checks = s.signature_checks();
-        s.to_every_worker(&token);
+        s.send_to_every_worker(&token);
         assert_eq!(s.signature_checks() - checks, WORKERS as u64);
         assert_eq!(s.verdict_hits(), 0);
     });
@@ -119,7 +119,7 @@ fn after_a_key_rotation_a_token_is_verified_again_once() {
         s.proxy.advance(Duration::from_secs(120)).unwrap();
         // Worker 0 still has the token in its own cache; the others may not use the verdict
         // given under the old set: the first verifies, the next two take its new verdict.
-        s.to_every_worker(&token);
+        s.send_to_every_worker(&token);
         assert_eq!(s.signature_checks() - checks, 1);
     });
 }
@@ -131,8 +131,8 @@ fn an_introspected_token_is_introspected_once_per_proxy_and_again_once_per_gener
         let token = s.issuer.token("k1", "alice", "j1", None, T0);
         s.idp.set_active(&token, true);
         let calls = s.idp.calls();
-        s.to_every_worker(&token);
-        s.to_every_worker(&token);
+        s.send_to_every_worker(&token);
+        s.send_to_every_worker(&token);
         assert_eq!(s.idp.calls() - calls, 1);
         assert_eq!(
             counter(&s.proxy, "revguard_shared_answer_hit"),
@@ -148,7 +148,7 @@ fn an_introspected_token_is_introspected_once_per_proxy_and_again_once_per_gener
             "{generation:?}"
         );
         let calls = s.idp.calls();
-        s.to_every_worker(&token);
+        s.send_to_every_worker(&token);
         assert_eq!(s.idp.calls() - calls, 1);
     });
 }
