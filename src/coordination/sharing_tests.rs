@@ -507,3 +507,22 @@ fn slot_counts_are_bounded() {
     );
     assert!(!errors.contains("sharing.answer_slots"), "{errors}");
 }
+
+#[test]
+fn a_replayed_expired_token_costs_no_shared_data_read() {
+    let kit = Kit::new();
+    let mut a = kit.worker(json!({}), &kit.keys());
+    let token = kit.token("alice", T + 100);
+    let late = T + 100 + 3600;
+    a.load_keys(0, &kit.keys(), late).unwrap();
+    let reads = kit.store.0.borrow().reads.get();
+    for _ in 0..3 {
+        assert_eq!(outcome(&decide(&mut a, &token, late)), "expired");
+    }
+    assert_eq!(kit.store.0.borrow().reads.get(), reads);
+    // A live token is looked up once, on its first sight here.
+    let live = kit.token("bob", late + 600);
+    assert_eq!(outcome(&decide(&mut a, &live, late)), "allow");
+    assert_eq!(outcome(&decide(&mut a, &live, late)), "allow");
+    assert_eq!(kit.store.0.borrow().reads.get(), reads + 1);
+}

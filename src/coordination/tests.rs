@@ -30,7 +30,7 @@ pub(super) struct MemStore {
     /// Kong's CAS rule: a write succeeds only with the stored CAS (0 for a missing key); `cas
     /// == 0` is not "unconditionally".
     pub(super) kong_cas: bool,
-    reads: Cell<u32>,
+    pub(super) reads: Cell<u32>,
 }
 
 impl MemStore {

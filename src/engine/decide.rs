@@ -457,10 +457,14 @@ impl Engine {
         // signature step is skipped, nothing else (its claims are checked here, at `now`, by
         // the checks `precheck` and `verify` make, in their order; revocation follows as for
         // any token). After the key-set check, as for every token.
+        // A token already past its claimed `exp` is refused by `precheck` below: a replayed
+        // expired token costs no shared-data read.
+        let may_be_live = jwt::unverified_exp(&inspected)
+            .is_none_or(|exp| now <= exp.saturating_add(self.skew()));
         let fingerprint = self
             .sharing
             .as_ref()
-            .filter(|s| s.verdicts_on())
+            .filter(|s| s.verdicts_on() && may_be_live)
             .map(|_| self.usable_keys_fingerprint(issuer, now));
         let shared = fingerprint.and_then(|fp| self.shared_verdict(token_key, &fp, &sources, now));
         if let Some(source) = shared {
