@@ -265,6 +265,29 @@ pub fn verify(
     check_claims(parsed.inspected.payload, policy, now)
 }
 
+/// The claims of a token (as [`inspect`] read it) whose signature was verified elsewhere
+/// (another worker VM of this proxy, under key sets the caller has checked are the ones it
+/// would use): every check [`verify`] makes besides the key and the signature, in its order
+/// (the `typ` rule, jwt-simple's time checks, then [`check_claims`]), at this `now`.
+pub fn claims_verified_elsewhere(
+    inspected: Inspected,
+    policy: &VerifyPolicy,
+    now: u64,
+) -> Result<Claims, TokenError> {
+    if !type_accepted(
+        inspected.header.typ.as_deref(),
+        policy.required_type.as_deref(),
+    ) {
+        return Err(TokenError::WrongType);
+    }
+    // jwt-simple decodes every payload it verifies: one it cannot read never verified.
+    let dates = jwt_simple_dates(&inspected.payload).ok_or(TokenError::Malformed(
+        "claims of a type jwt-simple does not decode",
+    ))?;
+    jwt_simple_time_checks(dates, skew(policy), now)?;
+    check_claims(inspected.payload, policy, now)
+}
+
 /// Claims first: every check [`verify`] makes besides the key and the signature, made on the
 /// unverified payload, so that a token refused for its claims (expired, not valid yet, another
 /// issuer or audience, its type) costs no signature work. For a token whose signature verifies,

@@ -31,6 +31,12 @@ pub const SHARED_PUBLISH_FAILED: &str = "revguard_shared_publish_failed";
 pub const SNAPSHOT_GENERATION: &str = "revguard_snapshot_generation";
 pub const SNAPSHOT_AGE_SECONDS: &str = "revguard_snapshot_age_seconds";
 pub const SNAPSHOT_STALE: &str = "revguard_snapshot_stale";
+/// Signature steps run (first-seen tokens): with verdict sharing, about one per token per proxy.
+pub const SIGNATURE_CHECKS: &str = "revguard_signature_checks";
+/// Signature steps skipped because another worker VM had verified the token.
+pub const SHARED_VERDICT_HIT: &str = "revguard_shared_verdict_hit";
+/// Introspection calls saved by an answer another worker VM received.
+pub const SHARED_ANSWER_HIT: &str = "revguard_shared_answer_hit";
 
 /// Denials by reason code.
 pub fn deny(reason: Reason) -> String {

@@ -28,6 +28,7 @@ corpus_tests!(
     jwks => "../fuzz/bodies/jwks.rs",
     request => "../fuzz/bodies/request.rs",
     revocation_list => "../fuzz/bodies/revocation_list.rs",
+    shared_value => "../fuzz/bodies/shared_value.rs",
     snapshot => "../fuzz/bodies/snapshot.rs",
     token => "../fuzz/bodies/token.rs",
 );

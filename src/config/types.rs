@@ -66,6 +66,10 @@ pub struct Config {
     pub failure_modes: FailureModes,
     #[serde(default)]
     pub limits: Limits,
+    /// What the worker VMs of one proxy share besides key sets and snapshots (proxy-wasm
+    /// builds: Envoy, Kong): verified tokens and introspection answers.
+    #[serde(default)]
+    pub sharing: Sharing,
     /// Which proxy runs the filter (proxy-wasm builds only). The core reads only its kind
     /// ([`HostProfile::kind`]); Kong's settings belong to the proxy-wasm adapter.
     #[serde(default)]
@@ -576,6 +580,34 @@ impl Default for Limits {
     }
 }
 
+/// `sharing`: slots in the host's shared data through which the worker VMs of one proxy share
+/// verified tokens and introspection answers, so a token is verified and introspected once per
+/// proxy rather than once per worker. A fixed number of keys, because Envoy's shared data never
+/// deletes an entry (crate::coordination::verdicts). 0 turns either off.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[cfg_attr(
+    all(feature = "schema", not(target_arch = "wasm32")),
+    derive(schemars::JsonSchema)
+)]
+#[serde(deny_unknown_fields)]
+pub struct Sharing {
+    /// Slots for "this token's signature verified under these keys" (about 100 bytes each).
+    #[serde(default = "defaults::sharing_slots")]
+    pub verdict_slots: u32,
+    /// Slots for introspection answers (each at most 2 KiB, usually a few hundred bytes).
+    #[serde(default = "defaults::answer_slots")]
+    pub answer_slots: u32,
+}
+
+impl Default for Sharing {
+    fn default() -> Self {
+        Sharing {
+            verdict_slots: defaults::sharing_slots(),
+            answer_slots: defaults::answer_slots(),
+        }
+    }
+}
+
 /// `host`: which proxy runs the filter. The core's rules depend on the kind only
 /// ([`HostKind`]: upstream syntax, path forwarding); the Kong section's members are settings
 /// of the proxy-wasm adapter ([`KongSettings`]), validated here with the rest of the document.
@@ -743,6 +775,12 @@ pub(crate) mod defaults {
     }
     pub fn introspection_cache_entries() -> usize {
         10_000
+    }
+    pub fn sharing_slots() -> u32 {
+        1024
+    }
+    pub fn answer_slots() -> u32 {
+        256
     }
     pub fn kong_shm_zone() -> String {
         "revguard".into()

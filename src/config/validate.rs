@@ -66,6 +66,9 @@ pub struct KeyFetch {
 /// and costs a retry, so the default stays well below.
 pub const MAX_HOLD_SECS: u64 = 300;
 
+/// Most slots of either `sharing` kind: 65,536 verdicts are about 6 MiB of shared data.
+pub const MAX_SHARING_SLOTS: u32 = 65_536;
+
 /// The `revocation` section, compiled.
 #[derive(Debug)]
 pub struct RevocationPolicy {
@@ -361,6 +364,17 @@ impl Validator {
                 "limits.introspection_cache_entries",
                 "must be between 1 and 1000000",
             );
+        }
+        for (name, slots) in [
+            ("sharing.verdict_slots", config.sharing.verdict_slots),
+            ("sharing.answer_slots", config.sharing.answer_slots),
+        ] {
+            if slots > MAX_SHARING_SLOTS {
+                self.err(
+                    name,
+                    format!("must be at most {MAX_SHARING_SLOTS} (0 turns it off)"),
+                );
+            }
         }
         if let HostProfile::Kong(kong) = &config.host {
             self.non_empty("host.kong.shm_zone", &kong.shm_zone);

@@ -36,7 +36,10 @@
 
 mod header;
 #[cfg(test)]
+mod sharing_tests;
+#[cfg(test)]
 mod tests;
+pub mod verdicts;
 
 use std::collections::HashMap;
 
@@ -58,7 +61,11 @@ pub trait SharedStore {
 
 /// Writes `key` whatever it holds: with CAS 0 (Envoy: unconditional; Kong: a missing key), and
 /// on a mismatch (Kong, existing key) once more with the CAS just read.
-pub fn overwrite(store: &mut impl SharedStore, key: &str, value: &[u8]) -> Result<(), StoreError> {
+pub fn overwrite(
+    store: &mut (impl SharedStore + ?Sized),
+    key: &str,
+    value: &[u8],
+) -> Result<(), StoreError> {
     match store.set(key, value, 0) {
         Err(StoreError::CasMismatch) => {
             let cas = store.get(key).map_or(0, |(_, cas)| cas);

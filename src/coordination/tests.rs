@@ -14,11 +14,11 @@ const T: u64 = 1_000_000;
 /// key is written whatever the `cas`), with an optional byte capacity evicting the least
 /// recently used entries, writes that are lost, and a racing writer.
 #[derive(Default)]
-struct MemStore {
-    entries: HashMap<String, (Vec<u8>, u32, u64)>,
+pub(super) struct MemStore {
+    pub(super) entries: HashMap<String, (Vec<u8>, u32, u64)>,
     next_cas: u32,
     clock: Cell<u64>,
-    capacity: Option<usize>,
+    pub(super) capacity: Option<usize>,
     /// Writes to keys ending in these succeed but are dropped.
     lose: Vec<String>,
     /// Writes to keys ending in these are refused.
@@ -29,8 +29,8 @@ struct MemStore {
     max_value: Option<usize>,
     /// Kong's CAS rule: a write succeeds only with the stored CAS (0 for a missing key); `cas
     /// == 0` is not "unconditionally".
-    kong_cas: bool,
-    reads: Cell<u32>,
+    pub(super) kong_cas: bool,
+    pub(super) reads: Cell<u32>,
 }
 
 impl MemStore {
@@ -63,7 +63,7 @@ impl MemStore {
         self.entries.remove(key);
     }
 
-    fn raw(&mut self, key: &str, value: &[u8]) {
+    pub(super) fn raw(&mut self, key: &str, value: &[u8]) {
         self.put(key, value);
     }
 }

@@ -8,6 +8,7 @@ use std::rc::Rc;
 
 use super::{Engine, KeySource, Refused, Verified, REFUSED_TTL_SECS};
 use crate::config::{FailMode, IntrospectionPolicy, OpaqueTokens, RouteRule, StaleMode};
+use crate::coordination::verdicts::{SharedAnswer, SharedVerdict};
 use crate::decision::{Decision, DecisionLog, Introspect, PendingIntrospection};
 use crate::extract::{extract, Extracted};
 use crate::http::HttpOutcome;
@@ -185,16 +186,28 @@ impl Engine {
         let config = &policy.config;
         let route = routes::rule(config, pending.route);
         let mut log = pending.log;
+        let mut body = None;
         let parsed = match (outcome, &policy.introspection) {
-            (HttpOutcome::Response { status, body, .. }, Some(settings)) => {
-                parse_response(status, body, settings.max_response_bytes).map_err(|e| e.to_string())
+            (
+                HttpOutcome::Response {
+                    status, body: b, ..
+                },
+                Some(settings),
+            ) => {
+                body = Some(b);
+                parse_response(status, b, settings.max_response_bytes).map_err(|e| e.to_string())
             }
             (HttpOutcome::Failed, _) => Err(IntrospectionError::NoResponse.to_string()),
             // Not reached: an introspection is only asked for when one is configured.
             (HttpOutcome::Response { .. }, None) => Err("introspection is not configured".into()),
         };
         let answer = match parsed {
-            Ok(answer) => answer,
+            Ok(answer) => {
+                if let Some(body) = body {
+                    self.publish_answer(pending.token_key, body, now);
+                }
+                answer
+            }
             Err(detail) => {
                 log.detail = Some(detail);
                 let mode = route
@@ -242,15 +255,31 @@ impl Engine {
         now: u64,
     ) -> Decision {
         let ttl = self.introspection_ttl();
+        match self.cache_opaque_answer(token_key, answer, ttl, now) {
+            Err(reason) => self.deny(reason, route, log),
+            Ok(claims) => self.finish(&claims, route, req, None, log, now),
+        }
+    }
+
+    /// Caches the answer about an opaque token for at most `ttl` (the configured TTL, or what
+    /// is left of it for an answer another worker received): inactive, refused with the
+    /// reason `opaque_claims` gives, or active. Returns that outcome.
+    fn cache_opaque_answer(
+        &mut self,
+        token_key: [u8; 32],
+        answer: IntrospectionAnswer,
+        ttl: u64,
+        now: u64,
+    ) -> Result<Claims, Reason> {
         if !answer.active {
             self.introspected.put(token_key, answer, None, ttl, now);
-            return self.deny(Reason::TokenInactive, route, log);
+            return Err(Reason::TokenInactive);
         }
         match self.opaque_claims(&answer, now) {
             Err(reason) => {
                 let until = refusal_until(reason, &answer, self.skew(), ttl, now);
                 self.introspected.put_refused(token_key, reason, until, now);
-                self.deny(reason, route, log)
+                Err(reason)
             }
             Ok(claims) => {
                 // The cache judges `exp` and `nbf` without skew: inside the skew window it
@@ -266,9 +295,68 @@ impl Engine {
                     };
                     self.introspected.put(token_key, answer, None, ttl, now);
                 }
-                self.finish(&claims, route, req, None, log, now)
+                Ok(claims)
             }
         }
+    }
+
+    /// Shares an answer from the issuer (an HTTP 200 body that parsed) with the other workers.
+    fn publish_answer(&mut self, token_key: [u8; 32], body: &[u8], now: u64) {
+        let generation = self.snapshot_generation();
+        if let Some(sharing) = self.sharing.as_mut().filter(|s| s.answers_on()) {
+            sharing.publish_answer(&SharedAnswer {
+                token_key,
+                answered_at: now,
+                generation,
+                body: body.to_vec(),
+            });
+        }
+    }
+
+    /// On a miss in this worker's introspection cache: the answer another worker of this proxy
+    /// received for the token, put into this cache under exactly the rules a fresh answer
+    /// follows (as if it had arrived here when it arrived there, so its TTL counts from then),
+    /// and forgotten if active and given before the revocation generation in force here (as
+    /// [`Engine::load_snapshot`] forgets active answers). Returns what the cache then holds.
+    fn adopt_shared_answer(
+        &mut self,
+        token_key: &[u8; 32],
+        jwt_exp: Option<u64>,
+        now: u64,
+    ) -> Option<Cached> {
+        let shared = self
+            .sharing
+            .as_ref()
+            .filter(|s| s.answers_on())?
+            .answer(token_key)?;
+        let max_bytes = self.policy.introspection.as_ref()?.max_response_bytes;
+        let ttl = shared
+            .answered_at
+            .min(now)
+            .saturating_add(self.introspection_ttl())
+            .checked_sub(now)
+            .filter(|left| *left > 0)?;
+        let answer = parse_response(200, &shared.body, max_bytes).ok()?;
+        match jwt_exp {
+            Some(exp) => self
+                .introspected
+                .put(*token_key, answer, Some(exp), ttl, now),
+            None => {
+                // The outcome is read back from the cache below.
+                let _ = self.cache_opaque_answer(*token_key, answer, ttl, now);
+            }
+        }
+        let cached = self.introspected.get(token_key, now);
+        if matches!(cached, Some(Cached::Active(_)))
+            && shared.generation != self.snapshot_generation()
+        {
+            self.introspected.forget(token_key);
+            return None;
+        }
+        if cached.is_some() {
+            self.shared_answer_hits = self.shared_answer_hits.saturating_add(1);
+        }
+        cached
     }
 
     /// The identity an active answer gives an opaque token, after the checks RFC 7662
@@ -364,11 +452,39 @@ impl Engine {
                 FailMode::Allow => Unverified::LetThrough(Reason::KeysUnavailable),
             });
         }
+        let sources: Vec<KeySource> = key_sets.iter().map(|(source, _)| *source).collect();
+        // Another worker of this proxy verified this very token under the same key sets: the
+        // signature step is skipped, nothing else (its claims are checked here, at `now`, by
+        // the checks `precheck` and `verify` make, in their order; revocation follows as for
+        // any token). After the key-set check, as for every token.
+        // A token already past its claimed `exp` is refused by `precheck` below: a replayed
+        // expired token costs no shared-data read.
+        let may_be_live = jwt::unverified_exp(&inspected)
+            .is_none_or(|exp| now <= exp.saturating_add(self.skew()));
+        let fingerprint = self
+            .sharing
+            .as_ref()
+            .filter(|s| s.verdicts_on() && may_be_live)
+            .map(|_| self.usable_keys_fingerprint(issuer, now));
+        let shared = fingerprint.and_then(|fp| self.shared_verdict(token_key, &fp, &sources, now));
+        if let Some(source) = shared {
+            let kid = inspected.header.kid.clone();
+            let claims = jwt::claims_verified_elsewhere(inspected, &issuer_policy.verify, now)
+                .map_err(|e| Unverified::Refused(e.reason()))?;
+            self.shared_verdict_hits = self.shared_verdict_hits.saturating_add(1);
+            return Ok(Verified {
+                issuer,
+                key_set: source,
+                kid,
+                log_hash: short_hash(&token_digest(claims.jti.as_deref().unwrap_or(token))),
+                claims: Rc::new(claims),
+                hashed_ids: Cell::new(None),
+            });
+        }
         // After the key-set check, so that the keys-unavailable failure mode still applies
         // first, as it does for every token: outcomes are those of the signature path.
         jwt::precheck(&inspected, &issuer_policy.verify, now)
             .map_err(|e| Unverified::Refused(e.reason()))?;
-        let sources: Vec<KeySource> = key_sets.iter().map(|(source, _)| *source).collect();
         let mut result = Err(TokenError::UnknownKey {
             kid: inspected.header.kid.clone(),
         });
@@ -384,14 +500,24 @@ impl Engine {
         }
         self.signature_checks = self.signature_checks.saturating_add(checks);
         match result {
-            Ok(claims) => Ok(Verified {
-                issuer,
-                key_set,
-                kid: inspected.header.kid,
-                log_hash: short_hash(&token_digest(claims.jti.as_deref().unwrap_or(token))),
-                claims: Rc::new(claims),
-                hashed_ids: Cell::new(None),
-            }),
+            Ok(claims) => {
+                if let (Some(key_sets), Some(sharing)) = (fingerprint, self.sharing.as_mut()) {
+                    sharing.publish_verdict(&SharedVerdict {
+                        token_key: *token_key,
+                        key_sets,
+                        exp: claims.exp,
+                        source: key_set.byte(),
+                    });
+                }
+                Ok(Verified {
+                    issuer,
+                    key_set,
+                    kid: inspected.header.kid,
+                    log_hash: short_hash(&token_digest(claims.jti.as_deref().unwrap_or(token))),
+                    claims: Rc::new(claims),
+                    hashed_ids: Cell::new(None),
+                })
+            }
             Err(e) => {
                 if matches!(e, TokenError::UnknownKey { .. }) {
                     if let Some(state) = self.issuers.get_mut(issuer) {
@@ -413,6 +539,22 @@ impl Engine {
                 Err(Unverified::Refused(e.reason()))
             }
         }
+    }
+
+    /// The key set another worker verified this token with, if its shared verdict was given
+    /// under key sets with fingerprint `key_sets` (this worker's own) and is not past the
+    /// token's `exp` (the claims check decides; this only skips hopeless entries).
+    fn shared_verdict(
+        &self,
+        token_key: &[u8; 32],
+        key_sets: &[u8; 32],
+        sources: &[KeySource],
+        now: u64,
+    ) -> Option<KeySource> {
+        let verdict = self.sharing.as_ref()?.verdict(token_key)?;
+        let live = now <= verdict.exp.saturating_add(self.skew());
+        let source = KeySource::from_byte(verdict.source).filter(|s| sources.contains(s))?;
+        (verdict.key_sets == *key_sets && live).then_some(source)
     }
 
     /// A refusal remembered for this token, while the key sets it was refused with are still
@@ -499,7 +641,11 @@ impl Engine {
         let Some(settings) = policy.introspection.as_ref() else {
             return self.deny(inactive_reason(trigger), rule, log);
         };
-        match self.introspected.get(&token_key, now) {
+        let cached = match self.introspected.get(&token_key, now) {
+            Some(cached) => Some(cached),
+            None => self.adopt_shared_answer(&token_key, claims.as_ref().map(|c| c.exp), now),
+        };
+        match cached {
             Some(Cached::Active(answer)) => {
                 log.introspected = true;
                 let claims = match claims {

@@ -13,6 +13,8 @@ use serde::Serialize;
 pub use fetch::{FetchError, FetchKind, FetchRequest, FetchResult};
 
 use crate::config::{ConfigErrors, Policy};
+use crate::coordination::verdicts::Sharing;
+use crate::coordination::SharedStore;
 use crate::introspection::IntrospectionCache;
 use crate::jwks::{JwksError, KeySet};
 use crate::jwt::Claims;
@@ -28,6 +30,24 @@ pub(crate) enum KeySource {
     Fetched,
     /// Given in the configuration: usable as long as the engine lives.
     Inline,
+}
+
+impl KeySource {
+    /// Its byte in a shared verdict.
+    fn byte(self) -> u8 {
+        match self {
+            KeySource::Fetched => 0,
+            KeySource::Inline => 1,
+        }
+    }
+
+    fn from_byte(byte: u8) -> Option<KeySource> {
+        match byte {
+            0 => Some(KeySource::Fetched),
+            1 => Some(KeySource::Inline),
+            _ => None,
+        }
+    }
 }
 
 /// A verified token, as kept in the verified-token cache.
@@ -74,6 +94,8 @@ pub(crate) struct Refused {
 struct FetchedKeys {
     keys: KeySet,
     fetched_at: u64,
+    /// [`key_set_fingerprint`] of the document these keys came from.
+    fingerprint: [u8; 32],
 }
 
 #[derive(Debug, Default)]
@@ -94,6 +116,15 @@ pub struct Engine {
     signature_checks: u64,
     introspected: IntrospectionCache,
     fetches: fetch::Schedule,
+    /// Per issuer, the [`key_set_fingerprint`] of its inline keys.
+    inline_fingerprints: Vec<Option<[u8; 32]>>,
+    /// Verified tokens and introspection answers shared with the other workers of this proxy
+    /// (proxy-wasm hosts), if the adapter gave a store ([`Engine::share_through`]).
+    sharing: Option<Sharing>,
+    /// Signature steps skipped because another worker's verdict held.
+    shared_verdict_hits: u64,
+    /// Introspection calls saved by another worker's answer.
+    shared_answer_hits: u64,
     /// Sent with revocation fetches: the configured `revocation.node_id`, else the build's
     /// default ([`Engine::set_default_node_id`]).
     node_id: Option<String>,
@@ -155,6 +186,19 @@ impl Engine {
             signature_checks: 0,
             introspected: IntrospectionCache::new(limits.introspection_cache_entries),
             fetches: fetch::Schedule::new(&policy),
+            inline_fingerprints: policy
+                .issuers
+                .iter()
+                .zip(&policy.config.issuers)
+                .map(|(issuer, config)| {
+                    let jwks = serde_json::to_vec(config.jwks.as_ref()?).ok()?;
+                    issuer.inline_keys.as_ref()?;
+                    Some(key_set_fingerprint(KeySource::Inline, issuer, &jwks))
+                })
+                .collect(),
+            sharing: None,
+            shared_verdict_hits: 0,
+            shared_answer_hits: 0,
             node_id: policy
                 .config
                 .revocation
@@ -202,6 +246,7 @@ impl Engine {
             return Err(LoadError::NoSuchIssuer(issuer));
         };
         let keys = KeySet::from_jwks(jwks, &policy.algorithms).map_err(LoadError::Keys)?;
+        let fingerprint = key_set_fingerprint(KeySource::Fetched, policy, jwks);
         let count = keys.len();
         if let Some(state) = self.issuers.get_mut(issuer) {
             let removed_or_replaced = state
@@ -216,6 +261,7 @@ impl Engine {
             state.fetched = Some(FetchedKeys {
                 keys,
                 fetched_at: now,
+                fingerprint,
             });
             state.unknown_kid_seen = false;
         }
@@ -284,6 +330,38 @@ impl Engine {
         self.signature_checks
     }
 
+    /// Shares verified tokens and introspection answers with the other workers of this proxy
+    /// through `store` (the host's shared data), under keys starting with `prefix` (as for the
+    /// [`crate::coordination::Coordinator`]), in as many slots as `sharing` configures.
+    pub fn share_through(&mut self, store: Box<dyn SharedStore>, prefix: &str) {
+        let slots = &self.policy.config.sharing;
+        let introspection = self.policy.introspection.as_ref().map(|s| {
+            // The client is part of the source: an issuer may answer each client differently.
+            let path = format!("{}\0{}", s.endpoint.path(), s.client_id);
+            (s.endpoint.upstream().to_string(), path)
+        });
+        self.sharing = Some(Sharing::new(
+            store,
+            prefix,
+            slots.verdict_slots,
+            slots.answer_slots,
+            introspection
+                .as_ref()
+                .map(|(u, p)| (u.as_str(), p.as_str())),
+        ));
+    }
+
+    /// Signature steps skipped since the engine started because another worker had verified
+    /// the token under the same key sets.
+    pub fn shared_verdict_hits(&self) -> u64 {
+        self.shared_verdict_hits
+    }
+
+    /// Introspection calls saved since the engine started by another worker's answer.
+    pub fn shared_answer_hits(&self) -> u64 {
+        self.shared_answer_hits
+    }
+
     pub fn status(&self, now: u64) -> EngineStatus {
         EngineStatus {
             snapshot_generation: self.snapshot_generation(),
@@ -338,6 +416,25 @@ impl Engine {
             .then_some(&fetched.keys)
     }
 
+    /// Fingerprint of the key sets `usable_keys` offers for `issuer` now, in their order: a
+    /// token's signature step has the same outcome under equal fingerprints, so a verdict
+    /// another worker shares is used only when this matches the one it verified under.
+    fn usable_keys_fingerprint(&self, issuer: usize, now: u64) -> [u8; 32] {
+        let mut h = hmac_sha256::Hash::new();
+        h.update((issuer as u64).to_be_bytes());
+        if self.fresh_fetched_keys(issuer, now).is_some() {
+            if let Some(fetched) = self.issuers.get(issuer).and_then(|s| s.fetched.as_ref()) {
+                h.update([KeySource::Fetched.byte()]);
+                h.update(fetched.fingerprint);
+            }
+        }
+        if let Some(Some(inline)) = self.inline_fingerprints.get(issuer) {
+            h.update([KeySource::Inline.byte()]);
+            h.update(inline);
+        }
+        h.finalize()
+    }
+
     /// Whether the key set that verified a cached token is still one `usable_keys` offers.
     /// Runs on every cache hit: a few comparisons, no hashing.
     fn still_usable(&self, verified: &Verified, now: u64) -> bool {
@@ -346,4 +443,25 @@ impl Engine {
             KeySource::Fetched => self.fresh_fetched_keys(verified.issuer, now).is_some(),
         }
     }
+}
+
+/// SHA-256 over where a key set comes from, the issuer, the algorithms its keys may be used
+/// with and the JWKS document: equal fingerprints are equal key sets. Workers of one proxy
+/// load the same bytes (fetched once, shared), so theirs agree.
+fn key_set_fingerprint(
+    source: KeySource,
+    issuer: &crate::config::IssuerPolicy,
+    jwks: &[u8],
+) -> [u8; 32] {
+    let mut h = hmac_sha256::Hash::new();
+    h.update([source.byte()]);
+    h.update(issuer.verify.issuer.as_bytes());
+    h.update([0u8]);
+    for alg in &issuer.algorithms {
+        h.update(alg.name().as_bytes());
+        h.update(b",");
+    }
+    h.update([0u8]);
+    h.update(jwks);
+    h.finalize()
 }

@@ -109,6 +109,19 @@ impl Metrics {
         }
     }
 
+    /// Signature steps run, and verdicts and answers taken from other workers, by one decision.
+    pub fn engine_work(&mut self, signature_checks: u64, verdict_hits: u64, answer_hits: u64) {
+        for (name, n) in [
+            (names::SIGNATURE_CHECKS, signature_checks),
+            (names::SHARED_VERDICT_HIT, verdict_hits),
+            (names::SHARED_ANSWER_HIT, answer_hits),
+        ] {
+            for _ in 0..n {
+                self.count(name);
+            }
+        }
+    }
+
     pub fn publish_failed(&mut self, writes: u32) {
         for _ in 0..writes {
             self.count(names::SHARED_PUBLISH_FAILED);

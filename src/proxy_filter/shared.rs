@@ -4,8 +4,11 @@
 use super::host;
 use crate::coordination::{SharedStore, StoreError};
 
-/// proxy-wasm status `CasMismatch`.
-const CAS_MISMATCH: u32 = 7;
+/// proxy-wasm status `CasMismatch`: 8 in the ABI (proxy-wasm-rust-sdk src/types.rs, `Status`;
+/// the spec's `WasmResult`). It was 7 (`Empty`) here, so on Kong, where an existing key is
+/// written only with its stored CAS, [`crate::coordination::overwrite`] never retried and every
+/// republication of a key failed (each worker then fetched the snapshot itself).
+const CAS_MISMATCH: u32 = proxy_wasm::types::Status::CasMismatch as u32;
 
 pub struct HostStore;
 

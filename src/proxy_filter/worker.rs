@@ -175,6 +175,7 @@ impl Worker {
             .filter(|id| crate::node_id::is_valid(id))
             .unwrap_or_else(|| shared_node_id(&mut HostStore, prefix, &holder));
         engine.set_default_node_id(&node_id);
+        engine.share_through(Box::new(HostStore), prefix);
         let mut coordinator = Coordinator::new(engine.policy(), prefix, holder);
         // A VM started (or restarted) after the others loads what they published now, rather
         // than failing closed on every request until its first tick.
@@ -203,7 +204,24 @@ impl Worker {
             );
             return self.perform(Decision::Deny(denial), None, context_id, false, false);
         };
+        let work = |e: &Engine| {
+            (
+                e.signature_checks(),
+                e.shared_verdict_hits(),
+                e.shared_answer_hits(),
+            )
+        };
+        let before = work(engine);
         let decision = request.with_view(|view| engine.decide(view, now_secs()));
+        let after = work(engine);
+        // Off the cached path only: a cached token changes none of these, and costs no hostcall.
+        if after != before {
+            self.metrics.engine_work(
+                after.0.saturating_sub(before.0),
+                after.1.saturating_sub(before.1),
+                after.2.saturating_sub(before.2),
+            );
+        }
         self.perform(decision, Some(request), context_id, false, false)
     }
 

@@ -22,5 +22,6 @@ mod rg;
 mod scenarios;
 mod serve;
 mod shared_data;
+mod sharing;
 mod ticks;
 mod traps;

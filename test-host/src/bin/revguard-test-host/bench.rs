@@ -37,6 +37,13 @@ pub struct Args {
     /// The filter module (default: build this repository's filter).
     #[arg(long)]
     wasm: Option<PathBuf>,
+    /// Instead: four workers share one proxy; signature checks and introspection calls per
+    /// token with sharing off and on, and the cost of a shared verdict (bench_fleet.rs).
+    #[arg(long)]
+    fleet: bool,
+    /// Distinct tokens of `--fleet`.
+    #[arg(long, default_value_t = 1000)]
+    tokens: usize,
 }
 
 /// Per-request samples of one path.
@@ -173,6 +180,9 @@ pub fn run(args: Args) -> Result<(), String> {
         .map_err(|e| format!("bench measures on wasmtime: {e}"))?;
     let rounds = args.rounds.max(FLAGGED + 1);
     let wasm = crate::wasm::revguard(args.wasm.as_deref())?;
+    if args.fleet {
+        return crate::bench_fleet::run_fleet(&wasm, args.tokens, args.json.as_deref());
+    }
     let baseline_wasm = crate::wasm::fixture("jwt-baseline")?;
     eprintln!("signing tokens ...");
     let signers: Vec<Signer> = ALGS

@@ -10,6 +10,7 @@
 //! and neither needs wasmtime's speed), else on wasmtime; `--engine` picks one.
 
 mod bench;
+mod bench_fleet;
 #[path = "../../../../tests/common/mod.rs"]
 mod common;
 mod demo;
