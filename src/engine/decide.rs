@@ -60,7 +60,7 @@ impl Engine {
             return self.deny(Reason::InvalidPath, default_route, DecisionLog::default());
         };
         let decision = self.decide_on_route(req, route_index, now);
-        self.for_upstream(decision, req, target.forward)
+        self.for_upstream(decision, target.forward)
     }
 
     /// The decision for a request whose method and path passed, under rule `route_index`.
@@ -78,7 +78,7 @@ impl Engine {
             ..DecisionLog::default()
         };
         if route.no_auth {
-            return Decision::Allow(self.allow(None, None, log));
+            return Decision::Allow(self.allow(None, None, log, req));
         }
 
         let token = match extract(req, &config.token_sources, config.limits.max_token_bytes) {
@@ -124,7 +124,9 @@ impl Engine {
                         log.token_hash = Some(short_hash(&token_key));
                         return match unverified {
                             Unverified::Refused(reason) => self.deny(reason, route, log),
-                            Unverified::LetThrough(reason) => self.fail_open(reason, route, log),
+                            Unverified::LetThrough(reason) => {
+                                self.fail_open(reason, route, log, req)
+                            }
                         };
                     }
                 }
@@ -171,7 +173,7 @@ impl Engine {
     ) -> Decision {
         let forward_path = pending.forward_path.take();
         let decision = self.introspection_answered(pending, outcome, req, now);
-        self.for_upstream(decision, req, forward_path)
+        self.for_upstream(decision, forward_path)
     }
 
     fn introspection_answered(
@@ -210,7 +212,7 @@ impl Engine {
                         now,
                     ),
                     (FailMode::Allow, None) => {
-                        self.fail_open(Reason::IntrospectionFailed, route, log)
+                        self.fail_open(Reason::IntrospectionFailed, route, log, req)
                     }
                     (FailMode::Deny, _) => self.deny(Reason::IntrospectionFailed, route, log),
                 };
@@ -548,9 +550,10 @@ fn remembered(error: &TokenError) -> bool {
     )
 }
 
-/// Tokens with two dots are JWS compact serialisations; anything else is opaque.
+/// Tokens with two dots are JWS compact serialisations; anything else is opaque. (`split` on a
+/// char finds each dot with the standard library's word-at-a-time memchr, not byte by byte.)
 fn looks_like_jwt(token: &str) -> bool {
-    token.bytes().filter(|b| *b == b'.').count() == 2
+    token.split('.').count() == 3
 }
 
 fn short_hash(key: &[u8; 32]) -> String {
