@@ -99,6 +99,8 @@ fn kong_3_9_exports_every_metric_under_a_valid_prometheus_name() {
     let token = issuer.token("k1", "bo", "b-1", None, T0);
     assert_eq!(send(&mut proxy, 0, &token).verdict(), "allow");
     assert_eq!(send(&mut proxy, 1, "garbage").status, 401);
+    // Per-request counters are written at the next tick.
+    proxy.advance(Duration::from_millis(200)).unwrap();
     let names: Vec<String> = proxy.metrics().into_iter().map(|(n, _)| n).collect();
     assert!(names.len() > 8, "{names:?}");
     for name in &names {
