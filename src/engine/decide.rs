@@ -81,12 +81,30 @@ impl Engine {
             return Decision::Allow(self.allow(None, None, log, req));
         }
 
-        let token = match extract(req, &config.token_sources, config.limits.max_token_bytes) {
+        // The verified-token cache is asked first, as the extraction meets the token: a hit is
+        // byte for byte a token that passed every syntax check, so its scans are skipped. A hit
+        // whose key set went stale is not used: full verification then applies the
+        // keys-unavailable failure mode to it, as to a token never seen.
+        let mut cached: Option<Rc<Verified>> = None;
+        let extracted = extract(
+            req,
+            &config.token_sources,
+            config.limits.max_token_bytes,
+            |token| {
+                cached = self
+                    .verified
+                    .get(token, now)
+                    .filter(|v| self.still_usable(v, now))
+                    .map(Rc::clone);
+                cached.is_some()
+            },
+        );
+        let token = match extracted {
             Extracted::Token(t) => t,
             Extracted::Missing => return self.deny(Reason::MissingToken, route, log),
             Extracted::Invalid(_) => return self.deny(Reason::InvalidRequest, route, log),
         };
-        if !looks_like_jwt(token) {
+        if cached.is_none() && !looks_like_jwt(token) {
             let token_key = token_digest(token);
             log.token_hash = Some(short_hash(&token_key));
             return match config.opaque_tokens {
@@ -97,13 +115,6 @@ impl Engine {
             };
         }
 
-        // A hit whose key set went stale is not used: full verification then applies the
-        // keys-unavailable failure mode to it, as to a token never seen.
-        let cached = self
-            .verified
-            .get(token, now)
-            .filter(|v| self.still_usable(v, now))
-            .map(Rc::clone);
         let verified = match cached {
             Some(v) => {
                 log.cached = true;
