@@ -66,8 +66,20 @@ impl OwnedRequest {
         })
     }
 
-    /// `x-request-id`, printable ASCII only and bounded, for log lines.
+    /// `x-request-id`, printable ASCII only and bounded, for log lines: the core's rule, on a
+    /// view of that one header (no view of every header built for it).
     pub fn request_id(&self) -> Option<String> {
-        self.with_view(|view| view.request_id())
+        let value = self.headers.iter().find_map(|(name, value)| {
+            (self.raw.get(name.clone())? == b"x-request-id")
+                .then(|| self.raw.get(value.clone()))
+                .flatten()
+        })?;
+        let header = [("x-request-id", value)];
+        RequestView {
+            method: &self.method,
+            path: &self.path,
+            headers: &header,
+        }
+        .request_id()
     }
 }
