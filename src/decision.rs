@@ -60,34 +60,86 @@ impl Denial {
     }
 
     /// The one structured log line per denial, the same in every build (JSON, event
-    /// `revguard.deny`). Never the raw token: only its hashed id. `request_id`: from
-    /// [`RequestView::request_id`](crate::request::RequestView::request_id).
+    /// `revguard.deny`, keys in order). Never the raw token: only its hashed id. `request_id`:
+    /// from [`RequestView::request_id`](crate::request::RequestView::request_id).
     pub fn log_line(&self, request_id: Option<&str>) -> String {
         let log = &self.log;
-        serde_json::json!({
-            "event": "revguard.deny",
-            "status": self.status,
-            "reason": self.reason.code(),
-            "route": log.route,
-            "issuer": log.issuer,
-            "kid": log.kid,
-            "snapshot_generation": log.snapshot_generation,
-            "token_hash": log.token_hash,
-            "cached": log.cached,
-            "introspected": log.introspected,
-            "detail": log.detail,
-            "request_id": request_id,
-        })
-        .to_string()
+        let mut line = JsonObject::with_capacity(256);
+        line.bool("cached", log.cached);
+        line.str("detail", log.detail.as_deref());
+        line.str("event", Some("revguard.deny"));
+        line.bool("introspected", log.introspected);
+        line.str("issuer", log.issuer.as_deref());
+        line.str("kid", log.kid.as_deref());
+        line.str("reason", Some(self.reason.code()));
+        line.str("request_id", request_id);
+        line.str("route", log.route.as_deref());
+        line.num("snapshot_generation", log.snapshot_generation);
+        line.num("status", Some(u64::from(self.status)));
+        line.str("token_hash", log.token_hash.as_deref());
+        line.finish()
     }
 
     /// The small JSON body of the local reply.
     pub fn body(&self) -> String {
-        serde_json::json!({
-            "error": self.reason.code(),
-            "error_description": self.reason.description(),
-        })
-        .to_string()
+        let mut body = JsonObject::with_capacity(128);
+        body.str("error", Some(self.reason.code()));
+        body.str("error_description", Some(self.reason.description()));
+        body.finish()
+    }
+}
+
+/// A JSON object written field by field, for what every denial writes (its log line and
+/// body): `serde_json::json!` built a map of owned values first, most of a denial's cost.
+/// Keys are literals that need no escaping; values go through serde_json's string escaper.
+struct JsonObject(Vec<u8>);
+
+impl JsonObject {
+    fn with_capacity(capacity: usize) -> JsonObject {
+        let mut out = Vec::with_capacity(capacity);
+        out.push(b'{');
+        JsonObject(out)
+    }
+
+    fn key(&mut self, key: &str) {
+        if self.0.len() > 1 {
+            self.0.push(b',');
+        }
+        self.0.push(b'"');
+        self.0.extend_from_slice(key.as_bytes());
+        self.0.extend_from_slice(b"\":");
+    }
+
+    fn str(&mut self, key: &str, value: Option<&str>) {
+        self.key(key);
+        match value {
+            Some(value) => {
+                if serde_json::to_writer(&mut self.0, value).is_err() {
+                    self.0.extend_from_slice(b"null");
+                }
+            }
+            None => self.0.extend_from_slice(b"null"),
+        }
+    }
+
+    fn num(&mut self, key: &str, value: Option<u64>) {
+        self.key(key);
+        match value {
+            Some(value) => self.0.extend_from_slice(value.to_string().as_bytes()),
+            None => self.0.extend_from_slice(b"null"),
+        }
+    }
+
+    fn bool(&mut self, key: &str, value: bool) {
+        self.key(key);
+        self.0
+            .extend_from_slice(if value { b"true" } else { b"false" });
+    }
+
+    fn finish(mut self) -> String {
+        self.0.push(b'}');
+        // Only UTF-8 went in: literals, digits and serde_json's escaped strings.
+        String::from_utf8(self.0).unwrap_or_default()
     }
 }
 
@@ -180,6 +232,62 @@ impl Decision {
             Decision::Allow(a) => &a.log,
             Decision::Deny(d) => &d.log,
             Decision::Introspect(i) => &i.pending.log,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hand-written log line and body are byte for byte what `serde_json::json!` wrote.
+    #[test]
+    fn denial_json_matches_serde_json() {
+        let logs = [
+            DecisionLog::default(),
+            DecisionLog {
+                route: Some("orders \"x\"\n".into()),
+                issuer: Some("https://idp.test/ü".into()),
+                kid: Some("k\u{1}1".into()),
+                snapshot_generation: Some(u64::MAX),
+                token_hash: Some("0011223344556677".into()),
+                cached: true,
+                introspected: true,
+                detail: Some("bad \\ answer".into()),
+            },
+        ];
+        for log in logs {
+            for reason in [
+                Reason::MissingToken,
+                Reason::RevokedSubject,
+                Reason::InsufficientScope,
+            ] {
+                let denial = Denial::new(reason, "api", Some("a b"), log.clone());
+                for request_id in [None, Some("req-1")] {
+                    let expected = serde_json::json!({
+                        "event": "revguard.deny",
+                        "status": denial.status,
+                        "reason": denial.reason.code(),
+                        "route": log.route,
+                        "issuer": log.issuer,
+                        "kid": log.kid,
+                        "snapshot_generation": log.snapshot_generation,
+                        "token_hash": log.token_hash,
+                        "cached": log.cached,
+                        "introspected": log.introspected,
+                        "detail": log.detail,
+                        "request_id": request_id,
+                    })
+                    .to_string();
+                    assert_eq!(denial.log_line(request_id), expected);
+                }
+                let body = serde_json::json!({
+                    "error": reason.code(),
+                    "error_description": reason.description(),
+                })
+                .to_string();
+                assert_eq!(denial.body(), body);
+            }
         }
     }
 }

@@ -111,8 +111,13 @@ pub struct CounterLog {
 
 impl CounterLog {
     pub fn add(&mut self, name: &str) {
-        let n = self.pending.entry(name.to_string()).or_insert(0);
-        *n = n.saturating_add(1);
+        self.add_n(name, 1);
+    }
+
+    /// Adds `n` to counter `name`.
+    pub fn add_n(&mut self, name: &str, n: u64) {
+        let count = self.pending.entry(name.to_string()).or_insert(0);
+        *count = count.saturating_add(n);
     }
 
     /// The counts since the last line, with the data in force, as one JSON line (`None` when

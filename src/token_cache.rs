@@ -6,15 +6,59 @@
 //! cheaper, and exact comparison leaves no room for collisions. Only verified tokens enter, so
 //! a client cannot fill the cache with its own strings.
 //!
+//! A lookup hashes the key's length and last [`HASHED_TAIL`] bytes only ([`TailHash`]), then
+//! compares whole keys eight bytes at a time ([`same_bytes`]): SipHash over a whole 800-byte
+//! token, then the byte-by-byte `memcmp` of wasm's compiler-builtins, were most of a cached
+//! request in wasm. Equality is still checked on the whole key, so this changes bucket
+//! spreading only, never which entry answers. A client cannot aim lookups at one bucket to any
+//! effect: only verified tokens (or SHA-256 digests) are inserted, and their tails are
+//! signature bytes the client cannot choose.
+//!
 //! Entries never outlive their `expires_at` (the token's `exp`). When full, expired entries are
 //! dropped first, then the oldest insertions. Memory is bounded by `capacity` entries of at most
 //! `limits.max_token_bytes` each.
 
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
 
-struct Entry<V> {
+/// Bytes of a key the map hashes (with its length): the end of a JWT's signature, or a whole
+/// SHA-256 digest.
+pub const HASHED_TAIL: usize = 32;
+
+/// SipHash, randomly keyed as the standard map's, over each written slice's length and its last
+/// [`HASHED_TAIL`] bytes.
+#[derive(Clone, Default)]
+pub struct TailHash(RandomState);
+
+impl BuildHasher for TailHash {
+    type Hasher = TailHasher;
+
+    fn build_hasher(&self) -> TailHasher {
+        TailHasher(self.0.build_hasher())
+    }
+}
+
+pub struct TailHasher(std::collections::hash_map::DefaultHasher);
+
+impl Hasher for TailHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let tail = bytes
+            .get(bytes.len().saturating_sub(HASHED_TAIL)..)
+            .unwrap_or(bytes);
+        self.0.write_usize(bytes.len());
+        self.0.write(tail);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0.finish()
+    }
+}
+
+/// One cached key and its value.
+struct Slot<K: ?Sized, V> {
+    key: Rc<K>,
     value: V,
     expires_at: u64,
 }
@@ -24,9 +68,29 @@ struct Entry<V> {
 /// (`K = [u8]`), as anyone can fill it with tokens of the largest size.
 pub struct TokenCache<V, K: ?Sized = str> {
     capacity: usize,
-    entries: HashMap<Rc<K>, Entry<V>>,
-    /// Keys in insertion order; always exactly the keys of `entries`.
+    hasher: TailHash,
+    /// By the key's [`TailHash`]; a bucket holds the keys that share one (almost always one).
+    buckets: HashMap<u64, Vec<Slot<K, V>>>,
+    /// Entries held.
+    len: usize,
+    /// Keys in insertion order; always exactly the keys of `buckets`.
     order: VecDeque<Rc<K>>,
+}
+
+/// `a == b`, eight bytes at a time.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut words_a = a.chunks_exact(8);
+    let mut words_b = b.chunks_exact(8);
+    let words = words_a.by_ref().zip(words_b.by_ref()).all(|(x, y)| {
+        match (<[u8; 8]>::try_from(x), <[u8; 8]>::try_from(y)) {
+            (Ok(x), Ok(y)) => u64::from_ne_bytes(x) == u64::from_ne_bytes(y),
+            _ => false,
+        }
+    });
+    words && words_a.remainder() == words_b.remainder()
 }
 
 /// The SHA-256 of a token: a stable name for it that is not the token (introspection cache
@@ -37,23 +101,36 @@ pub fn token_digest(token: &str) -> [u8; 32] {
 
 impl<V, K> TokenCache<V, K>
 where
-    K: ?Sized + Hash + Eq,
+    K: ?Sized + AsRef<[u8]>,
     for<'a> Rc<K>: From<&'a K>,
 {
     pub fn new(capacity: usize) -> Self {
         TokenCache {
             capacity,
-            entries: HashMap::with_capacity(capacity),
+            hasher: TailHash::default(),
+            buckets: HashMap::with_capacity(capacity),
+            len: 0,
             order: VecDeque::with_capacity(capacity),
         }
     }
 
+    fn hash(&self, key: &K) -> u64 {
+        self.hasher.hash_one(key.as_ref())
+    }
+
+    fn slot(&self, key: &K) -> Option<&Slot<K, V>> {
+        let bytes = key.as_ref();
+        self.buckets
+            .get(&self.hash(key))?
+            .iter()
+            .find(|slot| same_bytes((*slot.key).as_ref(), bytes))
+    }
+
     /// The cached value, or `None` if absent or expired (`now > expires_at`).
     pub fn get(&self, token: &K, now: u64) -> Option<&V> {
-        self.entries
-            .get(token)
-            .filter(|entry| now <= entry.expires_at)
-            .map(|entry| &entry.value)
+        self.slot(token)
+            .filter(|slot| now <= slot.expires_at)
+            .map(|slot| &slot.value)
     }
 
     /// Caches `value` until `expires_at`. An already-expired value is not stored; a key already
@@ -62,49 +139,75 @@ where
         if self.capacity == 0 || now > expires_at {
             return;
         }
-        if let Some(entry) = self.entries.get_mut(token) {
-            *entry = Entry { value, expires_at };
+        let hash = self.hash(token);
+        let bytes = token.as_ref();
+        if let Some(slot) = self.buckets.get_mut(&hash).and_then(|bucket| {
+            bucket
+                .iter_mut()
+                .find(|s| same_bytes((*s.key).as_ref(), bytes))
+        }) {
+            slot.value = value;
+            slot.expires_at = expires_at;
             return;
         }
-        if self.entries.len() >= self.capacity {
+        if self.len >= self.capacity {
             self.make_room(now);
         }
         let key: Rc<K> = Rc::from(token);
         self.order.push_back(Rc::clone(&key));
-        self.entries.insert(key, Entry { value, expires_at });
+        self.buckets.entry(hash).or_default().push(Slot {
+            key,
+            value,
+            expires_at,
+        });
+        self.len = self.len.saturating_add(1);
     }
 
     /// Drops expired entries, then the oldest until a slack of 1/16 of the capacity is free.
     /// The full sweep is O(capacity) but then at least capacity/16 inserts fit before the next
     /// one, so inserts stay O(1) amortised.
     fn make_room(&mut self, now: u64) {
-        self.entries.retain(|_, entry| now <= entry.expires_at);
-        let entries = &self.entries;
-        self.order.retain(|key| entries.contains_key(key));
+        for bucket in self.buckets.values_mut() {
+            bucket.retain(|slot| now <= slot.expires_at);
+        }
+        self.buckets.retain(|_, bucket| !bucket.is_empty());
+        self.len = self.buckets.values().map(Vec::len).sum();
+        let (buckets, hasher) = (&self.buckets, &self.hasher);
+        self.order.retain(|key| {
+            buckets
+                .get(&hasher.hash_one((**key).as_ref()))
+                .is_some_and(|bucket| bucket.iter().any(|slot| Rc::ptr_eq(&slot.key, key)))
+        });
         let slack = (self.capacity / 16).max(1);
         let target = self.capacity.saturating_sub(slack);
-        while self.entries.len() > target {
-            match self.order.pop_front() {
-                Some(oldest) => {
-                    self.entries.remove(&oldest);
+        while self.len > target {
+            let Some(oldest) = self.order.pop_front() else {
+                break;
+            };
+            let hash = self.hash(&oldest);
+            if let Some(bucket) = self.buckets.get_mut(&hash) {
+                bucket.retain(|slot| !Rc::ptr_eq(&slot.key, &oldest));
+                if bucket.is_empty() {
+                    self.buckets.remove(&hash);
                 }
-                None => break,
             }
+            self.len = self.len.saturating_sub(1);
         }
     }
 
     pub fn clear(&mut self) {
-        self.entries.clear();
+        self.buckets.clear();
         self.order.clear();
+        self.len = 0;
     }
 
     /// Entries held, expired ones not yet dropped included.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len == 0
     }
 }
 
@@ -114,6 +217,37 @@ mod tests {
 
     fn k(i: u32) -> String {
         format!("token-{i}")
+    }
+
+    /// Keys that share their tail (and length) land in one bucket but are still told apart.
+    #[test]
+    fn keys_with_one_tail_stay_distinct() {
+        let tail = "x".repeat(HASHED_TAIL);
+        let mut cache: TokenCache<_> = TokenCache::new(10);
+        cache.insert(&format!("a{tail}"), 1, 100, 0);
+        cache.insert(&format!("b{tail}"), 2, 100, 0);
+        assert_eq!(cache.get(&format!("a{tail}"), 0), Some(&1));
+        assert_eq!(cache.get(&format!("b{tail}"), 0), Some(&2));
+        assert_eq!(cache.get(&format!("c{tail}"), 0), None);
+        assert_eq!(cache.get(&tail, 0), None);
+        let mut digests: TokenCache<u8, [u8]> = TokenCache::new(10);
+        digests.insert(&[1u8; 32][..], 1, 100, 0);
+        assert_eq!(digests.get(&[1u8; 32][..], 0), Some(&1));
+        assert_eq!(digests.get(&[2u8; 32][..], 0), None);
+    }
+
+    #[test]
+    fn same_bytes_is_equality() {
+        let a: Vec<u8> = (0..40u8).collect();
+        for len in 0..a.len() {
+            for at in 0..len {
+                let mut b = a.clone();
+                b[at] ^= 1;
+                assert!(!same_bytes(&a[..len], &b[..len]));
+            }
+            assert!(same_bytes(&a[..len], &a[..len]));
+            assert!(!same_bytes(&a[..len], &a[..len + 1]));
+        }
     }
 
     #[test]
@@ -163,7 +297,11 @@ mod tests {
             let now = u64::from(i / 10);
             cache.insert(&k(i), i, now + u64::from(i % 50), now);
             assert!(cache.len() <= 100);
-            assert!(cache.order.len() == cache.entries.len());
+            assert!(cache.order.len() == cache.len());
+            assert_eq!(
+                cache.len(),
+                cache.buckets.values().map(Vec::len).sum::<usize>()
+            );
             // Re-inserting a present key never grows the cache.
             cache.insert(&k(i), i, now + 1, now);
         }

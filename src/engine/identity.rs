@@ -26,7 +26,7 @@ impl Engine {
         match self.route_requirements(claims, route, req, now) {
             Ok(()) => Decision::Allow(Allow {
                 fail_open,
-                ..self.allow(Some(claims), None, log)
+                ..self.allow(Some(claims), None, log, req)
             }),
             Err(reason) => self.deny(reason, route, log),
         }
@@ -89,32 +89,15 @@ impl Engine {
     }
 
     /// What every decision carries to the upstream besides the verdict: an allow gets the
-    /// normalised target and loses every other spelling of the identity headers the client
-    /// sent (`x_auth_scope` for `x-auth-scope`); an introspection keeps the target for later.
+    /// normalised target; an introspection keeps the target for later. (An allow's header
+    /// removals are the request's own, [`Engine::allow`].)
     pub(super) fn for_upstream(
         &self,
         mut decision: Decision,
-        req: &RequestView,
         forward_path: Option<String>,
     ) -> Decision {
         match &mut decision {
-            Decision::Allow(allow) => {
-                allow.path = forward_path;
-                for (name, _) in req.headers {
-                    let forged = allow
-                        .remove_headers
-                        .iter()
-                        .any(|h| same_header(name, h) && !name.eq_ignore_ascii_case(h));
-                    if !forged {
-                        continue;
-                    }
-                    // Lower case, as every host delivers names: the same list in every build.
-                    let name = name.to_ascii_lowercase();
-                    if !allow.remove_headers.contains(&name) {
-                        allow.remove_headers.push(name);
-                    }
-                }
-            }
+            Decision::Allow(allow) => allow.path = forward_path,
             Decision::Introspect(introspect) => introspect.pending.forward_path = forward_path,
             Decision::Deny(_) => {}
         }
@@ -122,20 +105,40 @@ impl Engine {
     }
 
     /// An allow: identity headers removed from the request, then set from `claims` if given.
+    ///
+    /// Removed: every header `req` carries under any spelling a backend folds into an identity
+    /// header (`X-Auth-Subject`, `x_auth_subject` for `x-auth-subject`; `authorization` too
+    /// when it is stripped), lower case, as every host delivers names: the same list in every
+    /// build. A header the request does not carry needs no removal (no hostcall on the hot
+    /// path); one it carries is removed even when set again, because not every host's set
+    /// replaces every copy: Envoy's `replaceHeaderMapValue` -> `HeaderMapImpl::setCopy`
+    /// replaced only the first occurrence before `http_set_copy_replace_all_headers`
+    /// (source/common/http/header_map_impl.cc), and the component's forwarder appends the set
+    /// headers (examples/component/src/handler.rs, `forward`).
     pub(super) fn allow(
         &self,
         claims: Option<&Claims>,
         fail_open: Option<Reason>,
         log: DecisionLog,
+        req: &RequestView,
     ) -> Allow {
         let config = &self.policy.config;
-        let mut remove_headers: Vec<String> = config
-            .forward_claims
-            .iter()
-            .map(|f| f.header.clone())
-            .collect();
-        if config.strip_authorization && claims.is_some() {
-            remove_headers.push("authorization".into());
+        let strip_authorization = config.strip_authorization && claims.is_some();
+        let protected = |name: &str| {
+            config
+                .forward_claims
+                .iter()
+                .any(|f| same_header(name, &f.header))
+                || (strip_authorization && same_header(name, "authorization"))
+        };
+        let mut remove_headers: Vec<String> = Vec::new();
+        for (name, _) in req.headers {
+            if !protected(name) {
+                continue;
+            }
+            if !remove_headers.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+                remove_headers.push(name.to_ascii_lowercase());
+            }
         }
         let set_headers = claims
             .map(|c| {
@@ -164,11 +167,12 @@ impl Engine {
         reason: Reason,
         route: &RouteRule,
         log: DecisionLog,
+        req: &RequestView,
     ) -> Decision {
         if route.has_requirements() {
             return self.deny(reason, route, log);
         }
-        Decision::Allow(self.allow(None, Some(reason), log))
+        Decision::Allow(self.allow(None, Some(reason), log, req))
     }
 
     pub(super) fn deny(&self, reason: Reason, route: &RouteRule, log: DecisionLog) -> Decision {

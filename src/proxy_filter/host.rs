@@ -2,6 +2,7 @@
 //! gone. The SDK's versions panic on any status they do not expect (a trap, which fails the VM)
 //! and its map reader panics on non-UTF-8 header names; these return the status instead.
 
+use std::ops::Range;
 use std::ptr::{null, null_mut};
 use std::time::Duration;
 
@@ -92,15 +93,28 @@ fn take_host_buffer(data: *mut u8, size: usize) -> Vec<u8> {
 /// Header name and value bytes.
 pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 
-/// All pairs of a header map, as raw bytes (names too: a client can send anything).
-pub fn header_pairs(map: MapType) -> Result<Pairs, Status> {
+/// Where each name and value lies in a serialized header map.
+pub type PairRanges = Vec<(Range<usize>, Range<usize>)>;
+
+/// A header map as the host serialized it, in one buffer: `(bytes, ranges)`.
+pub fn header_map(map: MapType) -> Result<(Vec<u8>, PairRanges), Status> {
     let mut data: *mut u8 = null_mut();
     let mut size: usize = 0;
     // SAFETY: the out-pointers are valid for the duration of the call.
     let status = unsafe { proxy_get_header_map_pairs(map as u32, &mut data, &mut size) };
     let bytes = take_host_buffer(data, size);
     check(status)?;
-    Ok(parse_pairs(&bytes).unwrap_or_default())
+    let ranges = pair_ranges(&bytes).unwrap_or_default();
+    Ok((bytes, ranges))
+}
+
+/// All pairs of a header map, as raw bytes (names too: a client can send anything).
+pub fn header_pairs(map: MapType) -> Result<Pairs, Status> {
+    let (bytes, ranges) = header_map(map)?;
+    Ok(ranges
+        .into_iter()
+        .filter_map(|(name, value)| Some((bytes.get(name)?.to_vec(), bytes.get(value)?.to_vec())))
+        .collect())
 }
 
 fn read_u32(bytes: &[u8], at: usize) -> Option<usize> {
@@ -110,7 +124,7 @@ fn read_u32(bytes: &[u8], at: usize) -> Option<usize> {
 
 /// The proxy-wasm map encoding: count, (name length, value length) per pair, then each name
 /// and value followed by a NUL. `None` when the host's bytes do not add up.
-fn parse_pairs(bytes: &[u8]) -> Option<Pairs> {
+fn pair_ranges(bytes: &[u8]) -> Option<PairRanges> {
     if bytes.is_empty() {
         return Some(Vec::new());
     }
@@ -124,10 +138,15 @@ fn parse_pairs(bytes: &[u8]) -> Option<Pairs> {
         let sizes = n.checked_mul(8)?.checked_add(4)?;
         let key_len = read_u32(bytes, sizes)?;
         let value_len = read_u32(bytes, sizes.checked_add(4)?)?;
-        let key = bytes.get(data..data.checked_add(key_len)?)?.to_vec();
-        data = data.checked_add(key_len)?.checked_add(1)?;
-        let value = bytes.get(data..data.checked_add(value_len)?)?.to_vec();
-        data = data.checked_add(value_len)?.checked_add(1)?;
+        let key = data..data.checked_add(key_len)?;
+        data = key.end.checked_add(1)?;
+        let value = data..data.checked_add(value_len)?;
+        // Both within the bytes (the name ends before the value starts); as in the SDK, the
+        // NUL after the last value is not required.
+        if value.end > bytes.len() {
+            return None;
+        }
+        data = value.end.checked_add(1)?;
         pairs.push((key, value));
     }
     Some(pairs)

@@ -1,5 +1,12 @@
 //! The filter's metrics: one method per event; the names and the counter log are the core's
 //! (`crate::metric_names`), this only turns them into hostcalls.
+//!
+//! The per-request counters (decisions, reasons, cache hits) are added up in the VM and written
+//! at the root context's next tick, one `proxy_increment_metric` per counter that moved: a
+//! request makes no metric hostcall at all (issue 15), and a counter is at most one tick
+//! (200 ms) late, well inside any host's stats flush (Envoy's `stats_flush_interval`: 5 s by
+//! default) or scrape interval. The VM's `on_done` writes what is left. Where the host took no
+//! tick period, nothing would write them later: they are written at once.
 
 use std::collections::HashMap;
 
@@ -21,11 +28,33 @@ pub enum Sink {
     Log,
 }
 
+/// A per-request counter, named without allocating.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Counter {
+    Named(&'static str),
+    Deny(Reason),
+    FailOpen(Reason),
+}
+
+impl Counter {
+    fn name(self) -> std::borrow::Cow<'static, str> {
+        match self {
+            Counter::Named(name) => name.into(),
+            Counter::Deny(reason) => names::deny(reason).into(),
+            Counter::FailOpen(reason) => names::fail_open(reason).into(),
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Metrics {
     sink: Sink,
     ids: HashMap<String, u32>,
     log: CounterLog,
+    /// Per-request counts not written yet (a handful of distinct counters per tick).
+    pending: Vec<(Counter, u64)>,
+    /// Written at the tick ([`Metrics::flush`]) rather than per request.
+    batched: bool,
 }
 
 impl Metrics {
@@ -38,6 +67,42 @@ impl Metrics {
 
     pub fn sink(&self) -> Sink {
         self.sink
+    }
+
+    /// Whether a tick writes the per-request counters ([`Metrics::flush`]); without one, each
+    /// is written at once.
+    pub fn set_batched(&mut self, batched: bool) {
+        self.batched = batched;
+        if !batched {
+            self.flush();
+        }
+    }
+
+    /// Writes the per-request counts added up since the last call: one hostcall per counter.
+    pub fn flush(&mut self) {
+        for (counter, n) in std::mem::take(&mut self.pending) {
+            let name = counter.name();
+            match self.sink {
+                Sink::Host => {
+                    if let Some(id) = self.id(MetricType::Counter, &name) {
+                        let _ =
+                            hostcalls::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
+                    }
+                }
+                Sink::Log => self.log.add_n(&name, n),
+            }
+        }
+    }
+
+    /// Adds one to a per-request counter.
+    fn add(&mut self, counter: Counter) {
+        match self.pending.iter_mut().find(|(c, _)| *c == counter) {
+            Some((_, n)) => *n = n.saturating_add(1),
+            None => self.pending.push((counter, 1)),
+        }
+        if !self.batched {
+            self.flush();
+        }
     }
 
     fn id(&mut self, kind: MetricType, name: &str) -> Option<u32> {
@@ -71,23 +136,23 @@ impl Metrics {
 
     /// An allowed request; `fail_open`: the failure mode that let it through.
     pub fn allowed(&mut self, fail_open: Option<Reason>, cached: bool, introspection_hit: bool) {
-        self.count(names::DECISION_ALLOW);
+        self.add(Counter::Named(names::DECISION_ALLOW));
         if let Some(reason) = fail_open {
-            self.count(&names::fail_open(reason));
+            self.add(Counter::FailOpen(reason));
         }
         if cached {
-            self.count(names::CACHE_VERIFIED_HIT);
+            self.add(Counter::Named(names::CACHE_VERIFIED_HIT));
         }
         if introspection_hit {
-            self.count(names::CACHE_INTROSPECTION_HIT);
+            self.add(Counter::Named(names::CACHE_INTROSPECTION_HIT));
         }
     }
 
     pub fn denied(&mut self, reason: Reason, introspection_hit: bool) {
-        self.count(names::DECISION_DENY);
-        self.count(&names::deny(reason));
+        self.add(Counter::Named(names::DECISION_DENY));
+        self.add(Counter::Deny(reason));
         if introspection_hit {
-            self.count(names::CACHE_INTROSPECTION_HIT);
+            self.add(Counter::Named(names::CACHE_INTROSPECTION_HIT));
         }
     }
 
@@ -151,6 +216,7 @@ impl Metrics {
 
     /// With [`Sink::Log`]: the counts since the last line, if any.
     pub fn log_line(&mut self, status: &EngineStatus) -> Option<String> {
+        self.flush();
         self.log.take_line(status)
     }
 }

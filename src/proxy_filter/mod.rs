@@ -48,6 +48,15 @@ struct Root {
 }
 
 impl Context for Root {
+    /// The VM is going away (shutdown, or a new configuration on Envoy): the counters not
+    /// written yet are written now.
+    fn on_done(&mut self) -> bool {
+        if let Ok(mut worker) = self.worker.try_borrow_mut() {
+            worker.metrics.flush();
+        }
+        true
+    }
+
     fn on_http_call_response(
         &mut self,
         token: u32,
@@ -81,6 +90,7 @@ impl RootContext for Root {
         if !self.tick_set {
             self.tick_set = host::set_tick_period(TICK).is_ok();
         }
+        worker.metrics.set_batched(self.tick_set);
         true
     }
 

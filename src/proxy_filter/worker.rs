@@ -160,6 +160,7 @@ impl Worker {
     pub fn configure(&mut self, mut engine: Engine) {
         self.settings = Settings::from_host(&engine.policy().config.host);
         if self.metrics.sink() != self.settings.metrics {
+            self.metrics.flush();
             self.metrics = Metrics::new(self.settings.metrics);
         }
         let prefix = &self.settings.shared_prefix;
@@ -234,7 +235,6 @@ impl Worker {
         resume: bool,
         after_callout: bool,
     ) -> Step {
-        let request_id = request.as_ref().and_then(OwnedRequest::request_id);
         match decision {
             Decision::Allow(allow) => {
                 // The upstream must serve the path the rules matched. Envoy (ABI 0.2.1) clears
@@ -286,6 +286,7 @@ impl Worker {
             Decision::Deny(denial) => {
                 let introspection_hit = denial.log.introspected && !after_callout;
                 self.metrics.denied(denial.reason, introspection_hit);
+                let request_id = request.as_ref().and_then(OwnedRequest::request_id);
                 host::log(Level::Info, &denial.log_line(request_id.as_deref()));
                 let body = denial.body();
                 let _ = host::send_local_response(
@@ -439,6 +440,7 @@ impl Worker {
     /// published, start due fetches, refresh gauges, and rescue callouts whose stream went
     /// away or ran late.
     pub fn on_tick(&mut self, root: u32) {
+        self.metrics.flush();
         let now = now_secs();
         if let (Some(engine), Some(coordinator)) = (self.engine.as_mut(), self.coordinator.as_mut())
         {

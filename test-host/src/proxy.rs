@@ -9,6 +9,7 @@ use crate::http::{ClientResponse, HttpRequest, HttpResponse, Outcome};
 use crate::metrics::MetricValue;
 use crate::state::{lock, LogEntry, Shared};
 use crate::vm::Vm;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -430,6 +431,14 @@ impl Proxy {
     /// Host functions a worker's guest has called since its VM started (every import).
     pub fn hostcalls(&self, worker: usize) -> Option<u64> {
         self.vms.get(worker).map(Vm::hostcalls)
+    }
+
+    /// Host functions a worker's guest has called since its VM started, by import name
+    /// (`proxy_log`, `proxy_increment_metric`...): subtract two readings for what a request did.
+    pub fn hostcalls_by_name(&self, worker: usize) -> Option<BTreeMap<&'static str, u64>> {
+        self.vms
+            .get(worker)
+            .map(|vm| vm.hostcalls_by_name().clone())
     }
 
     /// Host functions called by a worker's most recent guest callback.

@@ -7,7 +7,7 @@ use crate::metrics::Metrics;
 use crate::shared::{SharedData, SharedQueues};
 use crate::types::LogLevel;
 use crate::upstream::{UpstreamOutcome, UpstreamResponse};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -162,6 +162,8 @@ pub(crate) struct CallResponse {
 pub(crate) struct HostState {
     /// Host functions the guest called (every import, counted by the engine-neutral glue).
     pub(crate) hostcalls: u64,
+    /// The same, by import name (`proxy_log`...): what a request's hostcalls are.
+    pub(crate) hostcalls_by_name: BTreeMap<&'static str, u64>,
     pub(crate) worker: usize,
     pub(crate) shared: Arc<Shared>,
     pub(crate) root_context_id: u32,
@@ -190,6 +192,7 @@ impl HostState {
                 .wrapping_mul(0x9e37_79b9_7f4a_7c15));
         HostState {
             hostcalls: 0,
+            hostcalls_by_name: BTreeMap::new(),
             worker,
             shared,
             root_context_id: 1,

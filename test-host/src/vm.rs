@@ -11,6 +11,7 @@ use crate::state::{
 };
 use crate::types::{LogLevel, Status, ACTION_CONTINUE};
 use crate::upstream::{UpstreamOutcome, UpstreamResponse};
+use std::collections::BTreeMap;
 use std::sync::mpsc::TryRecvError;
 use std::sync::Arc;
 
@@ -171,6 +172,11 @@ impl Vm {
     /// Host functions the guest called since the VM started.
     pub(crate) fn hostcalls(&self) -> u64 {
         self.instance.host().hostcalls
+    }
+
+    /// The same, by import name.
+    pub(crate) fn hostcalls_by_name(&self) -> &BTreeMap<&'static str, u64> {
+        &self.instance.host().hostcalls_by_name
     }
 
     pub(crate) fn fuel_consumed(&self) -> u64 {

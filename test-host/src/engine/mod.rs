@@ -231,10 +231,13 @@ pub(crate) fn compile(
     }
 }
 
-/// Counts one host function call: in the engine-neutral layer, so both engines count alike.
-pub(crate) fn count_hostcall(guest: &mut dyn Guest) {
+/// Counts one host function call, in total and by import name: in the engine-neutral layer,
+/// so both engines count alike.
+pub(crate) fn count_hostcall(guest: &mut dyn Guest, name: &'static str) {
     let state = guest.data_mut();
     state.hostcalls = state.hostcalls.saturating_add(1);
+    let by_name = state.hostcalls_by_name.entry(name).or_insert(0);
+    *by_name = by_name.saturating_add(1);
 }
 
 /// Glue shared by the engines' modules. wasmi's API mirrors wasmtime's (`Store`, `Caller`,

@@ -27,7 +27,7 @@ macro_rules! link {
                         $name,
                         |caller: Caller<'_, StoreData>, $($arg: $t),*| -> Result<$r, wasmi::Error> {
                             let mut guest = Calling(caller);
-                            count_hostcall(&mut guest);
+                            count_hostcall(&mut guest, $name);
                             $f(&mut guest, $($arg),*).map_err(|Trap(m)| wasmi::Error::new(m))
                         },
                     )

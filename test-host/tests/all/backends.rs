@@ -706,6 +706,43 @@ fn no_spelling_of_a_protected_path_reaches_a_real_backend() {
                 }
             }
         }
+        // Several copies at once, the exact name among them: the filter removes only what the
+        // request carries (issue 15), so every copy must go, not just the first a set would
+        // replace on an older Envoy.
+        let copies = [
+            ("x-auth-scope", "admin"),
+            ("X-Auth-Scope", "root"),
+            ("x_auth_subject", "root"),
+            ("X-AUTH-SUBJECT", "root"),
+        ];
+        for (who, target) in [("read", "/api/x"), ("none", "/public/index.html")] {
+            let mut headers = copies.to_vec();
+            if who == "read" {
+                headers.insert(0, ("authorization", read_auth.as_str()));
+            }
+            let (r, saw) = b.send("GET", target, &headers);
+            row(
+                b,
+                "",
+                who,
+                "GET",
+                &format!("{target} + 4 forged copies"),
+                &r,
+                &saw,
+            );
+            let identity = r.echo().map(|e| e["identity"].clone());
+            let want = if who == "read" {
+                json!({"HTTP_X_AUTH_SCOPE": "read", "HTTP_X_AUTH_SUBJECT": "reader"})
+            } else {
+                json!({})
+            };
+            if r.status != 200 || identity.as_ref() != Some(&want) {
+                failures.push(format!(
+                    "{} {who} forged copies: backend identity {identity:?}, want {want} ({} {})",
+                    b.name, r.status, r.body
+                ));
+            }
+        }
         // Two credentials: a Basic and a Bearer authorization header.
         let (r, saw) = b.send(
             "GET",

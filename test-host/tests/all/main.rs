@@ -12,6 +12,7 @@ mod fixture;
 mod fleet;
 mod headers;
 mod host_limits;
+mod hot_path;
 mod kong;
 mod loading;
 mod origin;

@@ -58,6 +58,8 @@ fn allows_a_valid_token_and_denies_a_revoked_one_on(engine: Engine) {
     for worker in 0..2 {
         assert_eq!(send(&mut proxy, worker, &good).verdict(), "revoked_subject");
     }
+    // Per-request counters are written at the next tick (issue 15: no metric hostcall per request).
+    proxy.advance(Duration::from_millis(200)).unwrap();
     assert_eq!(
         proxy.guest_metric("revguard_deny_revoked_subject"),
         Some(MetricValue::Counter(2))
@@ -179,6 +181,7 @@ fn scenario_5_filter_hit_that_introspection_clears_is_allowed_and_cached() {
     assert_eq!(send(&mut proxy, 0, &token).verdict(), "allow");
     assert_eq!(send(&mut proxy, 0, &token).verdict(), "allow");
     assert_eq!(idp.calls(), calls + 1, "no second callout");
+    proxy.advance(Duration::from_millis(200)).unwrap();
     assert!(proxy
         .guest_metric("revguard_cache_introspection_hit")
         .is_some());

@@ -51,6 +51,9 @@ pub struct Args {
 struct Samples {
     nanos: Vec<u64>,
     fuel: Vec<u64>,
+    hostcalls: Vec<u64>,
+    /// The last request's hostcalls by import name (a path makes the same calls every time).
+    calls: BTreeMap<&'static str, u64>,
 }
 
 impl Samples {
@@ -72,6 +75,21 @@ impl Samples {
 
     fn fuel(&self) -> u64 {
         Samples::median(&self.fuel)
+    }
+
+    fn hostcalls(&self) -> u64 {
+        Samples::median(&self.hostcalls)
+    }
+
+    /// `proxy_log 1, proxy_get_header_map_pairs 1, ...`, most frequent first.
+    fn calls_text(&self) -> String {
+        let mut calls: Vec<(&&str, &u64)> = self.calls.iter().collect();
+        calls.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        calls
+            .iter()
+            .map(|(name, n)| format!("{name} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -111,6 +129,7 @@ impl Bench {
 
     fn send(&mut self, request: HttpRequest, samples: &mut Samples) -> Result<u32, String> {
         let fuel_before = self.proxy.fuel_consumed(0).unwrap_or(0);
+        let calls_before = self.proxy.hostcalls_by_name(0).unwrap_or_default();
         let started = Instant::now();
         let (stream, outcome) = self
             .proxy
@@ -138,6 +157,13 @@ impl Bench {
                 .unwrap_or(0)
                 .saturating_sub(fuel_before),
         );
+        let mut calls = self.proxy.hostcalls_by_name(0).unwrap_or_default();
+        for (name, n) in calls.iter_mut() {
+            *n = n.saturating_sub(calls_before.get(name).copied().unwrap_or(0));
+        }
+        calls.retain(|_, n| *n > 0);
+        samples.hostcalls.push(calls.values().sum());
+        samples.calls = calls;
         Ok(status)
     }
 }
@@ -409,20 +435,27 @@ fn report(
     let first = get("first-seen ES256")?;
     let cached = get("cached token")?;
     println!(
-        "{:<36} {:>11} {:>11} {:>13}",
-        "path (per request)", "median µs", "p90 µs", "median fuel"
+        "{:<36} {:>11} {:>11} {:>13} {:>10}",
+        "path (per request)", "median µs", "p90 µs", "median fuel", "hostcalls"
     );
     let mut rows = Vec::new();
     for (name, s) in results {
         println!(
-            "{:<36} {:>11.1} {:>11.1} {:>13}",
+            "{:<36} {:>11.1} {:>11.1} {:>13} {:>10}",
             name,
             s.micros(),
             Samples::p90(&s.nanos) as f64 / 1e3,
-            s.fuel()
+            s.fuel(),
+            s.hostcalls()
         );
         rows.push(json!({"path": name, "median_us": s.micros(), "p90_us": Samples::p90(&s.nanos) as f64 / 1e3,
-                         "median_fuel": s.fuel(), "samples": s.nanos.len()}));
+                         "median_fuel": s.fuel(), "median_hostcalls": s.hostcalls(),
+                         "hostcalls_by_name": s.calls, "samples": s.nanos.len()}));
+    }
+    println!();
+    println!("hostcalls per request, by name (the last request of each path):");
+    for (name, s) in results {
+        println!("  {name}: {}", s.calls_text());
     }
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
     println!();
