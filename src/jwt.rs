@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 
 use crate::claims;
 use crate::json;
-use crate::jwks::{Algorithm, KeySet, SelectError};
+use crate::jwks::{Algorithm, KeySet, SelectError, Verifier};
 use crate::reason::Reason;
 
 /// Largest encoded header accepted: real headers are well under 1 KiB.
@@ -371,6 +371,22 @@ pub fn verify_signed(
 
 /// The key for the token's `kid` and `alg` (fixed by the key set), then the signature, and
 /// jwt-simple's time checks under our skew and `now`.
+///
+/// Where the signature is checked, and why:
+/// - RSA (RS*, PS*) and HMAC (HS*) are checked here, on the parse we already made, with the
+///   key prepared once per key set (src/jwks.rs): the `rsa` 0.10 line for RSA and the HMAC
+///   crates for HMAC. jwt-simple's `verify_token` decodes and parses the token a second time,
+///   and for RSA it also copies the public key twice per call (into an OpenSSL-like `PKey`, then
+///   into an `rsa` 0.9 verifying key) before a modular exponentiation on num-bigint-dig that
+///   costs about twice crypto-bigint's in wasm; for HMAC the second parse is most of the work.
+///   BENCHMARKS.md has the figures against bare crate operations in the same host.
+/// - ECDSA (ES256, ES384) and EdDSA stay on jwt-simple's `verify_token`: there the second
+///   parse is under 1% of the curve arithmetic, and jwt-simple's p256/p384 and Ed25519
+///   verification is already the crates' own operation.
+///
+/// jwt-simple stays the policy either way: the key fixes the algorithm (the key set's verifier
+/// for `alg`), and [`jwt_simple_steps`] gives exactly the answers `verify_token` gives for RSA and
+/// HMAC keys (the unit tests compare both on the same tokens).
 fn check_signature(
     token: &str,
     parsed: &Parsed<'_>,
@@ -393,6 +409,9 @@ fn check_signature(
     if decoded_len(parsed.signature_b64.len()) != Some(verifier.signature_len()) {
         return Err(TokenError::BadSignature);
     }
+    if !verifier.uses_jwt_simple() {
+        return jwt_simple_steps(parsed, verifier, skew_secs, now);
+    }
     let options = VerificationOptions {
         time_tolerance: Some(Duration::from_secs(skew_secs)),
         artificial_time: Some(UnixTimeStamp::from_secs(now.min(JWT_SIMPLE_MAX_NOW))),
@@ -408,12 +427,97 @@ fn check_signature(
     Ok(())
 }
 
+/// What jwt-simple 0.15's `Token::verify_with_algorithms` (token.rs) does after the checks our
+/// [`parse`] has already made (size, three parts, header size and JSON, `crit`), in its order,
+/// with the signature checked by our own verifier: the header's typed members, the `salt`
+/// parameter, the signature's base64url, the signature, the payload's typed claims, then
+/// `JWTClaims::validate`'s time checks. The options [`check_signature`] would give make its
+/// `typ` and `alg` checks pass by construction (the key was selected for `alg`), and leave
+/// issuer, audience, subject, nonce and age unchecked.
+fn jwt_simple_steps(
+    parsed: &Parsed<'_>,
+    verifier: &Verifier,
+    skew_secs: u64,
+    now: u64,
+) -> Result<(), TokenError> {
+    // jwt-simple's failures that are not a `JWTError` (serde, base64): see from_jwt_simple.
+    const UNDECODABLE: TokenError = TokenError::Malformed("token could not be decoded");
+    // jwt_header.rs `JWTHeader`: these are `Option<String>` (null reads as absent); the members
+    // our parse refuses or reads itself (`jwk`, `jku`, `x5u`, `x5c`, `crit`, `alg`, `kid`,
+    // `typ`) are not repeated here.
+    let header = &parsed.header_members;
+    let string_or_null = |name: &str| {
+        header
+            .get(name)
+            .is_none_or(|v| v.is_string() || v.is_null())
+    };
+    if !["cty", "x5t", "x5t#S256", "salt"]
+        .into_iter()
+        .all(string_or_null)
+    {
+        return Err(UNDECODABLE);
+    }
+    // A `salt` must be base64url; keys without a salt (all of ours) refuse one for HMAC
+    // (hmac.rs: `MissingSalt`) and ignore it for RSA.
+    if let Some(salt) = header.get("salt").and_then(Value::as_str) {
+        Base64UrlSafeNoPadding::decode_to_vec(salt, None).map_err(|_| UNDECODABLE)?;
+        if verifier.is_hmac() {
+            return Err(TokenError::ForbiddenHeader("salt"));
+        }
+    }
+    let signature =
+        Base64UrlSafeNoPadding::decode_to_vec(parsed.signature_b64, None).map_err(|_| UNDECODABLE)?;
+    if !verifier.check_signature(parsed.signing_input.as_bytes(), &signature) {
+        return Err(TokenError::BadSignature);
+    }
+    let dates = jwt_simple_claim_dates(&parsed.inspected.payload).ok_or(UNDECODABLE)?;
+    jwt_simple_time_checks(dates, skew_secs, now)
+}
+
+/// `iat`, `nbf`, `exp` exactly as jwt-simple decodes them into `JWTClaims` (claims.rs,
+/// serde_additions.rs), `None` where it refuses the payload. Dates: an integer of any size
+/// (coarsetime saturates seconds at 2^32 - 1 plus a fraction, which compares like the plain
+/// `u64` here) or a float (truncated and saturated by `as`); a negative integer, `null` or any
+/// other type is refused. `iss`, `sub`, `jti`, `nonce`: a string or `null`. `aud`: a string or
+/// an array of strings (`null` refused: its deserializer has no unit case).
+fn jwt_simple_claim_dates(payload: &Map<String, Value>) -> Option<[Option<u64>; 3]> {
+    let date = |name: &str| match payload.get(name) {
+        None => Some(None),
+        Some(Value::Number(n)) => match (n.as_u64(), n.as_f64()) {
+            (Some(secs), _) => Some(Some(secs)),
+            (None, Some(f)) if !n.is_i64() => {
+                // Saturating float-to-integer conversion, as serde_additions.rs does.
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                Some(Some(f as u64))
+            }
+            _ => None,
+        },
+        Some(_) => None,
+    };
+    let strings = ["iss", "sub", "jti", "nonce"].iter().all(|name| {
+        payload
+            .get(*name)
+            .is_none_or(|v| v.is_string() || v.is_null())
+    });
+    let aud = match payload.get("aud") {
+        None | Some(Value::String(_)) => true,
+        Some(Value::Array(items)) => items.iter().all(Value::is_string),
+        Some(_) => false,
+    };
+    (strings && aud).then_some(())?;
+    Some([date("iat")?, date("nbf")?, date("exp")?])
+}
+
 fn skew(policy: &VerifyPolicy) -> u64 {
     policy.clock_skew_secs.min(MAX_CLOCK_SKEW_SECS)
 }
 
 struct Parsed<'a> {
     inspected: Inspected,
+    /// The header as decoded, for the members [`jwt_simple_steps`] checks.
+    header_members: Map<String, Value>,
+    /// `header.payload` as sent: what the signature covers.
+    signing_input: &'a str,
     signature_b64: &'a str,
 }
 
@@ -433,24 +537,30 @@ fn parse(token: &str, max_token_bytes: usize) -> Result<Parsed<'_>, TokenError> 
     if !is_base64url(signature_b64) || decoded_len(signature_b64.len()).is_none() {
         return Err(TokenError::Malformed("signature is not base64url"));
     }
-    let header = decode_object(
+    let header_members = decode_object(
         header_b64,
         "header is not base64url",
         "header is not a JSON object",
     )?;
-    let header = parse_header(&header)?;
+    let header = parse_header(&header_members)?;
     let payload = decode_object(
         payload_b64,
         "payload is not base64url",
         "payload is not a JSON object",
     )?;
     let unverified_issuer = string_claim(&payload, "iss", "iss is not a string")?;
+    // Both parts and the dot between them: a prefix of `token`.
+    let signing_input = token
+        .get(..header_b64.len() + 1 + payload_b64.len())
+        .ok_or(TokenError::Malformed("a JWT has three dot-separated parts"))?;
     Ok(Parsed {
         inspected: Inspected {
             header,
             unverified_issuer,
             payload,
         },
+        header_members,
+        signing_input,
         signature_b64,
     })
 }
