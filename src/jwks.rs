@@ -280,7 +280,9 @@ impl Verifier {
             Inner::HS384(k) => {
                 ct_codecs::verify(&hmac_sha512::sha384::HMAC::mac(signing_input, k), signature)
             }
-            Inner::HS512(k) => ct_codecs::verify(&hmac_sha512::HMAC::mac(signing_input, k), signature),
+            Inner::HS512(k) => {
+                ct_codecs::verify(&hmac_sha512::HMAC::mac(signing_input, k), signature)
+            }
             Inner::ES256(_) | Inner::ES384(_) | Inner::EdDSA(_) => false,
         }
     }

@@ -110,6 +110,8 @@ pub struct Inspected {
     pub unverified_issuer: Option<String>,
     /// The decoded payload, unverified: only for [`precheck`] and [`unverified_exp`].
     pub payload: Map<String, Value>,
+    /// The whole decoded header, for the members [`jwt_simple_steps`] checks.
+    header_members: Map<String, Value>,
 }
 
 /// Verified claims.
@@ -248,21 +250,50 @@ pub fn verify(
     now: u64,
 ) -> Result<Claims, TokenError> {
     let parsed = parse(token, policy.max_token_bytes)?;
+    verify_parsed(token, &parsed.inspected, parsed.parts, keys, policy, now)
+}
+
+/// [`verify`] for a token already read by [`inspect`] (`inspected` must be `inspect(token, _)`'s
+/// answer): the same checks and answers, without decoding and parsing the token a second time
+/// (on a first-seen HS256 token the second parse cost more than the HMAC).
+pub fn verify_inspected(
+    token: &str,
+    inspected: &Inspected,
+    keys: &KeySet,
+    policy: &VerifyPolicy,
+    now: u64,
+) -> Result<Claims, TokenError> {
+    // `inspect` may have run under another (larger) size limit than this policy's.
+    if token.len() > policy.max_token_bytes {
+        return Err(TokenError::Malformed("token exceeds the size limit"));
+    }
+    verify_parsed(token, inspected, Parts::of(token)?, keys, policy, now)
+}
+
+fn verify_parsed(
+    token: &str,
+    inspected: &Inspected,
+    parts: Parts<'_>,
+    keys: &KeySet,
+    policy: &VerifyPolicy,
+    now: u64,
+) -> Result<Claims, TokenError> {
     if !type_accepted(
-        parsed.inspected.header.typ.as_deref(),
+        inspected.header.typ.as_deref(),
         policy.required_type.as_deref(),
     ) {
         return Err(TokenError::WrongType);
     }
     check_signature(
         token,
-        &parsed,
+        inspected,
+        parts,
         keys,
         skew(policy),
         policy.max_token_bytes,
         now,
     )?;
-    check_claims(parsed.inspected.payload, policy, now)
+    check_claims(&inspected.payload, policy, now)
 }
 
 /// Claims first: every check [`verify`] makes besides the key and the signature, made on the
@@ -285,7 +316,7 @@ pub fn precheck(inspected: &Inspected, policy: &VerifyPolicy, now: u64) -> Resul
         return Ok(());
     };
     jwt_simple_time_checks(dates, skew(policy), now)?;
-    check_claims(payload.clone(), policy, now).map(drop)
+    check_claims(payload, policy, now).map(drop)
 }
 
 /// The payload's `exp` as claimed (unverified): how long a refusal may be remembered.
@@ -365,7 +396,15 @@ pub fn verify_signed(
         return Err(TokenError::WrongType);
     }
     let skew = policy.clock_skew_secs.min(MAX_CLOCK_SKEW_SECS);
-    check_signature(token, &parsed, keys, skew, policy.max_token_bytes, now)?;
+    check_signature(
+        token,
+        &parsed.inspected,
+        parsed.parts,
+        keys,
+        skew,
+        policy.max_token_bytes,
+        now,
+    )?;
     Ok((parsed.inspected.header, parsed.inspected.payload))
 }
 
@@ -389,13 +428,14 @@ pub fn verify_signed(
 /// HMAC keys (the unit tests compare both on the same tokens).
 fn check_signature(
     token: &str,
-    parsed: &Parsed<'_>,
+    inspected: &Inspected,
+    parts: Parts<'_>,
     keys: &KeySet,
     skew_secs: u64,
     max_token_bytes: usize,
     now: u64,
 ) -> Result<(), TokenError> {
-    let header = &parsed.inspected.header;
+    let header = &inspected.header;
     let alg = Algorithm::parse(&header.alg).ok_or(TokenError::DisallowedAlgorithm)?;
     let verifier = keys
         .select(header.kid.as_deref(), alg)
@@ -406,11 +446,11 @@ fn check_signature(
             },
         })?;
     // A signature of the wrong size (empty, DER-encoded ECDSA, truncated) never reaches crypto.
-    if decoded_len(parsed.signature_b64.len()) != Some(verifier.signature_len()) {
+    if decoded_len(parts.signature_b64.len()) != Some(verifier.signature_len()) {
         return Err(TokenError::BadSignature);
     }
     if !verifier.uses_jwt_simple() {
-        return jwt_simple_steps(parsed, verifier, skew_secs, now);
+        return jwt_simple_steps(inspected, parts, verifier, skew_secs, now);
     }
     let options = VerificationOptions {
         time_tolerance: Some(Duration::from_secs(skew_secs)),
@@ -435,7 +475,8 @@ fn check_signature(
 /// `typ` and `alg` checks pass by construction (the key was selected for `alg`), and leave
 /// issuer, audience, subject, nonce and age unchecked.
 fn jwt_simple_steps(
-    parsed: &Parsed<'_>,
+    inspected: &Inspected,
+    parts: Parts<'_>,
     verifier: &Verifier,
     skew_secs: u64,
     now: u64,
@@ -445,7 +486,7 @@ fn jwt_simple_steps(
     // jwt_header.rs `JWTHeader`: these are `Option<String>` (null reads as absent); the members
     // our parse refuses or reads itself (`jwk`, `jku`, `x5u`, `x5c`, `crit`, `alg`, `kid`,
     // `typ`) are not repeated here.
-    let header = &parsed.header_members;
+    let header = &inspected.header_members;
     let string_or_null = |name: &str| {
         header
             .get(name)
@@ -465,12 +506,12 @@ fn jwt_simple_steps(
             return Err(TokenError::ForbiddenHeader("salt"));
         }
     }
-    let signature =
-        Base64UrlSafeNoPadding::decode_to_vec(parsed.signature_b64, None).map_err(|_| UNDECODABLE)?;
-    if !verifier.check_signature(parsed.signing_input.as_bytes(), &signature) {
+    let signature = Base64UrlSafeNoPadding::decode_to_vec(parts.signature_b64, None)
+        .map_err(|_| UNDECODABLE)?;
+    if !verifier.check_signature(parts.signing_input.as_bytes(), &signature) {
         return Err(TokenError::BadSignature);
     }
-    let dates = jwt_simple_claim_dates(&parsed.inspected.payload).ok_or(UNDECODABLE)?;
+    let dates = jwt_simple_claim_dates(&inspected.payload).ok_or(UNDECODABLE)?;
     jwt_simple_time_checks(dates, skew_secs, now)
 }
 
@@ -514,11 +555,28 @@ fn skew(policy: &VerifyPolicy) -> u64 {
 
 struct Parsed<'a> {
     inspected: Inspected,
-    /// The header as decoded, for the members [`jwt_simple_steps`] checks.
-    header_members: Map<String, Value>,
-    /// `header.payload` as sent: what the signature covers.
+    parts: Parts<'a>,
+}
+
+/// A compact JWS's signed part and signature, as sent.
+#[derive(Clone, Copy)]
+struct Parts<'a> {
+    /// `header.payload`: what the signature covers.
     signing_input: &'a str,
     signature_b64: &'a str,
+}
+
+impl<'a> Parts<'a> {
+    /// Splits at the last dot; for a token [`parse`] has accepted (exactly two dots).
+    fn of(token: &'a str) -> Result<Parts<'a>, TokenError> {
+        let (signing_input, signature_b64) = token
+            .rsplit_once('.')
+            .ok_or(TokenError::Malformed("a JWT has three dot-separated parts"))?;
+        Ok(Parts {
+            signing_input,
+            signature_b64,
+        })
+    }
 }
 
 fn parse(token: &str, max_token_bytes: usize) -> Result<Parsed<'_>, TokenError> {
@@ -549,19 +607,14 @@ fn parse(token: &str, max_token_bytes: usize) -> Result<Parsed<'_>, TokenError> 
         "payload is not a JSON object",
     )?;
     let unverified_issuer = string_claim(&payload, "iss", "iss is not a string")?;
-    // Both parts and the dot between them: a prefix of `token`.
-    let signing_input = token
-        .get(..header_b64.len() + 1 + payload_b64.len())
-        .ok_or(TokenError::Malformed("a JWT has three dot-separated parts"))?;
     Ok(Parsed {
         inspected: Inspected {
             header,
             unverified_issuer,
             payload,
+            header_members,
         },
-        header_members,
-        signing_input,
-        signature_b64,
+        parts: Parts::of(token)?,
     })
 }
 
@@ -672,7 +725,7 @@ fn from_jwt_simple(err: &jwt_simple::Error) -> TokenError {
 }
 
 fn check_claims(
-    mut payload: Map<String, Value>,
+    payload: &Map<String, Value>,
     policy: &VerifyPolicy,
     now: u64,
 ) -> Result<Claims, TokenError> {
@@ -682,18 +735,18 @@ fn check_claims(
         .find(|name| payload.get(name.as_str()).is_none_or(Value::is_null))
         .cloned();
     let claims = Claims {
-        iss: string_claim(&payload, "iss", "iss is not a string")?
+        iss: string_claim(payload, "iss", "iss is not a string")?
             .ok_or_else(|| TokenError::MissingClaim("iss".into()))?,
-        sub: string_claim(&payload, "sub", "sub is not a string")?,
+        sub: string_claim(payload, "sub", "sub is not a string")?,
         aud: claims::audience(payload.get("aud"))
             .map_err(|_| TokenError::Malformed("aud is not a string or an array of strings"))?,
-        exp: numeric_date(&payload, "exp", "exp is not a NumericDate")?
+        exp: numeric_date(payload, "exp", "exp is not a NumericDate")?
             .ok_or_else(|| TokenError::MissingClaim("exp".into()))?,
-        nbf: numeric_date(&payload, "nbf", "nbf is not a NumericDate")?,
-        iat: numeric_date(&payload, "iat", "iat is not a NumericDate")?,
-        jti: string_claim(&payload, "jti", "jti is not a string")?,
-        sid: string_claim(&payload, "sid", "sid is not a string")?,
-        auth_time: numeric_date(&payload, "auth_time", "auth_time is not a NumericDate")?,
+        nbf: numeric_date(payload, "nbf", "nbf is not a NumericDate")?,
+        iat: numeric_date(payload, "iat", "iat is not a NumericDate")?,
+        jti: string_claim(payload, "jti", "jti is not a string")?,
+        sid: string_claim(payload, "sid", "sid is not a string")?,
+        auth_time: numeric_date(payload, "auth_time", "auth_time is not a NumericDate")?,
         scopes: match claims::scope(payload.get("scope"))
             .map_err(|_| TokenError::Malformed("scope is not a string of scopes"))?
         {
@@ -701,10 +754,11 @@ fn check_claims(
             _ => claims::scope_list(payload.get("scp"))
                 .map_err(|_| TokenError::Malformed("scp is not a string or an array of strings"))?,
         },
-        extra: {
-            payload.retain(|name, _| !STANDARD_CLAIMS.contains(&name.as_str()));
-            payload
-        },
+        extra: payload
+            .iter()
+            .filter(|(name, _)| !STANDARD_CLAIMS.contains(&name.as_str()))
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect(),
     };
     let skew = skew(policy);
     if claims.iss != policy.issuer {
@@ -1194,5 +1248,165 @@ mod tests {
             Err(TokenError::WrongType)
         );
         assert_eq!(unverified_exp(&inspected), Some(NOW + 3540));
+    }
+
+    /// jwt-simple's `verify_token` on `token` with the options `check_signature` gives it, for
+    /// the signer's own jwt-simple key: the answer our RSA and HMAC path must reproduce.
+    fn jwt_simple_answer(
+        signer: &Signer,
+        token: &str,
+        skew_secs: u64,
+        now: u64,
+    ) -> Result<(), TokenError> {
+        use crate::jwks::test_fixtures::Key;
+        use jwt_simple::prelude::{MACLike, RSAPublicKeyLike};
+        let typ = inspect(token, 16 * 1024).ok().and_then(|i| i.header.typ);
+        let options = Some(VerificationOptions {
+            time_tolerance: Some(Duration::from_secs(skew_secs)),
+            artificial_time: Some(UnixTimeStamp::from_secs(now.min(JWT_SIMPLE_MAX_NOW))),
+            max_token_length: Some(16 * 1024),
+            max_header_length: Some(MAX_HEADER_BYTES),
+            required_signature_type: typ,
+            ..VerificationOptions::default()
+        });
+        type C = jwt_simple::claims::NoCustomClaims;
+        let answer = match &signer.key {
+            Key::RS256(k) => k.public_key().verify_token::<C>(token, options),
+            Key::RS384(k) => k.public_key().verify_token::<C>(token, options),
+            Key::RS512(k) => k.public_key().verify_token::<C>(token, options),
+            Key::PS256(k) => k.public_key().verify_token::<C>(token, options),
+            Key::PS384(k) => k.public_key().verify_token::<C>(token, options),
+            Key::PS512(k) => k.public_key().verify_token::<C>(token, options),
+            Key::HS256(k) => k.verify_token::<C>(token, options),
+            Key::HS384(k) => k.verify_token::<C>(token, options),
+            Key::HS512(k) => k.verify_token::<C>(token, options),
+            _ => panic!("not an RSA or HMAC signer"),
+        };
+        answer.map(drop).map_err(|e| from_jwt_simple(&e))
+    }
+
+    /// Our signature check for RSA and HMAC keys (rsa 0.10, the HMAC crates, our one parse)
+    /// answers exactly as jwt-simple's `verify_token` did: same acceptance, same error, on
+    /// payloads and headers jwt-simple reads differently from us (floats, huge or negative dates,
+    /// nulls, wrong types, `salt`, `cty`, `x5t`), bad signatures and every time check.
+    #[test]
+    fn rsa_and_hmac_checks_answer_as_jwt_simple() {
+        let payloads = [
+            json!({}),
+            json!({"exp": NOW - 100}),
+            json!({"exp": NOW - 20}),
+            json!({"nbf": NOW + 100}),
+            json!({"iat": NOW + 100}),
+            json!({"iat": NOW + 100, "exp": NOW - 100}),
+            json!({"exp": (NOW - 100) as f64 + 0.5}),
+            json!({"exp": (NOW + 100) as f64 + 0.9}),
+            json!({"exp": 1e30}),
+            json!({"exp": -1e30}),
+            json!({"exp": 1u64 << 40}),
+            json!({"nbf": 1u64 << 40}),
+            json!({"iat": 1u64 << 40}),
+            json!({"iat": u64::MAX}),
+            json!({"exp": -5}),
+            json!({"nbf": -1}),
+            json!({"exp": "soon"}),
+            json!({"exp": null}),
+            json!({"iat": true}),
+            json!({"iss": null}),
+            json!({"sub": 5}),
+            json!({"jti": null}),
+            json!({"jti": [1]}),
+            json!({"nonce": 3}),
+            json!({"nonce": null}),
+            json!({"aud": null}),
+            json!({"aud": [1]}),
+            json!({"aud": [null]}),
+            json!({"aud": {}}),
+            json!({"aud": []}),
+            json!({"scope": 5, "extra": {"deep": [1, 2]}}),
+        ];
+        let headers = [
+            json!({}),
+            json!({"typ": "JWT"}),
+            json!({"typ": "at+jwt"}),
+            json!({"cty": "JWT"}),
+            json!({"cty": 5}),
+            json!({"cty": null}),
+            json!({"x5t": 1}),
+            json!({"x5t#S256": ["a"]}),
+            json!({"x5t": null, "x5t#S256": "abc"}),
+            json!({"salt": "c2FsdA"}),
+            json!({"salt": "!!"}),
+            json!({"salt": 5}),
+            json!({"salt": null}),
+            json!({"zip": "DEF", "b64": false}),
+        ];
+        let times = [NOW, NOW - 200, NOW + 3600, NOW + 100_000, u64::MAX];
+        let mut compared = 0;
+        let mut accepted = 0;
+        let mut check = |signer: &Signer, keys: &KeySet, token: &str| {
+            let Ok(parsed) = parse(token, 16 * 1024) else {
+                return;
+            };
+            for now in times {
+                for skew in [0, 30] {
+                    let ours = check_signature(
+                        token,
+                        &parsed.inspected,
+                        parsed.parts,
+                        keys,
+                        skew,
+                        16 * 1024,
+                        now,
+                    );
+                    let theirs = jwt_simple_answer(signer, token, skew, now);
+                    assert_eq!(ours, theirs, "{} {token} at {now}", signer.alg);
+                    compared += 1;
+                    accepted += usize::from(ours.is_ok());
+                }
+            }
+        };
+        for alg in ["HS256", "HS384", "HS512"] {
+            let signer = Signer::generate(alg, "k1");
+            let keys = set_of(&[&signer]);
+            for extra in &headers {
+                let mut header = json!({"alg": alg, "kid": "k1"});
+                for (k, v) in extra.as_object().unwrap() {
+                    header[k] = v.clone();
+                }
+                for changes in &payloads {
+                    let mut body = payload();
+                    for (k, v) in changes.as_object().unwrap() {
+                        body[k] = v.clone();
+                    }
+                    let token = signer.sign_raw(&header, &body);
+                    check(&signer, &keys, &token);
+                    check(&signer, &keys, &tampered_signature(&token));
+                }
+            }
+        }
+        // RSA: jwt-simple mints the tokens (header `{alg, kid, typ}`), every payload variant.
+        for alg in ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"] {
+            let signer = Signer::generate(alg, "k1");
+            let keys = set_of(&[&signer]);
+            for changes in &payloads {
+                let mut body = payload();
+                for (k, v) in changes.as_object().unwrap() {
+                    body[k] = v.clone();
+                }
+                let token = signer.sign(&body);
+                check(&signer, &keys, &token);
+                check(&signer, &keys, &tampered_signature(&token));
+            }
+        }
+        assert!(compared > 5000, "{compared}");
+        assert!(accepted > 100, "{accepted}");
+    }
+
+    /// `token` with one signature character changed (same length).
+    fn tampered_signature(token: &str) -> String {
+        let mut bytes = token.as_bytes().to_vec();
+        let at = bytes.len() - 5;
+        bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+        String::from_utf8(bytes).unwrap()
     }
 }

@@ -251,7 +251,11 @@ pub fn run(args: Args) -> Result<(), String> {
             .position(|a| *a == alg)
             .ok_or_else(|| format!("{alg} is not benchmarked"))?;
         let config = json!({"alg": alg, "jwk": signers[i].public_jwk()});
-        bare.push((i, format!("bare {op} {alg}"), Bench::new(&bare_wasm, &config, &[])?));
+        bare.push((
+            i,
+            format!("bare {op} {alg}"),
+            Bench::new(&bare_wasm, &config, &[])?,
+        ));
     }
 
     eprintln!("signing {} tokens per algorithm ...", rounds);
@@ -462,7 +466,8 @@ fn report(
         let time = ratio(ours.micros(), base.micros());
         let fuel = ratio(ours.fuel() as f64, base.fuel() as f64);
         println!("first-seen {alg} vs bare {op}: time {time:.3}x, fuel {fuel:.3}x");
-        versus_bare.push(json!({"alg": alg, "operation": op, "time_ratio": time, "fuel_ratio": fuel}));
+        versus_bare
+            .push(json!({"alg": alg, "operation": op, "time_ratio": time, "fuel_ratio": fuel}));
     }
     let flagged_requests = get("snapshot hit, introspection call")?.nanos.len()
         + get("snapshot hit, cached answer")?.nanos.len();
