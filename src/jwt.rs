@@ -1402,6 +1402,131 @@ mod tests {
         assert!(accepted > 100, "{accepted}");
     }
 
+    /// An RSA token over any header, signed with `signer`'s private key by the `rsa` crate:
+    /// PKCS#1 v1.5, or PSS with the given salt length.
+    fn rsa_sign_raw(
+        signer: &Signer,
+        header: &Value,
+        body: &Value,
+        pss_salt: Option<usize>,
+    ) -> String {
+        use crate::jwks::test_fixtures::Key;
+        use rsa::pkcs8::DecodePrivateKey;
+        use rsa::sha2::{Digest, Sha256};
+        let der = match &signer.key {
+            Key::RS256(k) => k.to_der().unwrap(),
+            Key::PS256(k) => k.to_der().unwrap(),
+            _ => panic!("RS256 and PS256 signers only"),
+        };
+        let key = rsa::PrivateKey::from_pkcs8_der(&der).unwrap();
+        let input = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(body.to_string().as_bytes())
+        );
+        let hash = Sha256::digest(input.as_bytes());
+        let signature = match pss_salt {
+            None => key.pkcs1v15_sign::<Sha256>(input.as_bytes()).unwrap(),
+            Some(len) => key
+                .sign_with_rng(
+                    &mut CounterRng(0x9e37_79b9_7f4a_7c15),
+                    rsa::Pss::<Sha256>::new_with_salt(len),
+                    &hash,
+                )
+                .unwrap(),
+        };
+        format!("{input}.{}", b64(&signature))
+    }
+
+    /// Deterministic bytes for PSS salts and blinding in tests (xorshift; not a CSPRNG).
+    struct CounterRng(u64);
+
+    impl rsa::rand_core::TryRng for CounterRng {
+        type Error = std::convert::Infallible;
+        fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+            Ok(self.try_next_u64()? as u32)
+        }
+        fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            Ok(self.0)
+        }
+        fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+            for byte in dst {
+                *byte = self.try_next_u64()? as u8;
+            }
+            Ok(())
+        }
+    }
+
+    impl rsa::rand_core::TryCryptoRng for CounterRng {}
+
+    /// PS256 takes a salt as long as the hash, nothing else (RFC 7518 section 3.5; jwt-simple
+    /// through superboring verified with the digest length): a signature with another salt
+    /// length is refused by both, while the RSA key's header rules (`salt` ignored, `cty` and
+    /// `x5t` typed) match jwt-simple's too.
+    #[test]
+    fn rsa_salt_lengths_and_raw_headers_answer_as_jwt_simple() {
+        let signer = Signer::generate("PS256", "k1");
+        let keys = set_of(&[&signer]);
+        let header = json!({"alg": "PS256", "kid": "k1"});
+        let answers = |token: &str| {
+            let parsed = parse(token, 16 * 1024).unwrap();
+            let ours = check_signature(
+                token,
+                &parsed.inspected,
+                parsed.parts,
+                &keys,
+                30,
+                16 * 1024,
+                NOW,
+            );
+            (ours, jwt_simple_answer(&signer, token, 30, NOW))
+        };
+        // The hash length (what jwt-simple and jose mint): accepted.
+        let good = rsa_sign_raw(&signer, &header, &payload(), Some(32));
+        assert_eq!(answers(&good), (Ok(()), Ok(())));
+        // Any other salt length: a valid PSS signature, refused by both.
+        for salt in [0, 20, 31, 33, 64, 256 - 32 - 2] {
+            let token = rsa_sign_raw(&signer, &header, &payload(), Some(salt));
+            let bad = Err(TokenError::BadSignature);
+            assert_eq!(answers(&token), (bad.clone(), bad), "salt {salt}");
+        }
+        // PKCS#1 v1.5 under a PS256 header: refused by both.
+        let bad = Err(TokenError::BadSignature);
+        let v15 = rsa_sign_raw(&signer, &header, &payload(), None);
+        assert_eq!(answers(&v15), (bad.clone(), bad));
+        // Header members jwt-simple types, and its `salt` rule for a key without a salt.
+        let rs = Signer::generate("RS256", "k1");
+        let rs_keys = set_of(&[&rs]);
+        for extra in [
+            json!({"salt": "c2FsdA"}),
+            json!({"salt": "!!"}),
+            json!({"salt": 5}),
+            json!({"cty": 5}),
+            json!({"x5t": "abc", "cty": "JWT"}),
+            json!({"x5t#S256": false}),
+        ] {
+            let mut header = json!({"alg": "RS256", "kid": "k1"});
+            for (k, v) in extra.as_object().unwrap() {
+                header[k] = v.clone();
+            }
+            let token = rsa_sign_raw(&rs, &header, &payload(), None);
+            let parsed = parse(&token, 16 * 1024).unwrap();
+            let ours = check_signature(
+                &token,
+                &parsed.inspected,
+                parsed.parts,
+                &rs_keys,
+                30,
+                16 * 1024,
+                NOW,
+            );
+            assert_eq!(ours, jwt_simple_answer(&rs, &token, 30, NOW), "{header}");
+        }
+    }
+
     /// `token` with one signature character changed (same length).
     fn tampered_signature(token: &str) -> String {
         let mut bytes = token.as_bytes().to_vec();
