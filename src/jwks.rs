@@ -6,16 +6,17 @@
 //! encryption or an unsupported curve is normal in a published key set.
 
 use std::fmt;
+use std::sync::Arc;
 
 use ct_codecs::{Base64UrlSafeNoPadding, Decoder};
 use jwt_simple::algorithms::{
     ECDSAP256PublicKeyLike, ECDSAP384PublicKeyLike, ES256PublicKey, ES384PublicKey,
-    Ed25519PublicKey, EdDSAPublicKeyLike, HS256Key, HS384Key, HS512Key, MACLike, PS256PublicKey,
-    PS384PublicKey, PS512PublicKey, RS256PublicKey, RS384PublicKey, RS512PublicKey,
-    RSAPublicKeyLike,
+    Ed25519PublicKey, EdDSAPublicKeyLike,
 };
 use jwt_simple::claims::{JWTClaims, NoCustomClaims};
 use jwt_simple::common::VerificationOptions;
+use rsa::sha2::{Sha256, Sha384, Sha512};
+use rsa::BoxedUint;
 use serde_json::{Map, Value};
 
 /// Largest key set document accepted, in bytes.
@@ -204,20 +205,26 @@ pub struct SkippedKey {
 }
 
 /// One verifier: a public key (or HMAC secret) bound to one algorithm.
+///
+/// RSA and HMAC signatures are checked here, over the signing input the caller's single parse
+/// already holds (src/jwt.rs says why); ECDSA and Ed25519 go through jwt-simple's
+/// `verify_token`.
 #[derive(Clone)]
 enum Inner {
-    RS256(RS256PublicKey),
-    RS384(RS384PublicKey),
-    RS512(RS512PublicKey),
-    PS256(PS256PublicKey),
-    PS384(PS384PublicKey),
-    PS512(PS512PublicKey),
+    /// The `rsa` 0.10 key (its Montgomery parameters precomputed), built once per key set and
+    /// shared by every algorithm the JWK may be used with. The algorithm picks the padding.
+    Rsa(Arc<rsa::PublicKey>),
     ES256(ES256PublicKey),
     ES384(ES384PublicKey),
     EdDSA(Ed25519PublicKey),
-    HS256(HS256Key),
-    HS384(HS384Key),
-    HS512(HS512Key),
+    /// HMAC-SHA256 with the key already absorbed (the inner and outer pads hashed once): each
+    /// verification clones this state and hashes only the signing input.
+    HS256(hmac_sha256::HMAC),
+    /// HS384 and HS512 keep the secret: hmac-sha512's `HMAC` is not `Clone`, so its keyed state
+    /// is rebuilt per verification (two compression rounds, against the 1,000+ of an 800-byte
+    /// token's hash: not worth our own HMAC).
+    HS384(Arc<[u8]>),
+    HS512(Arc<[u8]>),
 }
 
 /// A key bound to one algorithm, with the exact signature length that algorithm produces, so a
@@ -234,7 +241,55 @@ impl Verifier {
         self.signature_len
     }
 
-    /// Runs jwt-simple's verification (signature, then its claim checks under `options`).
+    /// Whether a token for this key goes through jwt-simple's `verify_token` ([`Self::verify`])
+    /// rather than [`Self::check_signature`].
+    pub(crate) fn uses_jwt_simple(&self) -> bool {
+        matches!(
+            self.inner,
+            Inner::ES256(_) | Inner::ES384(_) | Inner::EdDSA(_)
+        )
+    }
+
+    /// Whether this key is an HMAC secret (jwt-simple's salt rule differs for those).
+    pub(crate) fn is_hmac(&self) -> bool {
+        self.alg.family() == Family::Hmac
+    }
+
+    /// The signature (or MAC) over `signing_input` (`header.payload` as sent), for RSA and HMAC
+    /// keys: true when it verifies. The caller has checked the signature's length. RSA-PSS takes
+    /// a salt as long as the hash only, as RFC 7518 section 3.5 says and as jwt-simple did
+    /// (superboring verified with `RsaPssSaltlen::DIGEST_LENGTH`). False for the other keys,
+    /// which [`Self::verify`] handles.
+    pub(crate) fn check_signature(&self, signing_input: &[u8], signature: &[u8]) -> bool {
+        match &self.inner {
+            Inner::Rsa(key) => match self.alg {
+                Algorithm::RS256 => key.pkcs1v15_verify::<Sha256>(signing_input, signature),
+                Algorithm::RS384 => key.pkcs1v15_verify::<Sha384>(signing_input, signature),
+                Algorithm::RS512 => key.pkcs1v15_verify::<Sha512>(signing_input, signature),
+                Algorithm::PS256 => key.pss_verify::<Sha256>(signing_input, signature),
+                Algorithm::PS384 => key.pss_verify::<Sha384>(signing_input, signature),
+                Algorithm::PS512 => key.pss_verify::<Sha512>(signing_input, signature),
+                _ => return false,
+            }
+            .is_ok(),
+            Inner::HS256(keyed) => {
+                let mut mac = keyed.clone();
+                mac.update(signing_input);
+                ct_codecs::verify(&mac.finalize(), signature)
+            }
+            Inner::HS384(k) => {
+                ct_codecs::verify(&hmac_sha512::sha384::HMAC::mac(signing_input, k), signature)
+            }
+            Inner::HS512(k) => {
+                ct_codecs::verify(&hmac_sha512::HMAC::mac(signing_input, k), signature)
+            }
+            Inner::ES256(_) | Inner::ES384(_) | Inner::EdDSA(_) => false,
+        }
+    }
+
+    /// Runs jwt-simple's verification (signature, then its claim checks under `options`) for
+    /// the keys it handles ([`Self::uses_jwt_simple`]); any other key refuses with
+    /// `InvalidSignature`.
     pub(crate) fn verify(
         &self,
         token: &str,
@@ -242,18 +297,12 @@ impl Verifier {
     ) -> Result<JWTClaims<NoCustomClaims>, jwt_simple::Error> {
         let options = Some(options);
         match &self.inner {
-            Inner::RS256(k) => k.verify_token(token, options),
-            Inner::RS384(k) => k.verify_token(token, options),
-            Inner::RS512(k) => k.verify_token(token, options),
-            Inner::PS256(k) => k.verify_token(token, options),
-            Inner::PS384(k) => k.verify_token(token, options),
-            Inner::PS512(k) => k.verify_token(token, options),
             Inner::ES256(k) => k.verify_token(token, options),
             Inner::ES384(k) => k.verify_token(token, options),
             Inner::EdDSA(k) => k.verify_token(token, options),
-            Inner::HS256(k) => k.verify_token(token, options),
-            Inner::HS384(k) => k.verify_token(token, options),
-            Inner::HS512(k) => k.verify_token(token, options),
+            Inner::Rsa(_) | Inner::HS256(_) | Inner::HS384(_) | Inner::HS512(_) => {
+                Err(jwt_simple::JWTError::InvalidSignature.into())
+            }
         }
     }
 }
@@ -615,28 +664,28 @@ fn rsa_verifiers(
     if bits > MAX_VERIFIABLE_RSA_BITS {
         return Ok(Parsed::Skip("RSA modulus above 4096 bits is not supported"));
     }
-    let bad = |_| invalid(index, "n", "not a valid RSA public key");
+    // The same bounds as above (and as jwt-simple's): 2048 to 4096 bits, checked by the crate
+    // too. The public values are not secret: variable-time decoding is fine.
+    let key = rsa::PublicKey::new_with_size_limits(
+        BoxedUint::from_be_slice_vartime(n),
+        BoxedUint::from_be_slice_vartime(e),
+        MIN_RSA_BITS..=MAX_VERIFIABLE_RSA_BITS,
+    )
+    .map_err(|_| invalid(index, "n", "not a valid RSA public key"))?;
+    let key = Arc::new(key);
     let mut verifiers = Vec::with_capacity(algs.len());
     for &alg in algs {
-        let inner = match alg {
-            Algorithm::RS256 => Inner::RS256(RS256PublicKey::from_components(n, e).map_err(bad)?),
-            Algorithm::RS384 => Inner::RS384(RS384PublicKey::from_components(n, e).map_err(bad)?),
-            Algorithm::RS512 => Inner::RS512(RS512PublicKey::from_components(n, e).map_err(bad)?),
-            Algorithm::PS256 => Inner::PS256(PS256PublicKey::from_components(n, e).map_err(bad)?),
-            Algorithm::PS384 => Inner::PS384(PS384PublicKey::from_components(n, e).map_err(bad)?),
-            Algorithm::PS512 => Inner::PS512(PS512PublicKey::from_components(n, e).map_err(bad)?),
-            _ => {
-                return Err(invalid(
-                    index,
-                    "alg",
-                    "algorithm does not match the key type",
-                ))
-            }
-        };
+        if alg.family() != Family::Rsa {
+            return Err(invalid(
+                index,
+                "alg",
+                "algorithm does not match the key type",
+            ));
+        }
         verifiers.push(Verifier {
             alg,
             signature_len: n.len(),
-            inner,
+            inner: Inner::Rsa(Arc::clone(&key)),
         });
     }
     // Length-prefixed `n`, then `e`: no two different keys give the same bytes.
@@ -726,9 +775,9 @@ fn hmac_verifiers(
             continue;
         }
         let inner = match alg {
-            Algorithm::HS256 => Inner::HS256(HS256Key::from_bytes(&k)),
-            Algorithm::HS384 => Inner::HS384(HS384Key::from_bytes(&k)),
-            Algorithm::HS512 => Inner::HS512(HS512Key::from_bytes(&k)),
+            Algorithm::HS256 => Inner::HS256(hmac_sha256::HMAC::new(&k)),
+            Algorithm::HS384 => Inner::HS384(Arc::from(k.as_slice())),
+            Algorithm::HS512 => Inner::HS512(Arc::from(k.as_slice())),
             _ => {
                 return Err(invalid(
                     index,

@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 
 use crate::claims;
 use crate::json;
-use crate::jwks::{Algorithm, KeySet, SelectError};
+use crate::jwks::{Algorithm, KeySet, SelectError, Verifier};
 use crate::reason::Reason;
 
 /// Largest encoded header accepted: real headers are well under 1 KiB.
@@ -110,6 +110,8 @@ pub struct Inspected {
     pub unverified_issuer: Option<String>,
     /// The decoded payload, unverified: only for [`precheck`] and [`unverified_exp`].
     pub payload: Map<String, Value>,
+    /// The whole decoded header, for the members [`jwt_simple_steps`] checks.
+    header_members: Map<String, Value>,
 }
 
 /// Verified claims.
@@ -248,21 +250,50 @@ pub fn verify(
     now: u64,
 ) -> Result<Claims, TokenError> {
     let parsed = parse(token, policy.max_token_bytes)?;
+    verify_parsed(token, &parsed.inspected, parsed.parts, keys, policy, now)
+}
+
+/// [`verify`] for a token already read by [`inspect`] (`inspected` must be `inspect(token, _)`'s
+/// answer): the same checks and answers, without decoding and parsing the token a second time
+/// (on a first-seen HS256 token the second parse cost more than the HMAC).
+pub fn verify_inspected(
+    token: &str,
+    inspected: &Inspected,
+    keys: &KeySet,
+    policy: &VerifyPolicy,
+    now: u64,
+) -> Result<Claims, TokenError> {
+    // `inspect` may have run under another (larger) size limit than this policy's.
+    if token.len() > policy.max_token_bytes {
+        return Err(TokenError::Malformed("token exceeds the size limit"));
+    }
+    verify_parsed(token, inspected, Parts::of(token)?, keys, policy, now)
+}
+
+fn verify_parsed(
+    token: &str,
+    inspected: &Inspected,
+    parts: Parts<'_>,
+    keys: &KeySet,
+    policy: &VerifyPolicy,
+    now: u64,
+) -> Result<Claims, TokenError> {
     if !type_accepted(
-        parsed.inspected.header.typ.as_deref(),
+        inspected.header.typ.as_deref(),
         policy.required_type.as_deref(),
     ) {
         return Err(TokenError::WrongType);
     }
     check_signature(
         token,
-        &parsed,
+        inspected,
+        parts,
         keys,
         skew(policy),
         policy.max_token_bytes,
         now,
     )?;
-    check_claims(parsed.inspected.payload, policy, now)
+    check_claims(&inspected.payload, policy, now)
 }
 
 /// The claims of a token (as [`inspect`] read it) whose signature was verified elsewhere
@@ -308,7 +339,7 @@ pub fn precheck(inspected: &Inspected, policy: &VerifyPolicy, now: u64) -> Resul
         return Ok(());
     };
     jwt_simple_time_checks(dates, skew(policy), now)?;
-    check_claims(payload.clone(), policy, now).map(drop)
+    check_claims(payload, policy, now).map(drop)
 }
 
 /// The payload's `exp` as claimed (unverified): how long a refusal may be remembered.
@@ -388,21 +419,46 @@ pub fn verify_signed(
         return Err(TokenError::WrongType);
     }
     let skew = policy.clock_skew_secs.min(MAX_CLOCK_SKEW_SECS);
-    check_signature(token, &parsed, keys, skew, policy.max_token_bytes, now)?;
+    check_signature(
+        token,
+        &parsed.inspected,
+        parsed.parts,
+        keys,
+        skew,
+        policy.max_token_bytes,
+        now,
+    )?;
     Ok((parsed.inspected.header, parsed.inspected.payload))
 }
 
 /// The key for the token's `kid` and `alg` (fixed by the key set), then the signature, and
 /// jwt-simple's time checks under our skew and `now`.
+///
+/// Where the signature is checked, and why:
+/// - RSA (RS*, PS*) and HMAC (HS*) are checked here, on the parse we already made, with the
+///   key prepared once per key set (src/jwks.rs): the `rsa` 0.10 line for RSA and the HMAC
+///   crates for HMAC. jwt-simple's `verify_token` decodes and parses the token a second time,
+///   and for RSA it also copies the public key twice per call (into an OpenSSL-like `PKey`, then
+///   into an `rsa` 0.9 verifying key) before a modular exponentiation on num-bigint-dig that
+///   costs about twice crypto-bigint's in wasm; for HMAC the second parse is most of the work.
+///   BENCHMARKS.md has the figures against bare crate operations in the same host.
+/// - ECDSA (ES256, ES384) and EdDSA stay on jwt-simple's `verify_token`: there the second
+///   parse is under 1% of the curve arithmetic, and jwt-simple's p256/p384 and Ed25519
+///   verification is already the crates' own operation.
+///
+/// jwt-simple stays the policy either way: the key fixes the algorithm (the key set's verifier
+/// for `alg`), and [`jwt_simple_steps`] gives exactly the answers `verify_token` gives for RSA and
+/// HMAC keys (the unit tests compare both on the same tokens).
 fn check_signature(
     token: &str,
-    parsed: &Parsed<'_>,
+    inspected: &Inspected,
+    parts: Parts<'_>,
     keys: &KeySet,
     skew_secs: u64,
     max_token_bytes: usize,
     now: u64,
 ) -> Result<(), TokenError> {
-    let header = &parsed.inspected.header;
+    let header = &inspected.header;
     let alg = Algorithm::parse(&header.alg).ok_or(TokenError::DisallowedAlgorithm)?;
     let verifier = keys
         .select(header.kid.as_deref(), alg)
@@ -413,8 +469,11 @@ fn check_signature(
             },
         })?;
     // A signature of the wrong size (empty, DER-encoded ECDSA, truncated) never reaches crypto.
-    if decoded_len(parsed.signature_b64.len()) != Some(verifier.signature_len()) {
+    if decoded_len(parts.signature_b64.len()) != Some(verifier.signature_len()) {
         return Err(TokenError::BadSignature);
+    }
+    if !verifier.uses_jwt_simple() {
+        return jwt_simple_steps(inspected, parts, verifier, skew_secs, now);
     }
     let options = VerificationOptions {
         time_tolerance: Some(Duration::from_secs(skew_secs)),
@@ -431,13 +490,116 @@ fn check_signature(
     Ok(())
 }
 
+/// What jwt-simple 0.15's `Token::verify_with_algorithms` (token.rs) does after the checks our
+/// [`parse`] has already made (size, three parts, header size and JSON, `crit`), in its order,
+/// with the signature checked by our own verifier: the header's typed members, the `salt`
+/// parameter, the signature's base64url, the signature, the payload's typed claims, then
+/// `JWTClaims::validate`'s time checks. The options [`check_signature`] would give make its
+/// `typ` and `alg` checks pass by construction (the key was selected for `alg`), and leave
+/// issuer, audience, subject, nonce and age unchecked.
+fn jwt_simple_steps(
+    inspected: &Inspected,
+    parts: Parts<'_>,
+    verifier: &Verifier,
+    skew_secs: u64,
+    now: u64,
+) -> Result<(), TokenError> {
+    // jwt-simple's failures that are not a `JWTError` (serde, base64): see from_jwt_simple.
+    const UNDECODABLE: TokenError = TokenError::Malformed("token could not be decoded");
+    // jwt_header.rs `JWTHeader`: these are `Option<String>` (null reads as absent); the members
+    // our parse refuses or reads itself (`jwk`, `jku`, `x5u`, `x5c`, `crit`, `alg`, `kid`,
+    // `typ`) are not repeated here.
+    let header = &inspected.header_members;
+    let string_or_null = |name: &str| {
+        header
+            .get(name)
+            .is_none_or(|v| v.is_string() || v.is_null())
+    };
+    if !["cty", "x5t", "x5t#S256", "salt"]
+        .into_iter()
+        .all(string_or_null)
+    {
+        return Err(UNDECODABLE);
+    }
+    // A `salt` must be base64url; keys without a salt (all of ours) refuse one for HMAC
+    // (hmac.rs: `MissingSalt`) and ignore it for RSA.
+    if let Some(salt) = header.get("salt").and_then(Value::as_str) {
+        Base64UrlSafeNoPadding::decode_to_vec(salt, None).map_err(|_| UNDECODABLE)?;
+        if verifier.is_hmac() {
+            return Err(TokenError::ForbiddenHeader("salt"));
+        }
+    }
+    let signature = Base64UrlSafeNoPadding::decode_to_vec(parts.signature_b64, None)
+        .map_err(|_| UNDECODABLE)?;
+    if !verifier.check_signature(parts.signing_input.as_bytes(), &signature) {
+        return Err(TokenError::BadSignature);
+    }
+    let dates = jwt_simple_claim_dates(&inspected.payload).ok_or(UNDECODABLE)?;
+    jwt_simple_time_checks(dates, skew_secs, now)
+}
+
+/// `iat`, `nbf`, `exp` exactly as jwt-simple decodes them into `JWTClaims` (claims.rs,
+/// serde_additions.rs), `None` where it refuses the payload. Dates: an integer of any size
+/// (coarsetime saturates seconds at 2^32 - 1 plus a fraction, which compares like the plain
+/// `u64` here) or a float (truncated and saturated by `as`); a negative integer, `null` or any
+/// other type is refused. `iss`, `sub`, `jti`, `nonce`: a string or `null`. `aud`: a string or
+/// an array of strings (`null` refused: its deserializer has no unit case).
+fn jwt_simple_claim_dates(payload: &Map<String, Value>) -> Option<[Option<u64>; 3]> {
+    let date = |name: &str| match payload.get(name) {
+        None => Some(None),
+        Some(Value::Number(n)) => match (n.as_u64(), n.as_f64()) {
+            (Some(secs), _) => Some(Some(secs)),
+            (None, Some(f)) if !n.is_i64() => {
+                // Saturating float-to-integer conversion, as serde_additions.rs does.
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                Some(Some(f as u64))
+            }
+            _ => None,
+        },
+        Some(_) => None,
+    };
+    let strings = ["iss", "sub", "jti", "nonce"].iter().all(|name| {
+        payload
+            .get(*name)
+            .is_none_or(|v| v.is_string() || v.is_null())
+    });
+    let aud = match payload.get("aud") {
+        None | Some(Value::String(_)) => true,
+        Some(Value::Array(items)) => items.iter().all(Value::is_string),
+        Some(_) => false,
+    };
+    (strings && aud).then_some(())?;
+    Some([date("iat")?, date("nbf")?, date("exp")?])
+}
+
 fn skew(policy: &VerifyPolicy) -> u64 {
     policy.clock_skew_secs.min(MAX_CLOCK_SKEW_SECS)
 }
 
 struct Parsed<'a> {
     inspected: Inspected,
+    parts: Parts<'a>,
+}
+
+/// A compact JWS's signed part and signature, as sent.
+#[derive(Clone, Copy)]
+struct Parts<'a> {
+    /// `header.payload`: what the signature covers.
+    signing_input: &'a str,
     signature_b64: &'a str,
+}
+
+impl<'a> Parts<'a> {
+    /// Splits at the last dot; for a token [`parse`] has accepted (exactly two dots).
+    fn of(token: &'a str) -> Result<Parts<'a>, TokenError> {
+        let (signing_input, signature_b64) = token
+            .rsplit_once('.')
+            .ok_or(TokenError::Malformed("a JWT has three dot-separated parts"))?;
+        Ok(Parts {
+            signing_input,
+            signature_b64,
+        })
+    }
 }
 
 fn parse(token: &str, max_token_bytes: usize) -> Result<Parsed<'_>, TokenError> {
@@ -456,12 +618,12 @@ fn parse(token: &str, max_token_bytes: usize) -> Result<Parsed<'_>, TokenError> 
     if !is_base64url(signature_b64) || decoded_len(signature_b64.len()).is_none() {
         return Err(TokenError::Malformed("signature is not base64url"));
     }
-    let header = decode_object(
+    let header_members = decode_object(
         header_b64,
         "header is not base64url",
         "header is not a JSON object",
     )?;
-    let header = parse_header(&header)?;
+    let header = parse_header(&header_members)?;
     let payload = decode_object(
         payload_b64,
         "payload is not base64url",
@@ -473,8 +635,9 @@ fn parse(token: &str, max_token_bytes: usize) -> Result<Parsed<'_>, TokenError> 
             header,
             unverified_issuer,
             payload,
+            header_members,
         },
-        signature_b64,
+        parts: Parts::of(token)?,
     })
 }
 
@@ -585,7 +748,7 @@ fn from_jwt_simple(err: &jwt_simple::Error) -> TokenError {
 }
 
 fn check_claims(
-    mut payload: Map<String, Value>,
+    payload: &Map<String, Value>,
     policy: &VerifyPolicy,
     now: u64,
 ) -> Result<Claims, TokenError> {
@@ -595,18 +758,18 @@ fn check_claims(
         .find(|name| payload.get(name.as_str()).is_none_or(Value::is_null))
         .cloned();
     let claims = Claims {
-        iss: string_claim(&payload, "iss", "iss is not a string")?
+        iss: string_claim(payload, "iss", "iss is not a string")?
             .ok_or_else(|| TokenError::MissingClaim("iss".into()))?,
-        sub: string_claim(&payload, "sub", "sub is not a string")?,
+        sub: string_claim(payload, "sub", "sub is not a string")?,
         aud: claims::audience(payload.get("aud"))
             .map_err(|_| TokenError::Malformed("aud is not a string or an array of strings"))?,
-        exp: numeric_date(&payload, "exp", "exp is not a NumericDate")?
+        exp: numeric_date(payload, "exp", "exp is not a NumericDate")?
             .ok_or_else(|| TokenError::MissingClaim("exp".into()))?,
-        nbf: numeric_date(&payload, "nbf", "nbf is not a NumericDate")?,
-        iat: numeric_date(&payload, "iat", "iat is not a NumericDate")?,
-        jti: string_claim(&payload, "jti", "jti is not a string")?,
-        sid: string_claim(&payload, "sid", "sid is not a string")?,
-        auth_time: numeric_date(&payload, "auth_time", "auth_time is not a NumericDate")?,
+        nbf: numeric_date(payload, "nbf", "nbf is not a NumericDate")?,
+        iat: numeric_date(payload, "iat", "iat is not a NumericDate")?,
+        jti: string_claim(payload, "jti", "jti is not a string")?,
+        sid: string_claim(payload, "sid", "sid is not a string")?,
+        auth_time: numeric_date(payload, "auth_time", "auth_time is not a NumericDate")?,
         scopes: match claims::scope(payload.get("scope"))
             .map_err(|_| TokenError::Malformed("scope is not a string of scopes"))?
         {
@@ -614,10 +777,11 @@ fn check_claims(
             _ => claims::scope_list(payload.get("scp"))
                 .map_err(|_| TokenError::Malformed("scp is not a string or an array of strings"))?,
         },
-        extra: {
-            payload.retain(|name, _| !STANDARD_CLAIMS.contains(&name.as_str()));
-            payload
-        },
+        extra: payload
+            .iter()
+            .filter(|(name, _)| !STANDARD_CLAIMS.contains(&name.as_str()))
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect(),
     };
     let skew = skew(policy);
     if claims.iss != policy.issuer {
@@ -1107,5 +1271,290 @@ mod tests {
             Err(TokenError::WrongType)
         );
         assert_eq!(unverified_exp(&inspected), Some(NOW + 3540));
+    }
+
+    /// jwt-simple's `verify_token` on `token` with the options `check_signature` gives it, for
+    /// the signer's own jwt-simple key: the answer our RSA and HMAC path must reproduce.
+    fn jwt_simple_answer(
+        signer: &Signer,
+        token: &str,
+        skew_secs: u64,
+        now: u64,
+    ) -> Result<(), TokenError> {
+        use crate::jwks::test_fixtures::Key;
+        use jwt_simple::prelude::{MACLike, RSAPublicKeyLike};
+        let typ = inspect(token, 16 * 1024).ok().and_then(|i| i.header.typ);
+        let options = Some(VerificationOptions {
+            time_tolerance: Some(Duration::from_secs(skew_secs)),
+            artificial_time: Some(UnixTimeStamp::from_secs(now.min(JWT_SIMPLE_MAX_NOW))),
+            max_token_length: Some(16 * 1024),
+            max_header_length: Some(MAX_HEADER_BYTES),
+            required_signature_type: typ,
+            ..VerificationOptions::default()
+        });
+        type C = jwt_simple::claims::NoCustomClaims;
+        let answer = match &signer.key {
+            Key::RS256(k) => k.public_key().verify_token::<C>(token, options),
+            Key::RS384(k) => k.public_key().verify_token::<C>(token, options),
+            Key::RS512(k) => k.public_key().verify_token::<C>(token, options),
+            Key::PS256(k) => k.public_key().verify_token::<C>(token, options),
+            Key::PS384(k) => k.public_key().verify_token::<C>(token, options),
+            Key::PS512(k) => k.public_key().verify_token::<C>(token, options),
+            Key::HS256(k) => k.verify_token::<C>(token, options),
+            Key::HS384(k) => k.verify_token::<C>(token, options),
+            Key::HS512(k) => k.verify_token::<C>(token, options),
+            _ => panic!("not an RSA or HMAC signer"),
+        };
+        answer.map(drop).map_err(|e| from_jwt_simple(&e))
+    }
+
+    /// Our signature check for RSA and HMAC keys (rsa 0.10, the HMAC crates, our one parse)
+    /// answers exactly as jwt-simple's `verify_token` did: same acceptance, same error, on
+    /// payloads and headers jwt-simple reads differently from us (floats, huge or negative dates,
+    /// nulls, wrong types, `salt`, `cty`, `x5t`), bad signatures and every time check.
+    #[test]
+    fn rsa_and_hmac_checks_answer_as_jwt_simple() {
+        let payloads = [
+            json!({}),
+            json!({"exp": NOW - 100}),
+            json!({"exp": NOW - 20}),
+            json!({"nbf": NOW + 100}),
+            json!({"iat": NOW + 100}),
+            json!({"iat": NOW + 100, "exp": NOW - 100}),
+            json!({"exp": (NOW - 100) as f64 + 0.5}),
+            json!({"exp": (NOW + 100) as f64 + 0.9}),
+            json!({"exp": 1e30}),
+            json!({"exp": -1e30}),
+            json!({"exp": 1u64 << 40}),
+            json!({"nbf": 1u64 << 40}),
+            json!({"iat": 1u64 << 40}),
+            json!({"iat": u64::MAX}),
+            json!({"exp": -5}),
+            json!({"nbf": -1}),
+            json!({"exp": "soon"}),
+            json!({"exp": null}),
+            json!({"iat": true}),
+            json!({"iss": null}),
+            json!({"sub": 5}),
+            json!({"jti": null}),
+            json!({"jti": [1]}),
+            json!({"nonce": 3}),
+            json!({"nonce": null}),
+            json!({"aud": null}),
+            json!({"aud": [1]}),
+            json!({"aud": [null]}),
+            json!({"aud": {}}),
+            json!({"aud": []}),
+            json!({"scope": 5, "extra": {"deep": [1, 2]}}),
+        ];
+        let headers = [
+            json!({}),
+            json!({"typ": "JWT"}),
+            json!({"typ": "at+jwt"}),
+            json!({"cty": "JWT"}),
+            json!({"cty": 5}),
+            json!({"cty": null}),
+            json!({"x5t": 1}),
+            json!({"x5t#S256": ["a"]}),
+            json!({"x5t": null, "x5t#S256": "abc"}),
+            json!({"salt": "c2FsdA"}),
+            json!({"salt": "!!"}),
+            json!({"salt": 5}),
+            json!({"salt": null}),
+            json!({"zip": "DEF", "b64": false}),
+        ];
+        let times = [NOW, NOW - 200, NOW + 3600, NOW + 100_000, u64::MAX];
+        let mut compared = 0;
+        let mut accepted = 0;
+        let mut check = |signer: &Signer, keys: &KeySet, token: &str| {
+            let Ok(parsed) = parse(token, 16 * 1024) else {
+                return;
+            };
+            for now in times {
+                for skew in [0, 30] {
+                    let ours = check_signature(
+                        token,
+                        &parsed.inspected,
+                        parsed.parts,
+                        keys,
+                        skew,
+                        16 * 1024,
+                        now,
+                    );
+                    let theirs = jwt_simple_answer(signer, token, skew, now);
+                    assert_eq!(ours, theirs, "{} {token} at {now}", signer.alg);
+                    compared += 1;
+                    accepted += usize::from(ours.is_ok());
+                }
+            }
+        };
+        for alg in ["HS256", "HS384", "HS512"] {
+            let signer = Signer::generate(alg, "k1");
+            let keys = set_of(&[&signer]);
+            for extra in &headers {
+                let mut header = json!({"alg": alg, "kid": "k1"});
+                for (k, v) in extra.as_object().unwrap() {
+                    header[k] = v.clone();
+                }
+                for changes in &payloads {
+                    let mut body = payload();
+                    for (k, v) in changes.as_object().unwrap() {
+                        body[k] = v.clone();
+                    }
+                    let token = signer.sign_raw(&header, &body);
+                    check(&signer, &keys, &token);
+                    check(&signer, &keys, &tampered_signature(&token));
+                }
+            }
+        }
+        // RSA: jwt-simple mints the tokens (header `{alg, kid, typ}`), every payload variant.
+        for alg in ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"] {
+            let signer = Signer::generate(alg, "k1");
+            let keys = set_of(&[&signer]);
+            for changes in &payloads {
+                let mut body = payload();
+                for (k, v) in changes.as_object().unwrap() {
+                    body[k] = v.clone();
+                }
+                let token = signer.sign(&body);
+                check(&signer, &keys, &token);
+                check(&signer, &keys, &tampered_signature(&token));
+            }
+        }
+        assert!(compared > 5000, "{compared}");
+        assert!(accepted > 100, "{accepted}");
+    }
+
+    /// An RSA token over any header, signed with `signer`'s private key by the `rsa` crate:
+    /// PKCS#1 v1.5, or PSS with the given salt length.
+    fn rsa_sign_raw(
+        signer: &Signer,
+        header: &Value,
+        body: &Value,
+        pss_salt: Option<usize>,
+    ) -> String {
+        use crate::jwks::test_fixtures::Key;
+        use rsa::pkcs8::DecodePrivateKey;
+        use rsa::sha2::{Digest, Sha256};
+        let der = match &signer.key {
+            Key::RS256(k) => k.to_der().unwrap(),
+            Key::PS256(k) => k.to_der().unwrap(),
+            _ => panic!("RS256 and PS256 signers only"),
+        };
+        let key = rsa::PrivateKey::from_pkcs8_der(&der).unwrap();
+        let input = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(body.to_string().as_bytes())
+        );
+        let hash = Sha256::digest(input.as_bytes());
+        let signature = match pss_salt {
+            None => key.pkcs1v15_sign::<Sha256>(input.as_bytes()).unwrap(),
+            Some(len) => key
+                .sign_with_rng(
+                    &mut CounterRng(0x9e37_79b9_7f4a_7c15),
+                    rsa::Pss::<Sha256>::new_with_salt(len),
+                    &hash,
+                )
+                .unwrap(),
+        };
+        format!("{input}.{}", b64(&signature))
+    }
+
+    /// Deterministic bytes for PSS salts and blinding in tests (xorshift; not a CSPRNG).
+    struct CounterRng(u64);
+
+    impl rsa::rand_core::TryRng for CounterRng {
+        type Error = std::convert::Infallible;
+        fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+            Ok(self.try_next_u64()? as u32)
+        }
+        fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            Ok(self.0)
+        }
+        fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+            for byte in dst {
+                *byte = self.try_next_u64()? as u8;
+            }
+            Ok(())
+        }
+    }
+
+    impl rsa::rand_core::TryCryptoRng for CounterRng {}
+
+    /// PS256 takes a salt as long as the hash, nothing else (RFC 7518 section 3.5; jwt-simple
+    /// through superboring verified with the digest length): a signature with another salt
+    /// length is refused by both, while the RSA key's header rules (`salt` ignored, `cty` and
+    /// `x5t` typed) match jwt-simple's too.
+    #[test]
+    fn rsa_salt_lengths_and_raw_headers_answer_as_jwt_simple() {
+        let signer = Signer::generate("PS256", "k1");
+        let keys = set_of(&[&signer]);
+        let header = json!({"alg": "PS256", "kid": "k1"});
+        let answers = |token: &str| {
+            let parsed = parse(token, 16 * 1024).unwrap();
+            let ours = check_signature(
+                token,
+                &parsed.inspected,
+                parsed.parts,
+                &keys,
+                30,
+                16 * 1024,
+                NOW,
+            );
+            (ours, jwt_simple_answer(&signer, token, 30, NOW))
+        };
+        // The hash length (what jwt-simple and jose mint): accepted.
+        let good = rsa_sign_raw(&signer, &header, &payload(), Some(32));
+        assert_eq!(answers(&good), (Ok(()), Ok(())));
+        // Any other salt length: a valid PSS signature, refused by both.
+        for salt in [0, 20, 31, 33, 64, 256 - 32 - 2] {
+            let token = rsa_sign_raw(&signer, &header, &payload(), Some(salt));
+            let bad = Err(TokenError::BadSignature);
+            assert_eq!(answers(&token), (bad.clone(), bad), "salt {salt}");
+        }
+        // PKCS#1 v1.5 under a PS256 header: refused by both.
+        let bad = Err(TokenError::BadSignature);
+        let v15 = rsa_sign_raw(&signer, &header, &payload(), None);
+        assert_eq!(answers(&v15), (bad.clone(), bad));
+        // Header members jwt-simple types, and its `salt` rule for a key without a salt.
+        let rs = Signer::generate("RS256", "k1");
+        let rs_keys = set_of(&[&rs]);
+        for extra in [
+            json!({"salt": "c2FsdA"}),
+            json!({"salt": "!!"}),
+            json!({"salt": 5}),
+            json!({"cty": 5}),
+            json!({"x5t": "abc", "cty": "JWT"}),
+            json!({"x5t#S256": false}),
+        ] {
+            let mut header = json!({"alg": "RS256", "kid": "k1"});
+            for (k, v) in extra.as_object().unwrap() {
+                header[k] = v.clone();
+            }
+            let token = rsa_sign_raw(&rs, &header, &payload(), None);
+            let parsed = parse(&token, 16 * 1024).unwrap();
+            let ours = check_signature(
+                &token,
+                &parsed.inspected,
+                parsed.parts,
+                &rs_keys,
+                30,
+                16 * 1024,
+                NOW,
+            );
+            assert_eq!(ours, jwt_simple_answer(&rs, &token, 30, NOW), "{header}");
+        }
+    }
+
+    /// `token` with one signature character changed (same length).
+    fn tampered_signature(token: &str) -> String {
+        let mut bytes = token.as_bytes().to_vec();
+        let at = bytes.len() - 5;
+        bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+        String::from_utf8(bytes).unwrap()
     }
 }

@@ -506,7 +506,7 @@ impl Engine {
         for (source, keys) in key_sets {
             key_set = source;
             checks += 1;
-            result = jwt::verify(token, keys, &issuer_policy.verify, now);
+            result = jwt::verify_inspected(token, &inspected, keys, &issuer_policy.verify, now);
             if !matches!(result, Err(TokenError::UnknownKey { .. })) {
                 break;
             }

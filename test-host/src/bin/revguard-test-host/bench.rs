@@ -1,6 +1,7 @@
 //! `bench`: what each decision path costs per request in the real filter, in wall time and in
-//! wasmtime fuel (deterministic: the same on any machine), next to a baseline filter that only
-//! runs jwt-simple's own verification in the same engine and host.
+//! wasmtime fuel (deterministic: the same on any machine), next to two baseline filters in the
+//! same engine and host: one that only runs jwt-simple's own verification, and one that only runs
+//! the bare signature operation of the crate revguard uses for each algorithm (`bare-crypto`).
 //!
 //! Paths are measured interleaved, one request of each per round, so that machine noise hits them
 //! alike and the ratios hold even where the absolute figures wander.
@@ -20,7 +21,16 @@ use serde_json::{json, Value};
 
 use crate::common::{jwks, payload, Key, Signer, AUDIENCE, ISSUER, NOW};
 
-const ALGS: [&str; 5] = ["ES256", "ES384", "EdDSA", "RS256", "PS256"];
+const ALGS: [&str; 6] = ["ES256", "ES384", "EdDSA", "RS256", "PS256", "HS256"];
+/// The algorithms with a bare-operation baseline, and the crate operation it runs
+/// (test-host/tests/fixtures/bare-crypto).
+const BARE: [(&str, &str); 5] = [
+    ("RS256", "rsa 0.10 PKCS#1 v1.5"),
+    ("PS256", "rsa 0.10 PSS"),
+    ("HS256", "hmac-sha256"),
+    ("ES256", "p256 ECDSA"),
+    ("EdDSA", "ed25519-compact"),
+];
 /// Distinct flagged tokens in the snapshot-hit path (each should cost one callout per TTL).
 const FLAGGED: usize = 10;
 /// Back-to-back requests per round on the cheap paths.
@@ -210,6 +220,7 @@ pub fn run(args: Args) -> Result<(), String> {
         return crate::bench_fleet::run_fleet(&wasm, args.tokens, args.json.as_deref());
     }
     let baseline_wasm = crate::wasm::fixture("jwt-baseline")?;
+    let bare_wasm = crate::wasm::fixture("bare-crypto")?;
     eprintln!("signing tokens ...");
     let signers: Vec<Signer> = ALGS
         .iter()
@@ -264,8 +275,23 @@ pub fn run(args: Args) -> Result<(), String> {
     let startup = revguard.proxy.startup();
     let mut baselines = Vec::new();
     for signer in &signers {
-        let config = json!({"alg": signer.alg, "pem": public_pem(signer), "issuer": ISSUER, "audience": AUDIENCE});
+        let config = json!({"alg": signer.alg, "pem": public_pem(signer), "jwk": signer.public_jwk(),
+                            "issuer": ISSUER, "audience": AUDIENCE});
         baselines.push(Bench::new(&baseline_wasm, &config, &[])?);
+    }
+    // One bare-operation filter per BARE algorithm, keyed by its index in ALGS.
+    let mut bare = Vec::new();
+    for (alg, op) in BARE {
+        let i = ALGS
+            .iter()
+            .position(|a| *a == alg)
+            .ok_or_else(|| format!("{alg} is not benchmarked"))?;
+        let config = json!({"alg": alg, "jwk": signers[i].public_jwk()});
+        bare.push((
+            i,
+            format!("bare {op} {alg}"),
+            Bench::new(&bare_wasm, &config, &[])?,
+        ));
     }
 
     eprintln!("signing {} tokens per algorithm ...", rounds);
@@ -314,6 +340,9 @@ pub fn run(args: Args) -> Result<(), String> {
                 200,
                 alg,
             )?;
+            for (_, name, bench) in bare.iter_mut().filter(|(at, _, _)| *at == i) {
+                expect(bench.request(t, entry(&mut results, name))?, 200, name)?;
+            }
         }
         // Cheap paths run in bursts, as a busy gateway runs them back to back: a lone sample after a
         // signature check measures cold CPU caches more than the path.
@@ -473,6 +502,16 @@ fn report(
         println!("first-seen {alg} vs jwt-simple's own verify: time {time:.3}x, fuel {fuel:.3}x");
         overheads.push(json!({"alg": alg, "time_ratio": time, "fuel_ratio": fuel}));
     }
+    let mut versus_bare = Vec::new();
+    for (alg, op) in BARE {
+        let ours = get(&format!("first-seen {alg}"))?;
+        let base = get(&format!("bare {op} {alg}"))?;
+        let time = ratio(ours.micros(), base.micros());
+        let fuel = ratio(ours.fuel() as f64, base.fuel() as f64);
+        println!("first-seen {alg} vs bare {op}: time {time:.3}x, fuel {fuel:.3}x");
+        versus_bare
+            .push(json!({"alg": alg, "operation": op, "time_ratio": time, "fuel_ratio": fuel}));
+    }
     let flagged_requests = get("snapshot hit, introspection call")?.nanos.len()
         + get("snapshot hit, cached answer")?.nanos.len();
     println!(
@@ -489,6 +528,7 @@ fn report(
         "cached_vs_first_seen_es256": {"time": ratio(first.micros(), cached.micros()),
                                         "fuel": ratio(first.fuel() as f64, cached.fuel() as f64)},
         "first_seen_vs_jwt_simple": overheads,
+        "first_seen_vs_bare": versus_bare,
         "introspection": {"callouts": callouts, "requests": flagged_requests, "distinct_flagged_tokens": FLAGGED},
         "module": {"bytes": wasm_bytes, "compile_ms": startup.compile.as_secs_f64() * 1e3,
                    "start_vm_ms": startup.start_per_vm.as_secs_f64() * 1e3},
