@@ -311,12 +311,13 @@ pub fn claims_verified_elsewhere(
     ) {
         return Err(TokenError::WrongType);
     }
-    // jwt-simple decodes every payload it verifies: one it cannot read never verified.
-    let dates = jwt_simple_dates(&inspected.payload).ok_or(TokenError::Malformed(
+    // The dates as the signature step read them (jwt-simple's decoding, which every verified
+    // payload passed): one it cannot read never verified.
+    let dates = jwt_simple_claim_dates(&inspected.payload).ok_or(TokenError::Malformed(
         "claims of a type jwt-simple does not decode",
     ))?;
     jwt_simple_time_checks(dates, skew(policy), now)?;
-    check_claims(inspected.payload, policy, now)
+    check_claims(&inspected.payload, policy, now)
 }
 
 /// Claims first: every check [`verify`] makes besides the key and the signature, made on the

@@ -112,7 +112,7 @@ pub struct Engine {
     verified: TokenCache<Rc<Verified>>,
     /// Failed verifications, keyed by the token's SHA-256.
     refused: TokenCache<Refused, [u8]>,
-    /// Signature steps run (`jwt::verify` calls): for tests and metrics.
+    /// Signature steps run (`jwt::verify_inspected` calls): for tests and metrics.
     signature_checks: u64,
     introspected: IntrospectionCache,
     fetches: fetch::Schedule,
