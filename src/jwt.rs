@@ -357,16 +357,24 @@ fn jwt_simple_dates(payload: &Map<String, Value>) -> Option<[Option<u64>; 3]> {
         None => Some(None),
         Some(v) => v.as_u64().filter(|d| *d < 1 << 32).map(Some),
     };
-    let strings = ["iss", "sub", "jti", "nonce"]
-        .iter()
-        .all(|name| payload.get(*name).is_none_or(Value::is_string));
+    claim_types_decoded(payload, false).then_some(())?;
+    Some([date("iat")?, date("nbf")?, date("exp")?])
+}
+
+/// `iss`, `sub`, `jti`, `nonce` absent or strings (or `null`, with `null_strings`), and `aud`
+/// absent, a string or an array of strings: the claim types jwt-simple decodes.
+fn claim_types_decoded(payload: &Map<String, Value>, null_strings: bool) -> bool {
+    let strings = ["iss", "sub", "jti", "nonce"].iter().all(|name| {
+        payload
+            .get(*name)
+            .is_none_or(|v| v.is_string() || (null_strings && v.is_null()))
+    });
     let aud = match payload.get("aud") {
         None | Some(Value::String(_)) => true,
         Some(Value::Array(items)) => items.iter().all(Value::is_string),
         Some(_) => false,
     };
-    (strings && aud).then_some(())?;
-    Some([date("iat")?, date("nbf")?, date("exp")?])
+    strings && aud
 }
 
 /// jwt-simple's `JWTClaims::validate` time checks, with the options [`check_signature`] gives.
@@ -559,17 +567,7 @@ fn jwt_simple_claim_dates(payload: &Map<String, Value>) -> Option<[Option<u64>; 
         },
         Some(_) => None,
     };
-    let strings = ["iss", "sub", "jti", "nonce"].iter().all(|name| {
-        payload
-            .get(*name)
-            .is_none_or(|v| v.is_string() || v.is_null())
-    });
-    let aud = match payload.get("aud") {
-        None | Some(Value::String(_)) => true,
-        Some(Value::Array(items)) => items.iter().all(Value::is_string),
-        Some(_) => false,
-    };
-    (strings && aud).then_some(())?;
+    claim_types_decoded(payload, true).then_some(())?;
     Some([date("iat")?, date("nbf")?, date("exp")?])
 }
 

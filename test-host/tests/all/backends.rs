@@ -397,6 +397,23 @@ impl Backend {
     }
 }
 
+/// What the backend saw as identity, if not what the filter verified: `reader`'s scope and
+/// subject for `who == "read"` (a token), none otherwise, whatever forged spellings (`what`) came.
+fn identity_failure(b: &Backend, who: &str, what: &str, r: &Response) -> Option<String> {
+    let identity = r.echo().map(|e| e["identity"].clone());
+    let want = if who == "read" {
+        json!({"HTTP_X_AUTH_SCOPE": "read", "HTTP_X_AUTH_SUBJECT": "reader"})
+    } else {
+        json!({})
+    };
+    (r.status != 200 || identity.as_ref() != Some(&want)).then(|| {
+        format!(
+            "{} {who} {what}: backend identity {identity:?}, want {want} ({} {})",
+            b.name, r.status, r.body
+        )
+    })
+}
+
 /// A spelling of `/admin/secret` (or of a method) and how the gateway must judge it with a
 /// read-scope token: the status and the filter's reason code.
 struct Variant {
@@ -692,18 +709,7 @@ fn no_spelling_of_a_protected_path_reaches_a_real_backend() {
                 let (r, saw) = b.send("GET", target, &headers);
                 let label = format!("{target} + {forged}: admin");
                 row(b, &direct, who, "GET", &label, &r, &saw);
-                let identity = r.echo().map(|e| e["identity"].clone());
-                let want = if who == "read" {
-                    json!({"HTTP_X_AUTH_SCOPE": "read", "HTTP_X_AUTH_SUBJECT": "reader"})
-                } else {
-                    json!({})
-                };
-                if r.status != 200 || identity.as_ref() != Some(&want) {
-                    failures.push(format!(
-                        "{} {who} {forged}: backend identity {identity:?}, want {want} ({} {})",
-                        b.name, r.status, r.body
-                    ));
-                }
+                failures.extend(identity_failure(b, who, forged, &r));
             }
         }
         // Several copies at once, the exact name among them: the filter removes only what the
@@ -730,18 +736,7 @@ fn no_spelling_of_a_protected_path_reaches_a_real_backend() {
                 &r,
                 &saw,
             );
-            let identity = r.echo().map(|e| e["identity"].clone());
-            let want = if who == "read" {
-                json!({"HTTP_X_AUTH_SCOPE": "read", "HTTP_X_AUTH_SUBJECT": "reader"})
-            } else {
-                json!({})
-            };
-            if r.status != 200 || identity.as_ref() != Some(&want) {
-                failures.push(format!(
-                    "{} {who} forged copies: backend identity {identity:?}, want {want} ({} {})",
-                    b.name, r.status, r.body
-                ));
-            }
+            failures.extend(identity_failure(b, who, "forged copies", &r));
         }
         // Two credentials: a Basic and a Bearer authorization header.
         let (r, saw) = b.send(

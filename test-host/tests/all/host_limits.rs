@@ -157,6 +157,21 @@ fn large_snapshot_origin() -> (Issuer, Origin, Idp, usize) {
     (issuer, origin, Idp::new(), snapshots)
 }
 
+/// Each of the 4 workers denies a token of revoked subject `sub` and allows another subject's.
+fn every_worker_denies_only_the_revoked(proxy: &mut Proxy, issuer: &Issuer, sub: &str, jti: &str) {
+    let revoked = issuer.token("k1", sub, jti, None, T0);
+    let other = issuer.token("k1", "dee", "d-1", None, T0);
+    for worker in 0..4 {
+        assert_eq!(
+            send(proxy, worker, &revoked).verdict(),
+            "revoked_subject",
+            "worker {worker}: {:?}",
+            proxy.logs()
+        );
+        assert_eq!(send(proxy, worker, &other).verdict(), "allow");
+    }
+}
+
 #[test]
 fn a_snapshot_over_64_kib_reaches_every_worker_through_shared_data() {
     let (issuer, origin, idp, snapshots) = large_snapshot_origin();
@@ -166,17 +181,7 @@ fn a_snapshot_over_64_kib_reaches_every_worker_through_shared_data() {
     };
     let plugin = config_for(ENVOY, &origin, json!({}));
     let mut proxy = start(config, 4, plugin, ENVOY, &origin, &idp);
-    let revoked = issuer.token("k1", "user-7", "u-7", None, T0);
-    let other = issuer.token("k1", "dee", "d-1", None, T0);
-    for worker in 0..4 {
-        assert_eq!(
-            send(&mut proxy, worker, &revoked).verdict(),
-            "revoked_subject",
-            "worker {worker}: {:?}",
-            proxy.logs()
-        );
-        assert_eq!(send(&mut proxy, worker, &other).verdict(), "allow");
-    }
+    every_worker_denies_only_the_revoked(&mut proxy, &issuer, "user-7", "u-7");
     assert_eq!(
         origin.count("/snapshot") - snapshots,
         1,
@@ -232,17 +237,7 @@ fn the_smallest_kong_zone_costs_fetches_never_a_trapped_worker() {
     let mut proxy = start(config, 4, plugin, KONG, &origin, &idp);
     // A worker that finds the published data evicted fetches for itself at its next tick.
     proxy.advance(Duration::from_secs(3)).unwrap();
-    let revoked = issuer.token("k1", "user-3", "u-3", None, T0);
-    let other = issuer.token("k1", "dee", "d-1", None, T0);
-    for worker in 0..4 {
-        assert_eq!(
-            send(&mut proxy, worker, &revoked).verdict(),
-            "revoked_subject",
-            "worker {worker}: {:?}",
-            proxy.logs()
-        );
-        assert_eq!(send(&mut proxy, worker, &other).verdict(), "allow");
-    }
+    every_worker_denies_only_the_revoked(&mut proxy, &issuer, "user-3", "u-3");
     assert!(proxy.shared_data_evictions() > 0);
     for worker in 0..4 {
         assert_eq!(proxy.vm_failure(worker), None, "worker {worker} trapped");

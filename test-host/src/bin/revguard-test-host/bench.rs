@@ -533,13 +533,15 @@ fn report(
         "module": {"bytes": wasm_bytes, "compile_ms": startup.compile.as_secs_f64() * 1e3,
                    "start_vm_ms": startup.start_per_vm.as_secs_f64() * 1e3},
     });
+    print_and_save(&json, json_file)
+}
+
+/// Prints a bench's results as JSON and, with `--json FILE`, writes them there too.
+pub fn print_and_save(json: &Value, file: Option<&std::path::Path>) -> Result<(), String> {
     println!("\n{json}");
-    if let Some(file) = json_file {
-        std::fs::write(
-            file,
-            serde_json::to_string_pretty(&json).unwrap_or_default(),
-        )
-        .map_err(|e| format!("{}: {e}", file.display()))?;
+    if let Some(file) = file {
+        std::fs::write(file, serde_json::to_string_pretty(json).unwrap_or_default())
+            .map_err(|e| format!("{}: {e}", file.display()))?;
     }
     Ok(())
 }

@@ -266,13 +266,5 @@ pub fn run_fleet(
         "paths": rows.iter().map(|(name, us, fuel)| json!({"path": name, "median_us": us, "median_fuel": fuel})).collect::<Vec<_>>(),
         "shared_verdict_vs_first_seen_es256": ratios,
     });
-    println!("\n{json}");
-    if let Some(file) = json_file {
-        std::fs::write(
-            file,
-            serde_json::to_string_pretty(&json).unwrap_or_default(),
-        )
-        .map_err(|e| format!("{}: {e}", file.display()))?;
-    }
-    Ok(())
+    crate::bench::print_and_save(&json, json_file)
 }
