@@ -67,6 +67,27 @@ fn bench_inspect(c: &mut Criterion) {
     });
 }
 
+/// The work a token verified by another worker costs on top of a cached one: its SHA-256 (the
+/// shared-data key), the parse, and every claim check without the signature.
+fn bench_shared_verdict(c: &mut Criterion) {
+    let token = Signer::generate("ES256", "k").sign(&payload());
+    let policy = policy();
+    let mut group = c.benchmark_group("shared_verdict");
+    group.bench_function("token_digest", |b| {
+        b.iter(|| revguard::token_cache::token_digest(black_box(&token)))
+    });
+    group.bench_function("inspect", |b| {
+        b.iter(|| inspect(black_box(&token), 16 * 1024))
+    });
+    group.bench_function("inspect_and_claims", |b| {
+        b.iter(|| {
+            let inspected = inspect(black_box(&token), 16 * 1024).unwrap();
+            revguard::jwt::claims_verified_elsewhere(inspected, &policy, NOW)
+        })
+    });
+    group.finish();
+}
+
 /// The path normalisation every request goes through before route matching (src/path.rs).
 fn bench_path(c: &mut Criterion) {
     let options = revguard::config::PathConfig::default();
@@ -87,6 +108,7 @@ criterion_group!(
     bench_verify,
     bench_cached_path,
     bench_inspect,
+    bench_shared_verdict,
     bench_path
 );
 criterion_main!(benches);

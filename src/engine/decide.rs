@@ -489,7 +489,7 @@ impl Engine {
                 issuer,
                 key_set: source,
                 kid,
-                log_hash: short_hash(&token_digest(claims.jti.as_deref().unwrap_or(token))),
+                log_hash: log_hash(claims.jti.as_deref(), token_key),
                 claims: Rc::new(claims),
                 hashed_ids: Cell::new(None),
             });
@@ -526,7 +526,7 @@ impl Engine {
                     issuer,
                     key_set,
                     kid: inspected.header.kid,
-                    log_hash: short_hash(&token_digest(claims.jti.as_deref().unwrap_or(token))),
+                    log_hash: log_hash(claims.jti.as_deref(), token_key),
                     claims: Rc::new(claims),
                     hashed_ids: Cell::new(None),
                 })
@@ -711,6 +711,15 @@ fn remembered(error: &TokenError) -> bool {
 /// char finds each dot with the standard library's word-at-a-time memchr, not byte by byte.)
 fn looks_like_jwt(token: &str) -> bool {
     token.split('.').count() == 3
+}
+
+/// What a log line names a verified token by: its `jti`'s digest, else the token's own (already
+/// computed as `token_key`: no second SHA-256 over the whole token).
+fn log_hash(jti: Option<&str>, token_key: &[u8; 32]) -> String {
+    match jti {
+        Some(jti) => short_hash(&token_digest(jti)),
+        None => short_hash(token_key),
+    }
 }
 
 fn short_hash(key: &[u8; 32]) -> String {

@@ -94,8 +94,9 @@ pub(crate) struct Refused {
 struct FetchedKeys {
     keys: KeySet,
     fetched_at: u64,
-    /// [`key_set_fingerprint`] of the document these keys came from.
-    fingerprint: [u8; 32],
+    /// [`usable_fingerprint`] of these keys (and the issuer's inline ones, if any): what
+    /// `usable_keys_fingerprint` answers while they are fresh.
+    usable_fingerprint: [u8; 32],
 }
 
 #[derive(Debug, Default)]
@@ -118,6 +119,9 @@ pub struct Engine {
     fetches: fetch::Schedule,
     /// Per issuer, the [`key_set_fingerprint`] of its inline keys.
     inline_fingerprints: Vec<Option<[u8; 32]>>,
+    /// Per issuer, [`usable_fingerprint`] without fetched keys: what `usable_keys_fingerprint`
+    /// answers when none are fresh.
+    inline_only_fingerprints: Vec<[u8; 32]>,
     /// Verified tokens and introspection answers shared with the other workers of this proxy
     /// (proxy-wasm hosts), if the adapter gave a store ([`Engine::share_through`]).
     sharing: Option<Sharing>,
@@ -174,6 +178,21 @@ pub struct EngineStatus {
 impl Engine {
     pub fn new(policy: Rc<Policy>) -> Engine {
         let limits = &policy.config.limits;
+        let inline_fingerprints: Vec<Option<[u8; 32]>> = policy
+            .issuers
+            .iter()
+            .zip(&policy.config.issuers)
+            .map(|(issuer, config)| {
+                let jwks = serde_json::to_vec(config.jwks.as_ref()?).ok()?;
+                issuer.inline_keys.as_ref()?;
+                Some(key_set_fingerprint(KeySource::Inline, issuer, &jwks))
+            })
+            .collect();
+        let inline_only_fingerprints = inline_fingerprints
+            .iter()
+            .enumerate()
+            .map(|(issuer, inline)| usable_fingerprint(issuer, None, inline.as_ref()))
+            .collect();
         Engine {
             issuers: policy
                 .issuers
@@ -186,16 +205,8 @@ impl Engine {
             signature_checks: 0,
             introspected: IntrospectionCache::new(limits.introspection_cache_entries),
             fetches: fetch::Schedule::new(&policy),
-            inline_fingerprints: policy
-                .issuers
-                .iter()
-                .zip(&policy.config.issuers)
-                .map(|(issuer, config)| {
-                    let jwks = serde_json::to_vec(config.jwks.as_ref()?).ok()?;
-                    issuer.inline_keys.as_ref()?;
-                    Some(key_set_fingerprint(KeySource::Inline, issuer, &jwks))
-                })
-                .collect(),
+            inline_fingerprints,
+            inline_only_fingerprints,
             sharing: None,
             shared_verdict_hits: 0,
             shared_answer_hits: 0,
@@ -246,7 +257,9 @@ impl Engine {
             return Err(LoadError::NoSuchIssuer(issuer));
         };
         let keys = KeySet::from_jwks(jwks, &policy.algorithms).map_err(LoadError::Keys)?;
-        let fingerprint = key_set_fingerprint(KeySource::Fetched, policy, jwks);
+        let fetched = key_set_fingerprint(KeySource::Fetched, policy, jwks);
+        let inline = self.inline_fingerprints.get(issuer).copied().flatten();
+        let usable_fingerprint = usable_fingerprint(issuer, Some(&fetched), inline.as_ref());
         let count = keys.len();
         if let Some(state) = self.issuers.get_mut(issuer) {
             let removed_or_replaced = state
@@ -261,7 +274,7 @@ impl Engine {
             state.fetched = Some(FetchedKeys {
                 keys,
                 fetched_at: now,
-                fingerprint,
+                usable_fingerprint,
             });
             state.unknown_kid_seen = false;
         }
@@ -419,20 +432,17 @@ impl Engine {
     /// Fingerprint of the key sets `usable_keys` offers for `issuer` now, in their order: a
     /// token's signature step has the same outcome under equal fingerprints, so a verdict
     /// another worker shares is used only when this matches the one it verified under.
+    /// Computed when keys load, not per token.
     fn usable_keys_fingerprint(&self, issuer: usize, now: u64) -> [u8; 32] {
-        let mut h = hmac_sha256::Hash::new();
-        h.update((issuer as u64).to_be_bytes());
-        if self.fresh_fetched_keys(issuer, now).is_some() {
-            if let Some(fetched) = self.issuers.get(issuer).and_then(|s| s.fetched.as_ref()) {
-                h.update([KeySource::Fetched.byte()]);
-                h.update(fetched.fingerprint);
-            }
+        let fresh = self.fresh_fetched_keys(issuer, now).is_some();
+        match self.issuers.get(issuer).and_then(|s| s.fetched.as_ref()) {
+            Some(fetched) if fresh => fetched.usable_fingerprint,
+            _ => self
+                .inline_only_fingerprints
+                .get(issuer)
+                .copied()
+                .unwrap_or_default(),
         }
-        if let Some(Some(inline)) = self.inline_fingerprints.get(issuer) {
-            h.update([KeySource::Inline.byte()]);
-            h.update(inline);
-        }
-        h.finalize()
     }
 
     /// Whether the key set that verified a cached token is still one `usable_keys` offers.
@@ -443,6 +453,26 @@ impl Engine {
             KeySource::Fetched => self.fresh_fetched_keys(verified.issuer, now).is_some(),
         }
     }
+}
+
+/// SHA-256 over the issuer and the fingerprints of the key sets `usable_keys` offers, in its
+/// order (fetched keys while fresh, then inline keys).
+fn usable_fingerprint(
+    issuer: usize,
+    fetched: Option<&[u8; 32]>,
+    inline: Option<&[u8; 32]>,
+) -> [u8; 32] {
+    let mut h = hmac_sha256::Hash::new();
+    h.update((issuer as u64).to_be_bytes());
+    if let Some(fetched) = fetched {
+        h.update([KeySource::Fetched.byte()]);
+        h.update(fetched);
+    }
+    if let Some(inline) = inline {
+        h.update([KeySource::Inline.byte()]);
+        h.update(inline);
+    }
+    h.finalize()
 }
 
 /// SHA-256 over where a key set comes from, the issuer, the algorithms its keys may be used
