@@ -1293,6 +1293,37 @@ mod tests {
         }
     }
 
+    /// The payload's fixed places and map read exactly what one strict map reads: the same
+    /// members, and a name given twice refused whether it is a standard claim or not, spelled
+    /// with escapes or not.
+    #[test]
+    fn payload_reads_as_one_strict_map() {
+        let objects: [&[u8]; 7] = [
+            br#"{"iss":"a","sub":"b","tenant":"t","roles":["x"],"exp":1,"scp":null}"#,
+            br#"{"iss":"a","\u0069ss":"b"}"#,
+            br#"{"iss":"a","iss":"a"}"#,
+            br#"{"tenant":1,"tenant":2}"#,
+            br#"{"ten\u0061nt":1,"tenant":2}"#,
+            br#"{"nested":{"iss":1,"iss":2},"aud":["a","a"]}"#,
+            br#"{"iss":"a"} trailing"#,
+        ];
+        for bytes in objects {
+            let map = json::parse_object(bytes).ok();
+            let payload = json::parse_members::<Payload>(bytes).ok();
+            assert_eq!(
+                payload.clone().map(Payload::into_map),
+                map,
+                "{}",
+                String::from_utf8_lossy(bytes)
+            );
+            if let (Some(payload), Some(map)) = (payload, map) {
+                for name in STANDARD_CLAIMS.iter().chain(&["tenant", "roles", "nested", "x"]) {
+                    assert_eq!(payload.get(name), map.get(*name), "{name}");
+                }
+            }
+        }
+    }
+
     /// Our decoder of token parts accepts and decodes exactly what ct-codecs (the decoder
     /// jwt-simple runs on the same parts) does: every string of up to 4 characters over an
     /// alphabet with each class of character (edges of the ranges, padding, the standard
