@@ -1317,7 +1317,10 @@ mod tests {
                 String::from_utf8_lossy(bytes)
             );
             if let (Some(payload), Some(map)) = (payload, map) {
-                for name in STANDARD_CLAIMS.iter().chain(&["tenant", "roles", "nested", "x"]) {
+                for name in STANDARD_CLAIMS
+                    .iter()
+                    .chain(&["tenant", "roles", "nested", "x"])
+                {
                     assert_eq!(payload.get(name), map.get(*name), "{name}");
                 }
             }
