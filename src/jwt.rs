@@ -1262,9 +1262,6 @@ mod tests {
         }
     }
 
-    /// Claims first changes no outcome: for a token whose signature verifies, every refusal
-    /// `precheck` makes is the one `verify` makes, across payloads that fail one or several
-    /// claim checks, carry types jwt-simple reads differently, and across times.
     /// A token verified by another worker reads to the very claims (`extra` included) and
     /// refusals `verify` gives it, for each algorithm and for payloads that fail each check.
     #[test]
@@ -1361,6 +1358,9 @@ mod tests {
         assert!(checked > 100_000 && decoded > 10_000, "{checked} {decoded}");
     }
 
+    /// Claims first changes no outcome: for a token whose signature verifies, every refusal
+    /// `precheck` makes is the one `verify` makes, across payloads that fail one or several
+    /// claim checks, carry types jwt-simple reads differently, and across times.
     #[test]
     fn precheck_refuses_exactly_as_verify_would() {
         let signer = Signer::generate("EdDSA", "k1");
