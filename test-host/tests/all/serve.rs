@@ -240,14 +240,21 @@ fn serve_is_a_working_gateway_that_picks_up_revocations() {
     let bob = issuer.token("k1", "bob", "jti-bob", None, now);
     assert_eq!(get(&listen, "/orders", Some(&bob)).unwrap().0, 200);
 
-    let (status, stats) = get(&admin, "/stats", None).unwrap();
-    assert_eq!(status, 200);
-    assert!(
-        stats.contains("wasmcustom.revguard_deny_revoked_subject: "),
-        "{stats}"
-    );
-    assert!(
-        stats.contains("wasmcustom.revguard_snapshot_generation: 2"),
-        "{stats}"
-    );
+    // A worker adds its request counters to the proxy's metrics on its next tick (up to one
+    // tick period later), so the admin endpoint is read until they show up.
+    let shown_at = Instant::now();
+    loop {
+        let (status, stats) = get(&admin, "/stats", None).unwrap();
+        assert_eq!(status, 200);
+        let complete = stats.contains("wasmcustom.revguard_deny_revoked_subject: ")
+            && stats.contains("wasmcustom.revguard_snapshot_generation: 2");
+        if complete {
+            break;
+        }
+        assert!(
+            shown_at.elapsed() < Duration::from_secs(5),
+            "the metrics never showed the revocation: {stats}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
