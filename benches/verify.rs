@@ -73,8 +73,8 @@ fn bench_shared_verdict(c: &mut Criterion) {
     let token = Signer::generate("ES256", "k").sign(&payload());
     let policy = policy();
     let mut group = c.benchmark_group("shared_verdict");
-    group.bench_function("token_digest", |b| {
-        b.iter(|| revguard::token_cache::token_digest(black_box(&token)))
+    group.bench_function("token_key", |b| {
+        b.iter(|| revguard::token_cache::token_key(black_box(&token)))
     });
     group.bench_function("inspect", |b| {
         b.iter(|| inspect(black_box(&token), 16 * 1024))

@@ -185,7 +185,9 @@ pub struct DecisionLog {
     pub issuer: Option<String>,
     pub kid: Option<String>,
     pub snapshot_generation: Option<u64>,
-    /// First 8 bytes of SHA-256 of the token id (`jti`, else the token), hex.
+    /// First 8 bytes of SHA-256 of the token id (a verified token's `jti`, else the token),
+    /// hex. Set on denials and introspections (whose answer may deny), never on an allow: no
+    /// allow writes a log line, and the SHA-256 would cost as much as the token's key again.
     pub token_hash: Option<String>,
     /// The verified-token cache answered (no signature check).
     pub cached: bool,

@@ -304,6 +304,44 @@ fn subject_and_tenant_not_before_revoke_older_tokens_only() {
     );
 }
 
+/// The log names a token by the first 8 bytes of SHA-256 of its verified `jti`, else of the
+/// token (what an operator can compute), on denials only: an allow pays for no SHA-256.
+#[test]
+fn denial_logs_name_a_token_by_its_jti_or_itself_and_allows_not_at_all() {
+    let kit = Kit::new();
+    let mut engine = kit.engine(json!({}));
+    let token = kit.token("gina", json!({}));
+    let token_name = |t: &str| revguard::wire::hex(&hmac_sha256::Hash::hash(t.as_bytes())[..8]);
+    let log_name = |d: &Decision| match d {
+        Decision::Allow(a) => a.log.token_hash.clone(),
+        Decision::Deny(d) => d.log.token_hash.clone(),
+        Decision::Introspect(i) => i.pending.log().token_hash.clone(),
+    };
+    let allowed = decide(&mut engine, Some(&token), "/", &[], T0 + 1);
+    assert_eq!(
+        (outcome(&allowed), log_name(&allowed)),
+        ("allow".into(), None)
+    );
+
+    engine
+        .load_snapshot(&kit.snapshot(2, &[subject("gina", T0 + 50)]))
+        .unwrap();
+    let revoked = decide(&mut engine, Some(&token), "/", &[], T0 + 2);
+    assert_eq!(outcome(&revoked), "revoked_subject");
+    // printf %s jti-gina-1767225600 | sha256sum | cut -c1-16
+    assert_eq!(log_name(&revoked).as_deref(), Some("8e7233f77932e122"));
+
+    // An unverified token's claimed jti names nothing: the token itself does, on its first
+    // refusal and on replays answered from memory.
+    let forger = jwt_simple::prelude::ES256KeyPair::generate().with_key_id("k1");
+    let forged = kit.token_with(&forger, "mallory", T0, json!({}));
+    for now in [T0 + 3, T0 + 4] {
+        let refused = decide(&mut engine, Some(&forged), "/", &[], now);
+        assert_eq!(outcome(&refused), "bad_signature");
+        assert_eq!(log_name(&refused), Some(token_name(&forged)));
+    }
+}
+
 #[test]
 fn a_delta_revokes_exactly_and_a_rollback_is_refused() {
     let kit = Kit::new();

@@ -3,8 +3,7 @@
 
 use revguard::config::Endpoint;
 use revguard::introspection::{
-    build_request, cache_key, parse_response, Cached, ClientAuth, IntrospectionCache,
-    IntrospectionSettings,
+    build_request, parse_response, Cached, ClientAuth, IntrospectionCache, IntrospectionSettings,
 };
 
 pub fn run(data: &[u8]) {
@@ -26,7 +25,7 @@ pub fn run(data: &[u8]) {
     let ttl = byte(5);
     let token_exp = (byte(6) % 2 == 0).then(|| now.saturating_add(byte(7)).saturating_sub(8));
     let mut cache = IntrospectionCache::new(2);
-    let key = cache_key("token");
+    let key = revguard::token_cache::token_key("token");
     cache.put(key, answer.clone(), token_exp, ttl, now);
     for t in [now, now.saturating_add(ttl), now.saturating_add(byte(8))] {
         if let Some(Cached::Active(cached)) = cache.get(&key, t) {

@@ -197,7 +197,7 @@ fn a_token_verified_by_one_worker_is_not_verified_again_by_another() {
     let value = kit.store.read(&kit.store.keys("verdict/")[0]);
     assert!(!value.windows(16).any(|w| token.as_bytes().starts_with(w)));
     let verdict = SharedVerdict::decode(&value).unwrap();
-    assert_eq!(verdict.token_key, crate::token_cache::token_digest(&token));
+    assert_eq!(verdict.token_key, crate::token_cache::token_key(&token));
     assert_eq!(verdict.exp, T + 600);
 }
 
@@ -303,7 +303,8 @@ fn garbage_or_truncated_values_are_misses_and_never_panic() {
     let key = kit.store.keys("verdict/")[0].clone();
     let good = kit.store.read(&key);
     let mut wrong_version = good.clone();
-    wrong_version[0] = 2;
+    // Version 1 keyed tokens by SHA-256: its values must be skipped, not misread.
+    wrong_version[0] = 1;
     let mut bad_source = good.clone();
     *bad_source.last_mut().unwrap() = 7;
     let mut longer = good.clone();

@@ -6,7 +6,7 @@
 //! Keys come from a fixed set: Envoy's shared data never deletes or evicts an entry
 //! (proxy-wasm-cpp-host src/shared_data.cc: `SharedData` is a map that `set` only inserts
 //! into or overwrites; the ABI has no delete), so a key per token would grow without bound.
-//! - `<prefix>verdict/<slot>`: "the token with this SHA-256 verified under the key sets with
+//! - `<prefix>verdict/<slot>`: "the token with this key verified under the key sets with
 //!   this fingerprint". `slot` = the digest's first four bytes (big-endian) mod
 //!   `sharing.verdict_slots`.
 //! - `<prefix>answer/<src>/<slot>`: an introspection answer, as the issuer sent it, with the
@@ -15,8 +15,8 @@
 //!   issuers never read each other's answers.
 //!
 //! Each value carries the full 32-byte token digest: two tokens in one slot are a miss for
-//! one of them (the last writer wins the slot), never a wrong hit (SHA-256 is collision
-//! resistant). Values are written with [`super::overwrite`] (Kong's CAS rule).
+//! one of them (the last writer wins the slot), never a wrong hit (the token's key,
+//! `token_cache::token_key`, is BLAKE3: collision resistant). Values are written with [`super::overwrite`] (Kong's CAS rule).
 //!
 //! Trust: the same as for the key sets workers share today. Any code with write access to the
 //! shared data (on Envoy, a filter in the same `vm_id`; on Kong, one using the same `shm_kv`
@@ -33,8 +33,9 @@
 
 use super::{overwrite, SharedStore};
 
-/// Format version of both values: a reader skips any other.
-const VERSION: u8 = 1;
+/// Format version of both values: a reader skips any other. 2: the token's key is BLAKE3 (a
+/// worker of an older filter in the same proxy, keyed by SHA-256, is skipped, not misread).
+const VERSION: u8 = 2;
 
 /// Largest introspection body shared; a larger answer is cached by its worker only.
 pub const MAX_ANSWER_BODY: usize = 2048;
@@ -48,7 +49,7 @@ const ANSWER_HEADER_LEN: usize = 1 + 32 + 8 + 1 + 8;
 /// "This token's signature verified under these key sets."
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SharedVerdict {
-    /// SHA-256 of the token.
+    /// The token's key (`token_cache::token_key`).
     pub token_key: [u8; 32],
     /// Fingerprint of the issuer's usable key sets when it verified (the engine's).
     pub key_sets: [u8; 32],

@@ -21,7 +21,7 @@ use crate::reason::Reason;
 use crate::request::RequestView;
 use crate::routes;
 use crate::snapshot::{IdKind, TokenIds, Verdict};
-use crate::token_cache::token_digest;
+use crate::token_cache::token_key;
 
 /// Why a token not seen before was not verified.
 enum Unverified {
@@ -106,14 +106,14 @@ impl Engine {
             Extracted::Invalid(_) => return self.deny(Reason::InvalidRequest, route, log),
         };
         if cached.is_none() && !looks_like_jwt(token) {
-            let token_key = token_digest(token);
-            log.token_hash = Some(short_hash(&token_key));
-            return match config.opaque_tokens {
+            let decision = match config.opaque_tokens {
                 OpaqueTokens::Reject => self.deny(Reason::MalformedToken, route, log),
                 OpaqueTokens::Introspect => {
-                    self.introspect(token, token_key, None, None, route_index, req, log, now)
+                    let key = token_key(token);
+                    self.introspect(token, key, None, None, route_index, req, log, now)
                 }
             };
+            return named(decision, || log_name(token));
         }
 
         let verified = match cached {
@@ -123,9 +123,9 @@ impl Engine {
             }
             None => {
                 // Hashed only off the cached path: the failed-verification memory's key, and
-                // the log's name for a refused token.
-                let token_key = token_digest(token);
-                match self.verify(token, &token_key, now, &mut log) {
+                // what the proxy's workers share about the token.
+                let key = token_key(token);
+                match self.verify(token, &key, now, &mut log) {
                     Ok(v) => {
                         let v = Rc::new(v);
                         self.verified
@@ -133,29 +133,28 @@ impl Engine {
                         v
                     }
                     Err(unverified) => {
-                        log.token_hash = Some(short_hash(&token_key));
-                        return match unverified {
+                        let decision = match unverified {
                             Unverified::Refused(reason) => self.deny(reason, route, log),
                             Unverified::LetThrough(reason) => {
                                 self.fail_open(reason, route, log, req)
                             }
                         };
+                        return named(decision, || log_name(token));
                     }
                 }
             }
         };
         log.issuer = Some(verified.claims.iss.clone());
         log.kid = verified.kid.clone();
-        log.token_hash = Some(verified.log_hash.clone());
         log.snapshot_generation = self.snapshot_generation();
 
         let claims = Rc::clone(&verified.claims);
-        match self.revocation_check(&verified, route, now) {
+        let decision = match self.revocation_check(&verified, route, now) {
             Revocation::Denied(reason) => self.deny(reason, route, log),
             Revocation::Confirm(trigger) => self.introspect(
                 token,
-                token_digest(token),
-                Some(claims),
+                token_key(token),
+                Some(Rc::clone(&claims)),
                 trigger,
                 route_index,
                 req,
@@ -171,7 +170,11 @@ impl Engine {
                 log,
                 now,
             ),
-        }
+        };
+        // A verified token is named by its `jti` where it has one: the id revocations name.
+        named(decision, || {
+            log_name(claims.jti.as_deref().unwrap_or(token))
+        })
     }
 
     /// Finishes a decision that waited for introspection. `outcome` is the issuer's answer, or
@@ -438,6 +441,7 @@ impl Engine {
     ) -> Result<Verified, Unverified> {
         if let Some(refused) = self.remembered_refusal(token_key, now) {
             log.kid.clone_from(&refused.kid);
+            log.token_hash = Some(refused.log_name.clone());
             log.issuer = self
                 .policy
                 .issuers
@@ -489,7 +493,6 @@ impl Engine {
                 issuer,
                 key_set: source,
                 kid,
-                log_hash: log_hash(claims.jti.as_deref(), token_key),
                 claims: Rc::new(claims),
                 hashed_ids: Cell::new(None),
             });
@@ -526,7 +529,6 @@ impl Engine {
                     issuer,
                     key_set,
                     kid: inspected.header.kid,
-                    log_hash: log_hash(claims.jti.as_deref(), token_key),
                     claims: Rc::new(claims),
                     hashed_ids: Cell::new(None),
                 })
@@ -545,6 +547,7 @@ impl Engine {
                         issuer,
                         sources,
                         kid: inspected.header.kid,
+                        log_name: log_name(token),
                     };
                     self.refused
                         .insert(token_key.as_slice(), refused, until, now);
@@ -713,17 +716,24 @@ fn looks_like_jwt(token: &str) -> bool {
     token.split('.').count() == 3
 }
 
-/// What a log line names a verified token by: its `jti`'s digest, else the token's own (already
-/// computed as `token_key`: no second SHA-256 over the whole token).
-fn log_hash(jti: Option<&str>, token_key: &[u8; 32]) -> String {
-    match jti {
-        Some(jti) => short_hash(&token_digest(jti)),
-        None => short_hash(token_key),
-    }
+/// What a log line names a token by (`text`: a verified token's `jti`, else the token): the
+/// first 8 bytes of its SHA-256, hex, as `printf %s "$token" | sha256sum | cut -c1-16` gives.
+fn log_name(text: &str) -> String {
+    let digest = hmac_sha256::Hash::hash(text.as_bytes());
+    crate::wire::hex(digest.get(..8).unwrap_or_default())
 }
 
-fn short_hash(key: &[u8; 32]) -> String {
-    crate::wire::hex(key.get(..8).unwrap_or_default())
+/// Names the token in `decision`'s log where a line may be written: a denial, or an
+/// introspection (its answer may deny). An allow writes none, so it never pays for the SHA-256
+/// (as much as the token's key again). A name already given (a remembered refusal's) stands.
+fn named(mut decision: Decision, name: impl FnOnce() -> String) -> Decision {
+    let log = match &mut decision {
+        Decision::Deny(denial) => &mut denial.log,
+        Decision::Introspect(introspect) => &mut introspect.pending.log,
+        Decision::Allow(_) => return decision,
+    };
+    log.token_hash.get_or_insert_with(name);
+    decision
 }
 
 fn revoked_reason(kind: IdKind) -> Reason {

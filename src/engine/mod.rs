@@ -61,8 +61,6 @@ pub(crate) struct Verified {
     pub key_set: KeySource,
     pub kid: Option<String>,
     pub claims: Rc<Claims>,
-    /// For log lines: the short hash of the `jti`, else of the token.
-    pub log_hash: String,
     /// The token's ids hashed with the salt of the snapshot they were last checked against:
     /// repeat requests skip the HMACs until the snapshot's salt changes.
     pub hashed_ids: Cell<Option<([u8; 32], HashedIds)>>,
@@ -87,6 +85,8 @@ pub(crate) struct Refused {
     pub issuer: usize,
     pub sources: Vec<KeySource>,
     pub kid: Option<String>,
+    /// The token's name in log lines, computed when it was first refused.
+    pub log_name: String,
 }
 
 /// Keys fetched from an issuer's upstream.
@@ -111,7 +111,7 @@ pub struct Engine {
     issuers: Vec<IssuerState>,
     revocation: Option<RevocationState>,
     verified: TokenCache<Rc<Verified>>,
-    /// Failed verifications, keyed by the token's SHA-256.
+    /// Failed verifications, keyed by the token's key (`token_cache::token_key`).
     refused: TokenCache<Refused, [u8]>,
     /// Signature steps run (`jwt::verify_inspected` calls): for tests and metrics.
     signature_checks: u64,

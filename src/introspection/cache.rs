@@ -1,4 +1,4 @@
-//! A bounded cache of introspection answers, keyed by the SHA-256 of the token.
+//! A bounded cache of introspection answers, keyed by the token's key (`token_cache::token_key`).
 //!
 //! Introspection is the slow path (a network call per token), so answers are reused, but never
 //! longer than they can be true: an active answer lives at most `ttl` and never past the token's
@@ -43,11 +43,6 @@ pub struct IntrospectionCache {
     /// Puts since the last sweep of expired entries: a sweep costs O(capacity) and runs at most
     /// once per `capacity / 2` puts.
     puts_since_sweep: usize,
-}
-
-/// The cache key for `token`: its SHA-256, so no raw token is kept.
-pub fn cache_key(token: &str) -> [u8; 32] {
-    hmac_sha256::Hash::hash(token.as_bytes())
 }
 
 impl IntrospectionCache {
@@ -218,7 +213,7 @@ mod tests {
     use super::*;
 
     fn key(n: u64) -> [u8; 32] {
-        cache_key(&format!("token-{n}"))
+        crate::token_cache::token_key(&format!("token-{n}"))
     }
 
     fn active(exp: Option<u64>) -> IntrospectionAnswer {
@@ -232,13 +227,6 @@ mod tests {
 
     fn is_active(cache: &IntrospectionCache, k: &[u8; 32], now: u64) -> bool {
         matches!(cache.get(k, now), Some(Cached::Active(_)))
-    }
-
-    #[test]
-    fn key_is_sha256_of_the_token() {
-        // SHA-256("abc"), FIPS 180-2 appendix B.1.
-        let expected = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
-        assert_eq!(crate::wire::hex(&cache_key("abc")), expected);
     }
 
     #[test]

@@ -7,7 +7,7 @@ mod pending;
 mod request;
 mod response;
 
-pub use cache::{cache_key, Cached, IntrospectionCache};
+pub use cache::{Cached, IntrospectionCache};
 pub use pending::{group_key, Callouts, Finished, Registered, Swept, TokenKey};
 pub use request::{build_request, ClientAuth, HttpRequest, IntrospectionSettings};
 pub use response::{parse_response, IntrospectionAnswer, IntrospectionError};
