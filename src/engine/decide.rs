@@ -3,7 +3,7 @@
 //! (exact tables, then the filter, then introspection where the filter hits), then the route's
 //! requirements.
 
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
 use std::rc::Rc;
 
 use super::{Engine, KeySource, Refused, Verified, REFUSED_TTL_SECS};
@@ -171,9 +171,14 @@ impl Engine {
                 now,
             ),
         };
-        // A verified token is named by its `jti` where it has one: the id revocations name.
+        // A verified token is named by its `jti` where it has one: the id revocations name. Once
+        // per token: a revoked token sent again is named from its cache entry.
         named(decision, || {
-            log_name(claims.jti.as_deref().unwrap_or(token))
+            let jti_or_token = claims.jti.as_deref().unwrap_or(token);
+            verified
+                .log_name
+                .get_or_init(|| log_name(jti_or_token))
+                .clone()
         })
     }
 
@@ -495,6 +500,7 @@ impl Engine {
                 kid,
                 claims: Rc::new(claims),
                 hashed_ids: Cell::new(None),
+                log_name: OnceCell::new(),
             });
         }
         // After the key-set check, so that the keys-unavailable failure mode still applies
@@ -531,6 +537,7 @@ impl Engine {
                     kid: inspected.header.kid,
                     claims: Rc::new(claims),
                     hashed_ids: Cell::new(None),
+                    log_name: OnceCell::new(),
                 })
             }
             Err(e) => {

@@ -5,7 +5,7 @@ mod decide;
 mod fetch;
 mod identity;
 
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
 use std::rc::Rc;
 
 use serde::Serialize;
@@ -64,6 +64,8 @@ pub(crate) struct Verified {
     /// The token's ids hashed with the salt of the snapshot they were last checked against:
     /// repeat requests skip the HMACs until the snapshot's salt changes.
     pub hashed_ids: Cell<Option<([u8; 32], HashedIds)>>,
+    /// The token's name in log lines, computed at its first denial or introspection.
+    pub log_name: OnceCell<String>,
 }
 
 /// Entries in the failed-verification memory: 1024 digests and reasons, about 100 KiB.
