@@ -549,12 +549,14 @@ impl Engine {
                     let until = jwt::unverified_exp(&inspected)
                         .unwrap_or(u64::MAX)
                         .min(now.saturating_add(REFUSED_TTL_SECS));
+                    let name = log_name(token);
+                    log.token_hash = Some(name.clone());
                     let refused = Refused {
                         reason: e.reason(),
                         issuer,
                         sources,
                         kid: inspected.header.kid,
-                        log_name: log_name(token),
+                        log_name: name,
                     };
                     self.refused
                         .insert(token_key.as_slice(), refused, until, now);
