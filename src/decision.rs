@@ -187,7 +187,7 @@ pub struct DecisionLog {
     pub snapshot_generation: Option<u64>,
     /// First 8 bytes of SHA-256 of the token id (a verified token's `jti`, else the token),
     /// hex. Set on denials and introspections (whose answer may deny), never on an allow: no
-    /// allow writes a log line, and the SHA-256 would cost as much as the token's key again.
+    /// allow writes a log line, and the SHA-256 would cost twice the token's key.
     pub token_hash: Option<String>,
     /// The verified-token cache answered (no signature check).
     pub cached: bool,

@@ -96,8 +96,8 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
 /// A token's key: its BLAKE3 digest, a stable name for it that is not the token. It keys the
 /// failed-verification memory, the introspection cache and callout sharing, and what a proxy's
 /// workers share about the token, so every use needs collision resistance (a collision would
-/// be a wrong hit). BLAKE3 rather than SHA-256: in 32-bit wasm it costs about a third as much
-/// per block (BENCHMARKS.md, "The token's key"), and it is per-token work of every first sight.
+/// be a wrong hit). BLAKE3 rather than SHA-256: in 32-bit wasm it costs less than half as much
+/// (BENCHMARKS.md, "The token's key"), and it is per-token work of every first sight.
 /// Log lines name a token differently (SHA-256, which operators can compute: `engine::decide`).
 pub fn token_key(token: &str) -> [u8; 32] {
     *blake3::hash(token.as_bytes()).as_bytes()

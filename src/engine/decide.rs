@@ -734,7 +734,7 @@ fn log_name(text: &str) -> String {
 
 /// Names the token in `decision`'s log where a line may be written: a denial, or an
 /// introspection (its answer may deny). An allow writes none, so it never pays for the SHA-256
-/// (as much as the token's key again). A name already given (a remembered refusal's) stands.
+/// (twice the token's key). A name already given (a remembered refusal's) stands.
 fn named(mut decision: Decision, name: impl FnOnce() -> String) -> Decision {
     let log = match &mut decision {
         Decision::Deny(denial) => &mut denial.log,
