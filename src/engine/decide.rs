@@ -728,7 +728,7 @@ fn looks_like_jwt(token: &str) -> bool {
 /// What a log line names a token by (`text`: a verified token's `jti`, else the token): the
 /// first 8 bytes of its SHA-256, hex, as `printf %s "$token" | sha256sum | cut -c1-16` gives.
 fn log_name(text: &str) -> String {
-    let digest = hmac_sha256::Hash::hash(text.as_bytes());
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(text.as_bytes());
     crate::wire::hex(digest.get(..8).unwrap_or_default())
 }
 

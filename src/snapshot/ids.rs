@@ -6,8 +6,9 @@
 
 use std::hash::{Hash, Hasher};
 
-use hmac_sha256::HMAC;
+use hmac::{Hmac, KeyInit, Mac};
 use serde::Serialize;
+use sha2::Sha256;
 
 /// Length of a hashed id in bytes.
 pub const ID_LEN: usize = 16;
@@ -39,10 +40,13 @@ impl IdKind {
 }
 
 /// Computes `HMAC-SHA256(key = salt, label || 0x00 || value)[0..16]`, with the key schedule
-/// done once per salt.
+/// done once per salt. RustCrypto's `Hmac` keeps both padded keys absorbed (its `HmacCore`), so
+/// an id costs two SHA-256 blocks; hmac-sha256's `HMAC` absorbs the outer padded key again at
+/// every `finalize`, a third block per id: a third of the revocation check of a token not seen
+/// before, which hashes up to four ids (BENCHMARKS.md, "The token's key").
 #[derive(Clone)]
 pub struct IdHasher {
-    keyed: HMAC,
+    keyed: Hmac<Sha256>,
 }
 
 impl std::fmt::Debug for IdHasher {
@@ -53,17 +57,21 @@ impl std::fmt::Debug for IdHasher {
 
 impl IdHasher {
     pub fn new(salt: &[u8; 32]) -> Self {
+        // HMAC pads a key shorter than the block with zeros (RFC 2104, section 2): the salt
+        // zero-padded to one block is the same key, and takes `KeyInit::new`, which cannot fail.
+        let mut block = [0u8; 64];
+        block[..32].copy_from_slice(salt);
         IdHasher {
-            keyed: HMAC::new(salt),
+            keyed: Hmac::new(&block.into()),
         }
     }
 
     pub fn hash(&self, kind: IdKind, value: &str) -> HashedId {
         let mut mac = self.keyed.clone();
         mac.update(kind.label());
-        mac.update([0u8]);
+        mac.update(&[0u8]);
         mac.update(value.as_bytes());
-        let full = mac.finalize();
+        let full: [u8; 32] = mac.finalize().into_bytes().into();
         let mut id = [0u8; ID_LEN];
         id.copy_from_slice(&full[..ID_LEN]);
         id
@@ -108,8 +116,9 @@ mod tests {
 
     #[test]
     fn id_hash_matches_the_documented_construction() {
+        // Against another implementation of HMAC-SHA256 (hmac-sha256's).
         let salt = [0x11u8; 32];
-        let expected = HMAC::mac(b"jti\0token-1", salt);
+        let expected = hmac_sha256::HMAC::mac(b"jti\0token-1", salt);
         assert_eq!(
             IdHasher::new(&salt).hash(IdKind::Jti, "token-1")[..],
             expected[..ID_LEN]
