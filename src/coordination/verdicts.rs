@@ -16,7 +16,8 @@
 //!
 //! Each value carries the full 32-byte token digest: two tokens in one slot are a miss for
 //! one of them (the last writer wins the slot), never a wrong hit (the token's key,
-//! `token_cache::token_key`, is BLAKE3: collision resistant). Values are written with [`super::overwrite`] (Kong's CAS rule).
+//! `token_cache::token_key`, is BLAKE3: collision resistant). Values are written with
+//! [`super::overwrite`] (Kong's CAS rule).
 //!
 //! Trust: the same as for the key sets workers share today. Any code with write access to the
 //! shared data (on Envoy, a filter in the same `vm_id`; on Kong, one using the same `shm_kv`

@@ -116,10 +116,11 @@ impl Engine {
             return named(decision, || log_name(token));
         }
 
-        let verified = match cached {
+        // The token's key, where it was computed: a snapshot hit asking the issuer reuses it.
+        let (verified, key) = match cached {
             Some(v) => {
                 log.cached = true;
-                v
+                (v, None)
             }
             None => {
                 // Hashed only off the cached path: the failed-verification memory's key, and
@@ -130,7 +131,7 @@ impl Engine {
                         let v = Rc::new(v);
                         self.verified
                             .insert(token, Rc::clone(&v), v.claims.exp, now);
-                        v
+                        (v, Some(key))
                     }
                     Err(unverified) => {
                         let decision = match unverified {
@@ -153,7 +154,7 @@ impl Engine {
             Revocation::Denied(reason) => self.deny(reason, route, log),
             Revocation::Confirm(trigger) => self.introspect(
                 token,
-                token_key(token),
+                key.unwrap_or_else(|| token_key(token)),
                 Some(Rc::clone(&claims)),
                 trigger,
                 route_index,
