@@ -199,7 +199,8 @@ pub struct DecisionLog {
 
 impl Decision {
     /// The parts every build must agree on, as the shared cases (`tests/cases/*.json`) hold
-    /// them: no log, no introspection request.
+    /// them: of the log only `token_hash` (the token's name in the denial's log line, never set
+    /// on an allow), no introspection request.
     pub fn normalized(&self) -> serde_json::Value {
         use serde_json::json;
         match self {
@@ -209,6 +210,7 @@ impl Decision {
                 "set_headers": a.set_headers,
                 "path": a.path,
                 "fail_open": a.fail_open.map(Reason::code),
+                "token_hash": a.log.token_hash,
             }),
             Decision::Deny(d) => json!({
                 "decision": "deny",
@@ -216,6 +218,7 @@ impl Decision {
                 "reason": d.reason.code(),
                 "www_authenticate": d.www_authenticate,
                 "body": d.body(),
+                "token_hash": d.log.token_hash,
             }),
             Decision::Introspect(_) => json!({"decision": "introspect"}),
         }

@@ -154,7 +154,12 @@ impl Engine {
             set_headers,
             path: None,
             fail_open,
-            log,
+            // The token's name is for the line a denial writes: an introspection that ends in
+            // an allow drops the one it carried (`DecisionLog::token_hash`).
+            log: DecisionLog {
+                token_hash: None,
+                ..log
+            },
         }
     }
 

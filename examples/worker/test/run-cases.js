@@ -12,7 +12,8 @@ function base64(text) {
   return out;
 }
 
-/** The parts of a decision every build must agree on (logs are adapter-specific). */
+/** The parts of a decision every build must agree on: of the log only `token_hash` (the rest is
+ * adapter-specific). */
 export function normalize(d) {
   switch (d.decision) {
     case "allow":
@@ -22,9 +23,17 @@ export function normalize(d) {
         set_headers: d.set_headers,
         path: d.path ?? null,
         fail_open: d.fail_open,
+        token_hash: d.log.token_hash ?? null,
       };
     case "deny":
-      return { decision: "deny", status: d.status, reason: d.reason, www_authenticate: d.www_authenticate, body: d.body };
+      return {
+        decision: "deny",
+        status: d.status,
+        reason: d.reason,
+        www_authenticate: d.www_authenticate,
+        body: d.body,
+        token_hash: d.log.token_hash ?? null,
+      };
     default:
       return { decision: "introspect" };
   }

@@ -62,6 +62,7 @@ fn normalize(decision: &Decision) -> Value {
             "set_headers": a.set_headers,
             "path": a.path,
             "fail_open": a.fail_open.map(reason_code),
+            "token_hash": a.log.token_hash,
         }),
         Decision::Deny(d) => json!({
             "decision": "deny",
@@ -69,6 +70,7 @@ fn normalize(decision: &Decision) -> Value {
             "reason": reason_code(d.reason),
             "www_authenticate": d.www_authenticate,
             "body": d.body,
+            "token_hash": d.log.token_hash,
         }),
         Decision::Introspect(_) => json!({"decision": "introspect"}),
     }

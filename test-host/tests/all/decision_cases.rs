@@ -21,8 +21,9 @@ fn reply(body: &[u8]) -> UpstreamReply {
     UpstreamReply::response(UpstreamResponse::new(200, &[], body))
 }
 
-/// The normalized answer (as tests/decision_cases.rs writes it) checked against what the client got.
-fn check(case: &Value, outcome: &Outcome) {
+/// The normalized answer (as tests/decision_cases.rs writes it) checked against what the client
+/// got, and a denial's `token_hash` against the denial's log line (`logs`: the proxy's log).
+fn check(case: &Value, outcome: &Outcome, logs: &[String]) {
     let name = &case["name"];
     let expect = &case["expect"];
     match (expect["decision"].as_str().unwrap(), outcome) {
@@ -71,6 +72,13 @@ fn check(case: &Value, outcome: &Outcome) {
                 expect["body"].as_str().unwrap(),
                 "{name}"
             );
+            let lines: Vec<Value> = logs
+                .iter()
+                .filter_map(|m| serde_json::from_str::<Value>(m).ok())
+                .filter(|line| line["event"] == "revguard.deny")
+                .collect();
+            assert_eq!(lines.len(), 1, "{name}: {logs:?}");
+            assert_eq!(lines[0]["token_hash"], expect["token_hash"], "{name}");
         }
         ("introspect", Outcome::Paused) => {}
         (want, got) => panic!("{name}: expected {want}, the filter gave {got:?}"),
@@ -176,9 +184,11 @@ fn run_file(engine: Engine, compiled: &Compiled, file: &Value) {
         for h in request["headers"].as_array().unwrap() {
             http = http.header(h[0].as_str().unwrap(), h[1].as_str().unwrap());
         }
+        proxy.take_logs();
         let (_, outcome) = proxy
             .run_request(0, http, Duration::from_millis(100))
             .unwrap();
-        check(case, &outcome);
+        let logs: Vec<String> = proxy.take_logs().into_iter().map(|l| l.message).collect();
+        check(case, &outcome, &logs);
     }
 }
